@@ -1,0 +1,8 @@
+"""The training-run auditor: probe a short stretch of training and say what will go wrong, and how to fix it."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("training-run-auditor")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+source"

@@ -1,0 +1,138 @@
+"""Step 4 of the data flow: rules read the evidence and yield findings.
+
+A rule is three plain things (after deepchecks' Check -> Condition -> Result): a measurement on the
+evidence, thresholds the user can override, and findings. Each rule lives in one file of `rules/` and
+carries its documentation, ruff-style: what it does, why it matters, an example, what to use instead,
+known problems, references.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
+
+from .errors import AuditError
+from .evidence import Evidence
+
+SEVERITIES = ("info", "warning", "error")
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+@dataclass
+class Finding:
+    rule: str
+    severity: str
+    title: str
+    diagnosis: str
+    fix: str
+    layers: list[str] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    default: float
+    help: str
+    source: str
+
+
+class Rule:
+    """Subclass, set the class attributes, implement `check`; put one instance in the module as `RULE`."""
+
+    id: str = ""
+    summary: str = ""
+    thresholds: dict[str, Threshold] = {}
+    why: str = ""
+    example: str = ""
+    use_instead: str = ""
+    known_problems: str = ""
+    references: tuple[str, ...] = ()
+
+    def check(self, evidence: Evidence, t: SimpleNamespace) -> Iterable[Finding]:
+        raise NotImplementedError
+
+    def finding(self, severity: str, title: str, diagnosis: str, fix: str, layers=(), **evidence) -> Finding:
+        return Finding(self.id, severity, title, diagnosis, fix, list(layers), _plain(evidence))
+
+    def explain(self) -> str:
+        lines = [f"{self.id}", "", f"What it does: {self.summary}", "", "Why is this bad?", self.why.strip()]
+        if self.example:
+            lines += ["", "Example:", _indent(self.example)]
+        if self.use_instead:
+            lines += ["", "Use instead:", _indent(self.use_instead)]
+        if self.known_problems:
+            lines += ["", "Known problems:", self.known_problems.strip()]
+        if self.thresholds:
+            lines += ["", "Options (override in [tool.auditor.rules." + self.id + "] or --set "
+                      + self.id + ".NAME=VALUE):"]
+            for name, th in self.thresholds.items():
+                lines.append(f"  {name} = {th.default}  {th.help} (source: {th.source})")
+        if self.references:
+            lines += ["", "References:"] + [f"  - {r}" for r in self.references]
+        return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.strip("\n").splitlines())
+
+
+def _plain(value):
+    """Evidence goes into JSON: numpy scalars and arrays become floats and lists, NaN becomes None."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def load_rules() -> dict[str, Rule]:
+    package = importlib.import_module("auditor.rules")
+    rules = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"auditor.rules.{info.name}")
+        rule = getattr(module, "RULE", None)
+        if isinstance(rule, Rule):
+            rules[rule.id] = rule
+    return rules
+
+
+def resolve_thresholds(rules: dict[str, Rule], overrides: dict[str, dict[str, float]]) -> dict[str, SimpleNamespace]:
+    for rule_id, values in overrides.items():
+        if rule_id not in rules:
+            raise AuditError(f"unknown rule {rule_id!r} in threshold overrides; `audit rules` lists them")
+        for name in values:
+            if name not in rules[rule_id].thresholds:
+                known = ", ".join(rules[rule_id].thresholds) or "none"
+                raise AuditError(f"rule {rule_id!r} has no threshold {name!r} (it has: {known})")
+    return {rid: SimpleNamespace(**{n: float(overrides.get(rid, {}).get(n, th.default))
+                                    for n, th in rule.thresholds.items()})
+            for rid, rule in rules.items()}
+
+
+def run_rules(evidence: Evidence, rules: dict[str, Rule], thresholds: dict[str, SimpleNamespace],
+              ignore: Iterable[str] = ()) -> list[Finding]:
+    ignore = set(ignore)
+    unknown = ignore - set(rules)
+    if unknown:
+        raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
+    findings = []
+    for rule_id, rule in rules.items():
+        if rule_id not in ignore:
+            findings.extend(rule.check(evidence, thresholds[rule_id]))
+    return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.rule))

@@ -1,0 +1,181 @@
+"""Step 3 of the data flow: what the probe measured, on the host, as plain numbers.
+
+Rules and reports only read this; nothing here touches the model or the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num/den where den is positive and both are finite; NaN (undefined) elsewhere, never inf."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    ok = np.isfinite(num) & np.isfinite(den) & (den > 0)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=ok)
+    return out
+
+
+def nanmedian(values) -> float:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
+@dataclass
+class ProbeInfo:
+    steps: int
+    steps_run: int
+    device: str
+    loss_fn: str
+    loss_fn_reason: str
+    loss_fn_default: bool
+    optimizer: str
+    optimizer_default: bool
+    seed: int
+    parameters: int
+    initial_loss: float | None = None
+    expected_initial_loss: float | None = None
+    expected_initial_loss_reason: str = ""
+    num_classes: int | None = None
+    logits_std: float | None = None
+    logits_mean: float | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    input_nonfinite: int = 0
+    seconds: float = 0.0
+    model_file: str = "<api>"
+    data_file: str = "<api>"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ParamSeries:
+    """One trainable tensor. Arrays are indexed by probe step."""
+
+    name: str
+    shape: tuple[int, ...]
+    role: str  # weight | bias | embedding | norm
+    module_type: str
+    order: int  # position of its module in the forward pass: 0 is nearest the input
+    grad_norm: np.ndarray
+    grad_std: np.ndarray
+    data_std: np.ndarray
+    update_std: np.ndarray
+    has_grad: np.ndarray  # bool per step: whether .grad was set after backward
+
+    @property
+    def zero_at_init(self) -> bool:
+        return not (np.isfinite(self.data_std[0]) and self.data_std[0] > 0) if self.data_std.size else True
+
+    @property
+    def grad_data_ratio(self) -> np.ndarray:
+        return safe_ratio(self.grad_std, self.data_std)
+
+    @property
+    def update_data_ratio(self) -> np.ndarray:
+        return safe_ratio(self.update_std, self.data_std)
+
+    @property
+    def received_grad(self) -> bool:
+        return bool(self.has_grad.any())
+
+    @property
+    def nonfinite_grad_steps(self) -> np.ndarray:
+        return np.where(self.has_grad & ~np.isfinite(self.grad_norm))[0]
+
+
+@dataclass
+class ActivationSeries:
+    name: str
+    kind: str  # tanh | sigmoid | relu | leaky_relu | smooth
+    units: int
+    order: int
+    mean: np.ndarray
+    std: np.ndarray
+    saturated: np.ndarray
+    dead: np.ndarray
+    grad_mean: np.ndarray
+    grad_std: np.ndarray
+    histograms: dict[int, np.ndarray] = field(default_factory=dict)
+    grad_histograms: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Evidence:
+    probe: ProbeInfo
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    params: list[ParamSeries]
+    activations: list[ActivationSeries]
+    initial_losses: list[float] = field(default_factory=list)
+
+    def matrices(self) -> list[ParamSeries]:
+        """Weight matrices and conv kernels in forward order: the tensors the lecture's plots look at.
+
+        Biases, norm gains and tensors that start at zero are left out: their std is 0 or ~1 by design,
+        and a ratio against it says nothing about learning speed.
+        """
+        return sorted((p for p in self.params if p.role in ("weight", "embedding") and not p.zero_at_init),
+                      key=lambda p: p.order)
+
+    def window(self, fraction: float = 0.5) -> slice:
+        """The later part of the probe, past the first optimizer steps' transients."""
+        n = self.probe.steps_run
+        return slice(min(int(n * (1 - fraction)), max(n - 1, 0)), n)
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """Numbers in diagnoses: plain for ordinary magnitudes, scientific for tiny or huge ones."""
+    if x is None or not np.isfinite(x):
+        return "nan" if x is not None and np.isnan(x) else str(x)
+    if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4):
+        return f"{x:.2e}"
+    return f"{x:.{digits}g}"
+
+
+def smooth(values: np.ndarray, window: int = 5) -> np.ndarray:
+    """Centred running median: keeps steps and jumps, drops single-batch noise."""
+    values = np.asarray(values, dtype=float)
+    half = window // 2
+    return np.array([np.nanmedian(values[max(0, i - half): i + half + 1]) for i in range(values.size)])
+
+
+def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
+    """Gradient scale layer by layer, input side first, as the median over the probe.
+
+    The gradient at each activation's output is the cleanest profile (the lecture's backward-pass
+    histograms); models with fewer than two traced activations fall back to weight-gradient stds.
+    """
+    acts = [a for a in ev.activations if np.isfinite(a.grad_std).any()]
+    if len(acts) >= 2:
+        return [a.name for a in acts], np.array([nanmedian(a.grad_std) for a in acts]), "activation gradients"
+    mats = [p for p in ev.matrices() if p.role == "weight"]
+    return [p.name for p in mats], np.array([nanmedian(p.grad_std) for p in mats]), "weight gradients"
+
+
+def loss_prefix(ev: Evidence) -> np.ndarray:
+    """The loss curve up to its first non-finite value."""
+    bad = ~np.isfinite(ev.loss)
+    return ev.loss[: int(np.argmax(bad))] if bad.any() else ev.loss
+
+
+def update_level(ev: Evidence) -> tuple[float, dict[str, float]]:
+    """Median over weight matrices of log10 std(dw)/std(w) in the later half of the probe."""
+    per_layer = {}
+    for p in ev.matrices():
+        r = nanmedian(p.update_data_ratio[ev.window()])
+        if np.isfinite(r) and r > 0:
+            per_layer[p.name] = float(np.log10(r))
+    return (float(np.median(list(per_layer.values()))) if per_layer else float("nan")), per_layer
+
+
+ADAPTIVE = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SparseAdam",
+            "Adafactor", "LBFGS")
+
+
+def is_adaptive(ev: Evidence) -> bool:
+    return ev.probe.optimizer.split("(")[0] in ADAPTIVE

@@ -1,0 +1,135 @@
+"""Step 1 of the data flow: import the user's model.py and loader.py and resolve the contract.
+
+model.py:  `model` (an nn.Module) or `build_model()`; optional `loss_fn(output, target)`,
+           `make_optimizer(params)`, `training_step(model, batch)`.
+loader.py: `train_loader` (or `loader`) or `build_loader()`; optional `val_loader`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from .errors import AuditError, from_user_exception
+
+
+@dataclass
+class UserSetup:
+    model: nn.Module
+    train_loader: Iterable
+    val_loader: Iterable | None = None
+    loss_fn: Callable | None = None
+    make_optimizer: Callable | None = None
+    training_step: Callable | None = None
+    model_file: str = "<api>"
+    data_file: str = "<api>"
+
+
+def import_user_file(path: str | Path, role: str) -> ModuleType:
+    path = Path(path)
+    if not path.exists():
+        raise AuditError(f"{path}: no such file; pass the path to your {role} (a .py file)")
+    if path.is_dir() or path.suffix != ".py":
+        raise AuditError(f"{path}: expected a Python file (.py) for the {role}")
+    name = f"_audited_{role.replace('.', '_')}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    # The user's file may import its neighbours (a shared data.py, say), as it would when run directly.
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SystemExit as exc:
+        raise AuditError(f"{path}: the file called exit({exc.code}) while being imported; guard "
+                         "script code with `if __name__ == '__main__':`") from None
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise from_user_exception(exc, f"importing {path}") from None
+    finally:
+        if sys.path and sys.path[0] == folder:
+            sys.path.pop(0)
+    return module
+
+
+def call_user(fn: Callable, *args, what: str):
+    """Call a function of the user's; an exception becomes an AuditError pointing at their frames."""
+    try:
+        return fn(*args)
+    except (AuditError, StopIteration):
+        raise
+    except Exception as exc:
+        raise from_user_exception(exc, what) from None
+
+
+def _optional_callable(module: ModuleType, name: str, path: str) -> Callable | None:
+    value = getattr(module, name, None)
+    if value is not None and not callable(value):
+        raise AuditError(f"{path}: `{name}` must be a function, got {type(value).__name__}")
+    return value
+
+
+def resolve_model(module: ModuleType, path: str) -> nn.Module:
+    if hasattr(module, "model"):
+        model = module.model
+        source = "`model`"
+    elif callable(getattr(module, "build_model", None)):
+        model = call_user(module.build_model, what=f"calling build_model() in {path}")
+        source = "build_model()"
+    else:
+        raise AuditError(f"{path}: defines neither `model` (an nn.Module) nor `build_model()`; add one of them")
+    if not isinstance(model, nn.Module):
+        raise AuditError(f"{path}: {source} is a {type(model).__name__}, expected a torch.nn.Module")
+    if not any(True for _ in model.parameters()):
+        raise AuditError(f"{path}: the model has no parameters, so there is nothing to train")
+    return model
+
+
+def resolve_loader(module: ModuleType, path: str, required: bool = True) -> Iterable | None:
+    for name in ("train_loader", "loader"):
+        if getattr(module, name, None) is not None:
+            loader, source = getattr(module, name), f"`{name}`"
+            break
+    else:
+        if callable(getattr(module, "build_loader", None)):
+            loader = call_user(module.build_loader, what=f"calling build_loader() in {path}")
+            source = "build_loader()"
+        elif required:
+            raise AuditError(f"{path}: defines neither `train_loader` (or `loader`) nor `build_loader()`; "
+                             "add one of them, or pass --data loader.py")
+        else:
+            return None
+    if isinstance(loader, torch.Tensor) or not isinstance(loader, Iterable):
+        raise AuditError(f"{path}: {source} is a {type(loader).__name__}, expected an iterable of batches "
+                         "(a DataLoader, a list of (inputs, targets), a generator, ...)")
+    return loader
+
+
+def load_files(model_path: str | Path, data_path: str | Path | None) -> UserSetup:
+    model_module = import_user_file(model_path, "model.py")
+    data_module = import_user_file(data_path, "loader.py") if data_path else model_module
+    data_file = str(data_path or model_path)
+    model = resolve_model(model_module, str(model_path))
+    train_loader = resolve_loader(data_module, data_file, required=False)
+    if train_loader is None:
+        hint = "" if data_path else "; pass --data loader.py"
+        raise AuditError(f"{data_file}: defines neither `train_loader` (or `loader`) nor `build_loader()`{hint}")
+    val_loader = getattr(data_module, "val_loader", None)
+    return UserSetup(
+        model=model,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        loss_fn=_optional_callable(model_module, "loss_fn", str(model_path)),
+        make_optimizer=_optional_callable(model_module, "make_optimizer", str(model_path)),
+        training_step=_optional_callable(model_module, "training_step", str(model_path)),
+        model_file=str(model_path),
+        data_file=data_file,
+    )

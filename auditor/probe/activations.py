@@ -1,0 +1,192 @@
+"""Find every activation, whether an `nn.Tanh` module or a plain `torch.tanh(...)` inside `forward`.
+
+A TorchFunctionMode sees each call of an activation function once (module activations call the same
+functions), so the lecture-style code `h = torch.tanh(hpreact)` is traced as well as `nn.ReLU()`.
+A module stack kept by forward hooks names each activation by module path, or by call site when the
+call sits inside a larger module's `forward`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .devicelog import DeviceLog
+
+# Thresholds on the activation's output (tanh, sigmoid) or input (ReLU family). The 0.97 band is the
+# makemore lecture's saturation test; "dead" asks that a unit be in its flat region for every sample.
+TANH_SATURATED = 0.97
+TANH_DEAD = 0.99
+SIGMOID_SATURATED = 0.03  # within 0.03 of 0 or 1
+SIGMOID_DEAD = 0.01
+# GELU, SiLU, ELU, Mish, Softplus: below -6 their slope is under ~1.5e-2, as flat as a dead ReLU is.
+SMOOTH_DEAD_BELOW = -6.0
+
+HISTOGRAM_SAMPLES = 4096
+
+_ACTIVATION_KINDS = {
+    torch.tanh: "tanh", torch.Tensor.tanh: "tanh", torch.tanh_: "tanh", torch.Tensor.tanh_: "tanh",
+    F.tanh: "tanh",
+    torch.sigmoid: "sigmoid", torch.Tensor.sigmoid: "sigmoid", torch.sigmoid_: "sigmoid",
+    torch.Tensor.sigmoid_: "sigmoid", F.sigmoid: "sigmoid",
+    torch.relu: "relu", torch.Tensor.relu: "relu", torch.relu_: "relu", torch.Tensor.relu_: "relu",
+    F.relu: "relu", F.relu_: "relu", F.relu6: "relu",
+    F.leaky_relu: "leaky_relu",
+    F.gelu: "smooth", F.silu: "smooth", F.elu: "smooth", F.mish: "smooth", F.softplus: "smooth",
+}
+# nn.ReLU6 and nn.Hardtanh reach F.hardtanh; only count it when an activation module called it.
+_HARDTANH = {F.hardtanh, F.hardtanh_}
+
+_SKIP_DIRS = (str(Path(torch.__file__).resolve().parent), str(Path(__file__).resolve().parents[1]))
+
+
+def unit_dim(ndim: int) -> int:
+    """Which dimension holds the units: features of (B, H), channels of (B, C, H, W), the last of (B, T, C)."""
+    if ndim == 3:
+        return 2
+    return 1 if ndim >= 2 else 0
+
+
+def _reduce_dims(ndim: int) -> tuple[int, ...]:
+    u = unit_dim(ndim)
+    return tuple(d for d in range(ndim) if d != u)
+
+
+def _call_site(func) -> str:
+    frame = sys._getframe(3)
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
+        frame = frame.f_back
+    fname = getattr(func, "__name__", "act")
+    if frame is None:
+        return fname
+    return f"{fname}@{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+
+
+class ActivationTracer(TorchFunctionMode):
+    """Records per-step statistics of each activation into a DeviceLog while active."""
+
+    def __init__(self, model: nn.Module, log: DeviceLog, histogram_steps: set[int]):
+        super().__init__()
+        self.log = log
+        self.histogram_steps = histogram_steps
+        self.step = 0
+        self.kinds: dict[str, str] = {}
+        self.units: dict[str, int] = {}
+        self.module_order: list[str] = []
+        self._stack: list[tuple[str, nn.Module]] = []
+        self._counts: Counter = Counter()
+        self._seen_modules: set[str] = set()
+        self._handles = []
+        for name, module in model.named_modules():
+            self._handles.append(module.register_forward_pre_hook(partial(self._enter, name)))
+            self._handles.append(module.register_forward_hook(partial(self._exit, name)))
+
+    def remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _enter(self, name, module, args):
+        if name == "":
+            # A new forward pass of the whole model; a previous one that raised may have left entries.
+            self._stack.clear()
+            self._counts.clear()
+        if name not in self._seen_modules:
+            self._seen_modules.add(name)
+            self.module_order.append(name)
+        self._stack.append((name, module))
+
+    def _exit(self, name, module, args, output):
+        if self._stack and self._stack[-1][0] == name:
+            self._stack.pop()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        kind = _ACTIVATION_KINDS.get(func)
+        if kind is None and func in _HARDTANH and self._in_activation_module():
+            kind = "relu" if args[1:3] == (0.0, 6.0) else "hardtanh"
+        if kind is None or kind == "hardtanh":
+            return func(*args, **kwargs)
+        x = args[0] if args else kwargs.get("input")
+        # Smooth ReLUs are judged on their input, which an in-place call would overwrite.
+        pre_max = None
+        if kind == "smooth" and isinstance(x, torch.Tensor) and x.ndim >= 1:
+            pre_max = x.detach().amax(dim=_reduce_dims(x.ndim)) if x.ndim > 1 else x.detach()
+        out = func(*args, **kwargs)
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and out.numel() > 1:
+            self._record(self._name(func), kind, out, pre_max)
+        return out
+
+    def _in_activation_module(self) -> bool:
+        return bool(self._stack) and type(self._stack[-1][1]).__module__ == "torch.nn.modules.activation"
+
+    def _name(self, func) -> str:
+        path = self._stack[-1][0] if self._stack else ""
+        if self._in_activation_module():
+            base = path
+        else:
+            site = _call_site(func)
+            base = f"{path}:{site}" if path else site
+        self._counts[base] += 1
+        n = self._counts[base]
+        return base if n == 1 else f"{base}#{n}"
+
+    def _record(self, name: str, kind: str, out: torch.Tensor, pre_max) -> None:
+        step = self.step
+        self.kinds.setdefault(name, kind)
+        with torch.no_grad():
+            o = out.detach()
+            if o.dtype in (torch.float16, torch.bfloat16):
+                o = o.float()
+            self.units.setdefault(name, o.shape[unit_dim(o.ndim)] if o.ndim > 1 else o.numel())
+            dims = _reduce_dims(o.ndim) if o.ndim > 1 else ()
+            std, mean = torch.std_mean(o)
+            nan = torch.full((), float("nan"), device=o.device)
+            if kind == "tanh":
+                a = o.abs()
+                saturated = (a > TANH_SATURATED).float().mean()
+                per_unit = a.amin(dim=dims) if dims else a
+                dead = (per_unit > TANH_DEAD).float().mean()
+            elif kind == "sigmoid":
+                a = (o - 0.5).abs()
+                saturated = (a > 0.5 - SIGMOID_SATURATED).float().mean()
+                per_unit = a.amin(dim=dims) if dims else a
+                dead = (per_unit > 0.5 - SIGMOID_DEAD).float().mean()
+            elif kind == "relu":
+                saturated = nan
+                per_unit = o.amax(dim=dims) if dims else o
+                dead = (per_unit <= 0).float().mean()
+            elif kind == "smooth" and pre_max is not None:
+                saturated = nan
+                dead = (pre_max.float() < SMOOTH_DEAD_BELOW).float().mean()
+            else:  # leaky ReLU keeps a slope everywhere: it cannot die
+                saturated = nan
+                dead = nan
+            self.log.put(f"act/{name}", torch.stack([mean, std, saturated, dead]), step)
+            if step in self.histogram_steps:
+                self.log.put(f"acthist/{name}", _sample(o), step)
+        if out.requires_grad:
+            out.register_hook(partial(self._record_grad, name, step))
+
+    def _record_grad(self, name: str, step: int, grad: torch.Tensor):
+        with torch.no_grad():
+            g = grad.detach().float()
+            std, mean = torch.std_mean(g)
+            self.log.put(f"actgrad/{name}", torch.stack([mean, std]), step)
+            if step in self.histogram_steps:
+                self.log.put(f"actgradhist/{name}", _sample(g), step)
+        return None
+
+
+def _sample(t: torch.Tensor) -> torch.Tensor:
+    """A deterministic, evenly strided subsample for histograms; the host bins it after the probe."""
+    flat = t.reshape(-1)
+    stride = max(1, flat.numel() // HISTOGRAM_SAMPLES)
+    return flat[::stride][:HISTOGRAM_SAMPLES].float()

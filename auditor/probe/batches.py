@@ -1,0 +1,229 @@
+"""Batches and the loss: pull batches from the user's loader, check them, and turn one into a loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import AuditError
+from ..load import call_user
+
+IGNORE_INDEX = -100  # F.cross_entropy's default: targets equal to it are skipped, so they are allowed
+
+
+def to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(b, device) for b in batch))
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _describe(batch) -> str:
+    if isinstance(batch, torch.Tensor):
+        return f"a tensor of shape {tuple(batch.shape)}"
+    if isinstance(batch, dict):
+        return f"a dict with keys {sorted(map(str, batch))[:6]}"
+    if isinstance(batch, list | tuple):
+        return f"a {type(batch).__name__} of {len(batch)} items"
+    return f"a {type(batch).__name__}"
+
+
+class BatchStream:
+    """Batch i of the probe. Re-iterates the loader when it runs out, like a second epoch would."""
+
+    def __init__(self, loader: Iterable, device: torch.device, data_file: str, check: Callable | None = None):
+        self.loader, self.device, self.data_file = loader, device, data_file
+        self.check = check
+        self.exhausted = False
+        self._iter = None
+        self._epoch_len = 0
+        self._index = 0
+
+    def _next_raw(self):
+        if self._iter is None:
+            self._iter = self._new_iter()
+        try:
+            batch = call_user(next, self._iter, what=f"reading a batch from the loader in {self.data_file}")
+        except StopIteration:
+            if self._epoch_len == 0 and self._index == 0:
+                raise AuditError(f"{self.data_file}: the loader yielded no batches; check the dataset "
+                                 "is not empty and drop_last does not drop every batch") from None
+            self._iter = self._new_iter()
+            self._epoch_len = 0
+            try:
+                batch = call_user(next, self._iter, what=f"reading a batch from the loader in {self.data_file}")
+            except StopIteration:
+                # A generator is not re-iterable: the probe ends with the batches it had.
+                self.exhausted = True
+                return None
+        self._epoch_len += 1
+        self._index += 1
+        return batch
+
+    def _new_iter(self):
+        return call_user(iter, self.loader, what=f"iterating the loader in {self.data_file}")
+
+    def next(self):
+        batch = self._next_raw()
+        if batch is None:
+            return None
+        if self.check is not None:
+            self.check(batch)
+        return to_device(batch, self.device)
+
+
+@dataclass
+class LossChoice:
+    name: str
+    reason: str
+    default: bool
+    num_classes: int | None = None
+    class_dim: int | None = None
+
+
+def _cross_entropy_layout(output: torch.Tensor, target: torch.Tensor) -> int | None:
+    """Where the class dimension is: last (B, T, C) vs (B, T), or second (B, C, H, W) vs (B, H, W)."""
+    if output.ndim >= 2 and tuple(output.shape[:-1]) == tuple(target.shape):
+        return output.ndim - 1
+    if output.ndim >= 2 and output.shape[0] == target.shape[0] and output.shape[2:] == target.shape[1:]:
+        return 1
+    return None
+
+
+class LossComputer:
+    """Computes the loss of one batch the way the user's code would, and says which loss that is."""
+
+    def __init__(self, loss_fn: Callable | None, training_step: Callable | None, model_file: str,
+                 data_file: str):
+        self.loss_fn, self.training_step = loss_fn, training_step
+        self.model_file, self.data_file = model_file, data_file
+        self.choice: LossChoice | None = None
+
+    def unpack(self, batch):
+        if isinstance(batch, list | tuple) and len(batch) == 2 and not hasattr(batch, "_fields"):
+            return batch
+        raise AuditError(f"{self.data_file}: a batch is {_describe(batch)}, but without `training_step` the "
+                         "auditor expects (inputs, targets); define training_step(model, batch) in "
+                         f"{self.model_file} to say how a batch becomes a loss")
+
+    def forward(self, model: nn.Module, inputs):
+        if isinstance(inputs, dict):
+            return model(**inputs)
+        if isinstance(inputs, list | tuple):
+            return model(*inputs)
+        return model(inputs)
+
+    def __call__(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return (loss, output); output is None when a training_step hides it."""
+        if self.training_step is not None:
+            if self.choice is None:
+                self.choice = LossChoice("training_step", f"training_step() in {self.model_file} returns the "
+                                         "loss", default=False)
+            loss = self.training_step(model, batch)
+            self._check_scalar(loss, "training_step")
+            return loss, None
+        inputs, target = self.unpack(batch)
+        output = self.forward(model, inputs)
+        if self.choice is None:
+            self.choice = self._choose(output, target)
+            if self.choice.num_classes:
+                # Before the first loss: out-of-range targets are a device-side assert on CUDA.
+                self.check_targets(batch, self.choice.num_classes, on_device=True)
+        if self.loss_fn is not None:
+            loss = self.loss_fn(output, target)
+            self._check_scalar(loss, "loss_fn")
+            return loss, output
+        if self.choice.name == "cross_entropy":
+            c = self.choice.class_dim
+            if c == output.ndim - 1:
+                loss = F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
+            else:
+                loss = F.cross_entropy(output, target)
+        else:
+            loss = F.mse_loss(output.reshape(target.shape), target)
+        return loss, output
+
+    def _check_scalar(self, loss, source: str) -> None:
+        if not isinstance(loss, torch.Tensor):
+            raise AuditError(f"{self.model_file}: {source} returned a {type(loss).__name__}, expected a scalar "
+                             "tensor (the loss)")
+        if loss.numel() != 1:
+            raise AuditError(f"{self.model_file}: {source} returned a tensor of shape {tuple(loss.shape)}, "
+                             "expected a scalar loss; reduce it, e.g. with .mean()")
+        if not loss.is_floating_point():
+            raise AuditError(f"{self.model_file}: {source} returned an integer tensor, expected a float loss")
+
+    def _choose(self, output, target) -> LossChoice:
+        if not isinstance(output, torch.Tensor):
+            if self.loss_fn is not None:
+                return LossChoice("loss_fn", f"loss_fn() in {self.model_file}", default=False)
+            raise AuditError(f"{self.model_file}: the model returned {_describe(output)}, not a tensor; define "
+                             "loss_fn(output, target) or training_step(model, batch) in it")
+        if not isinstance(target, torch.Tensor):
+            if self.loss_fn is not None:
+                return LossChoice("loss_fn", f"loss_fn() in {self.model_file}", default=False)
+            raise AuditError(f"{self.data_file}: targets are {_describe(target)}, expected a tensor; define "
+                             f"loss_fn(output, target) in {self.model_file} for other targets")
+        is_index = not target.is_floating_point() and not target.is_complex() and target.dtype != torch.bool
+        class_dim = _cross_entropy_layout(output, target) if is_index else None
+        if self.loss_fn is not None:
+            ce = self.loss_fn is F.cross_entropy or isinstance(self.loss_fn, nn.CrossEntropyLoss)
+            classes = output.shape[class_dim] if (ce and class_dim is not None) else None
+            return LossChoice("loss_fn", f"loss_fn() in {self.model_file}", default=False,
+                              num_classes=classes, class_dim=class_dim)
+        if is_index:
+            if class_dim is None:
+                raise AuditError(f"{self.data_file}: integer targets of shape {tuple(target.shape)} do not match "
+                                 f"the model's output of shape {tuple(output.shape)}; for class indices the "
+                                 "output needs one extra class dimension, or define loss_fn(output, target)")
+            classes = output.shape[class_dim]
+            if classes < 2:
+                raise AuditError(f"{self.model_file}: the output has a single class; for binary targets return "
+                                 "two logits, or define loss_fn = nn.BCEWithLogitsLoss() with float targets")
+            where = "last" if class_dim == output.ndim - 1 else "second"
+            return LossChoice("cross_entropy", f"targets are integer class indices and the output's {where} "
+                              f"dimension holds {classes} classes", default=True, num_classes=classes,
+                              class_dim=class_dim)
+        if output.shape != target.shape:
+            if output.numel() != target.numel():
+                raise AuditError(f"{self.data_file}: float targets of shape {tuple(target.shape)} do not match "
+                                 f"the output of shape {tuple(output.shape)}; define loss_fn(output, target)")
+            return LossChoice("mse", f"targets are floats; the output of shape {tuple(output.shape)} is "
+                              f"compared with targets of shape {tuple(target.shape)} element by element",
+                              default=True)
+        return LossChoice("mse", "targets are floats of the same shape as the output", default=True)
+
+    def check_targets(self, batch, num_classes: int, on_device: bool = False) -> None:
+        """Class indices must lie in [0, C). Checked on the loader's host copy before it moves to a GPU;
+        `on_device` allows the one sync it takes to check a batch that is already there."""
+        _, target = self.unpack(batch)
+        if not isinstance(target, torch.Tensor) or target.numel() == 0 or (target.is_cuda and not on_device):
+            return
+        valid = target[target != IGNORE_INDEX]
+        if valid.numel() == 0:
+            return
+        lo, hi = int(valid.min()), int(valid.max())
+        if lo < 0 or hi >= num_classes:
+            raise AuditError(f"{self.data_file}: targets range from {lo} to {hi}, but the model outputs "
+                             f"{num_classes} classes (valid targets are 0..{num_classes - 1}); fix the labels "
+                             "or the size of the output layer")
+
+
+def expected_initial_loss(choice: LossChoice, targets: list[torch.Tensor]) -> tuple[float | None, str]:
+    """What a well-initialised model should score before any training, and why."""
+    if choice.num_classes:
+        return math.log(choice.num_classes), f"-ln(1/{choice.num_classes}) for {choice.num_classes} equally likely classes"
+    if choice.name == "mse" and targets:
+        y = torch.cat([t.detach().float().reshape(-1) for t in targets])
+        return float((y * y).mean()), "mean(target²), the loss of an output near zero"
+    return None, "unknown for this loss"

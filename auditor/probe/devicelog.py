@@ -1,0 +1,58 @@
+"""Statistics stay on the device while the probe runs and come back to the host in one transfer."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+
+class DeviceLog:
+    """Append-only store of small device tensors, keyed by name, read back in bulk at the end.
+
+    Nothing here calls `.item()` or `.cpu()` while recording: the hooks that feed it never wait for the
+    device, so the probe runs at the pace of plain training.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._steps: dict[str, list[int]] = defaultdict(list)
+
+    def put(self, key: str, value: torch.Tensor, step: int) -> None:
+        self._values[key].append(value.detach())
+        self._steps[key].append(step)
+
+    def keys(self):
+        return self._values.keys()
+
+    def read_back(self) -> dict[str, tuple[list[int], list[np.ndarray]]]:
+        """Return `{key: (steps, [array per entry])}` after a single device-to-host copy."""
+        keys = list(self._values)
+        entries = [t for k in keys for t in self._values[k]]
+        if not entries:
+            return {}
+        device = entries[0].device
+        flat = torch.cat([t.reshape(-1).to(device=device, dtype=torch.float32) for t in entries])
+        host = flat.cpu().numpy()
+        out, offset = {}, 0
+        for key in keys:
+            arrays = []
+            for t in self._values[key]:
+                n = t.numel()
+                arrays.append(host[offset:offset + n].reshape(tuple(t.shape)))
+                offset += n
+            out[key] = (list(self._steps[key]), arrays)
+        return out
+
+
+def stacked(series: tuple[list[int], list[np.ndarray]] | None, steps: int, width: int | None = None) -> np.ndarray:
+    """Lay a recorded series out as an array indexed by step; steps with no record are NaN."""
+    if width is None:
+        width = series[1][0].size if series and series[1] else 1
+    table = np.full((steps, width), np.nan, dtype=np.float64)
+    if series:
+        for step, value in zip(*series, strict=True):
+            if step < steps:
+                table[step] = value.reshape(-1)
+    return table

@@ -1,0 +1,255 @@
+"""Step 2 of the data flow: replay a short stretch of training on a copy of the model and measure it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import AuditError, from_user_exception
+from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
+from ..load import UserSetup, call_user
+from .activations import ActivationTracer
+from .batches import BatchStream, LossComputer, expected_initial_loss
+from .devicelog import DeviceLog, stacked
+from .params import ParamTracker
+from .state import copy_model, copy_optimizer, preserved_rng, seed_everything
+
+DEFAULT_STEPS = 100
+INIT_BATCHES = 4
+# The loss is checked for NaN every this many steps, so that a probe that blew up stops early without
+# a host sync on every step.
+NAN_CHECK_EVERY = 10
+DEFAULT_OPTIMIZER = "AdamW(lr=1e-3)"
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclass
+class ProbeOptions:
+    steps: int = DEFAULT_STEPS
+    seed: int = 0
+    device: str | None = None
+
+
+def _model_device(model: nn.Module, override: str | None) -> torch.device:
+    if override:
+        try:
+            return torch.device(override)
+        except RuntimeError as exc:
+            raise AuditError(f"--device {override!r} is not a device torch knows: {exc}") from None
+    return next(model.parameters()).device
+
+
+def _describe_optimizer(opt: torch.optim.Optimizer) -> str:
+    group = opt.param_groups[0]
+    keys = ("lr", "momentum", "betas", "weight_decay", "nesterov")
+    shown = [f"{k}={group[k]}" for k in keys if k in group and group[k] not in (None, False)]
+    more = f", {len(opt.param_groups)} groups" if len(opt.param_groups) > 1 else ""
+    return f"{type(opt).__name__}({', '.join(shown)}{more})"
+
+
+def _build_optimizer(setup: UserSetup, model: nn.Module, optimizer):
+    if optimizer is not None:
+        return copy_optimizer(optimizer, setup.model, model), False
+    if setup.make_optimizer is None:
+        return torch.optim.AdamW(model.parameters(), lr=1e-3), True
+    opt = call_user(setup.make_optimizer, model.parameters(),
+                    what=f"calling make_optimizer() in {setup.model_file}")
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise AuditError(f"{setup.model_file}: make_optimizer() returned a {type(opt).__name__}, expected a "
+                         "torch.optim.Optimizer")
+    return opt, False
+
+
+def _role(module: nn.Module, param: nn.Parameter) -> str:
+    if isinstance(module, nn.Embedding):
+        return "embedding"
+    if isinstance(module, _NORM_TYPES) or type(module).__name__.lower().endswith("norm"):
+        return "norm"
+    return "weight" if param.ndim >= 2 else "bias"
+
+
+def _param_table(model: nn.Module, module_order: list[str]) -> list[tuple[str, nn.Parameter, str, str, int]]:
+    rank = {name: i for i, name in enumerate(module_order)}
+    rows = []
+    for index, (name, param) in enumerate(model.named_parameters()):
+        if not param.requires_grad:
+            continue
+        owner_name = name.rpartition(".")[0]
+        owner = model.get_submodule(owner_name)
+        order = rank.get(owner_name, len(rank)) * 10_000 + index
+        rows.append((name, param, _role(owner, param), type(owner).__name__, order))
+    return rows
+
+
+def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=None,
+              progress: Callable[[int], None] | None = None) -> Evidence:
+    options = options or ProbeOptions()
+    if options.steps < 1:
+        raise AuditError(f"--steps must be at least 1, got {options.steps}")
+    device = _model_device(setup.model, options.device)
+    started = time.perf_counter()
+    with preserved_rng(device):
+        seed_everything(options.seed)
+        model = copy_model(setup.model).to(device)
+        model.train()
+        opt, opt_default = _build_optimizer(setup, model, optimizer)
+        losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
+        return _probe(setup, options, model, opt, opt_default, losses, device, started, progress)
+
+
+def _probe(setup, options, model, opt, opt_default, losses, device, started, progress) -> Evidence:
+    log = DeviceLog()
+    stream = BatchStream(setup.train_loader, device, setup.data_file)
+    first = stream.next()
+    what = f"running the model from {setup.model_file} on a batch from {setup.data_file}"
+
+    def compute(batch):
+        try:
+            return losses(model, batch)
+        except AuditError:
+            raise
+        except Exception as exc:
+            raise from_user_exception(exc, what) from None
+
+    # Loss at initialisation, over a few batches, before the model has seen an update.
+    init_batches = [first]
+    with torch.no_grad():
+        loss0, out0 = compute(first)
+        choice = losses.choice
+        if choice.num_classes:
+            stream.check = lambda b: losses.check_targets(b, choice.num_classes)
+        init_losses, outputs = [loss0.detach().float()], [out0]
+        for _ in range(INIT_BATCHES - 1):
+            batch = stream.next()
+            if batch is None:
+                break
+            init_batches.append(batch)
+            loss_i, out_i = compute(batch)
+            init_losses.append(loss_i.detach().float())
+            outputs.append(out_i)
+    targets = [b[1] for b in init_batches if losses.training_step is None and isinstance(b[1], torch.Tensor)]
+    expected, expected_reason = expected_initial_loss(choice, targets)
+
+    histogram_steps = {0, options.steps // 2, options.steps - 1}
+    tracer = ActivationTracer(model, log, histogram_steps)
+    steps_run = 0
+    try:
+        pending = list(init_batches)
+        for step in range(options.steps):
+            batch = pending.pop(0) if pending else stream.next()
+            if batch is None:
+                break
+            tracer.step = step
+            opt.zero_grad(set_to_none=True)
+            with tracer:
+                loss, _ = compute(batch)
+            if step == 0:
+                if not loss.requires_grad:
+                    raise AuditError(f"{setup.model_file}: the loss does not depend on any trainable parameter "
+                                     "(it has no grad_fn); check that nothing detaches it or runs under no_grad")
+                params = ParamTracker([(n, p) for n, p, *_ in _param_table(model, tracer.module_order)], log)
+            log.put("loss", loss.detach().float().reshape(()), step)
+            try:
+                loss.backward()
+            except Exception as exc:
+                raise from_user_exception(exc, f"computing gradients at probe step {step}") from None
+            params.after_backward(step)
+            try:
+                opt.step()
+            except Exception as exc:
+                raise from_user_exception(exc, f"taking an optimizer step at probe step {step}") from None
+            params.after_step(step)
+            steps_run = step + 1
+            if progress:
+                progress(step)
+            if steps_run % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss.detach()).item():
+                break
+        table = _param_table(model, tracer.module_order)
+    finally:
+        tracer.remove_hooks()
+
+    logits = [o for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point()]
+    for i, value in enumerate(init_losses):
+        log.put("init_loss", value.reshape(()), i)
+    if logits:
+        flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
+        log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
+    host = log.read_back()
+    info = ProbeInfo(
+        steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=choice.name,
+        loss_fn_reason=choice.reason, loss_fn_default=choice.default, optimizer=_describe_optimizer(opt),
+        optimizer_default=opt_default, seed=options.seed,
+        parameters=sum(p.numel() for p in model.parameters()),
+        expected_initial_loss=expected, expected_initial_loss_reason=expected_reason,
+        num_classes=choice.num_classes, batch_size=_batch_size(first), lr=opt.param_groups[0].get("lr"),
+        input_nonfinite=_nonfinite_inputs(init_batches),
+        model_file=setup.model_file, data_file=setup.data_file,
+    )
+    if opt_default:
+        info.notes.append(f"no make_optimizer() in {setup.model_file}: probed with the default {DEFAULT_OPTIMIZER}")
+    if stream.exhausted:
+        info.notes.append(f"the loader could not be iterated again: the probe ran {steps_run} steps")
+    init = np.array([a.item() for a in host["init_loss"][1]])
+    info.initial_loss = float(np.mean(init)) if np.isfinite(init).all() else float("nan")
+    if "logits" in host:
+        info.logits_std, info.logits_mean = (float(v) for v in host["logits"][1][0])
+    evidence = _assemble(info, host, table, tracer, steps_run)
+    evidence.initial_losses = [float(v) for v in init]
+    info.seconds = time.perf_counter() - started
+    return evidence
+
+
+def _nonfinite_inputs(batches) -> int:
+    # One host sync, once: NaN in the data is the commonest cause of a NaN loss at step 0.
+    counts = [(~torch.isfinite(t)).sum() for b in batches for t in _tensors(b) if t.is_floating_point()]
+    return int(torch.stack(counts).sum()) if counts else 0
+
+
+def _tensors(batch):
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, list | tuple):
+        for b in batch:
+            yield from _tensors(b)
+    elif isinstance(batch, dict):
+        for b in batch.values():
+            yield from _tensors(b)
+
+
+def _batch_size(batch) -> int | None:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.ndim else None
+    if isinstance(batch, list | tuple) and batch:
+        return _batch_size(batch[0])
+    if isinstance(batch, dict) and batch:
+        return _batch_size(next(iter(batch.values())))
+    return None
+
+
+def _assemble(info: ProbeInfo, host, table, tracer: ActivationTracer, n: int) -> Evidence:
+    loss = stacked(host.get("loss"), n, 1)[:, 0]
+    columns = {key: stacked(host.get(f"param/{key}"), n, len(table))
+               for key in ("grad_norm", "grad_std", "data_std", "update_std", "has_grad")}
+    columns["has_grad"] = np.nan_to_num(columns["has_grad"]) > 0
+    params = [ParamSeries(name=name, shape=tuple(p.shape), role=role, module_type=mtype, order=order,
+                          **{key: columns[key][:, i] for key in columns})
+              for i, (name, p, role, mtype, order) in enumerate(table)]
+    with np.errstate(invalid="ignore", over="ignore"):
+        grad_norm = np.sqrt(np.sum(columns["grad_norm"] ** 2, axis=1, where=~np.isnan(columns["grad_norm"])))
+    activations = []
+    for order, name in enumerate(tracer.kinds):
+        stats = stacked(host.get(f"act/{name}"), n, 4)
+        grads = stacked(host.get(f"actgrad/{name}"), n, 2)
+        hist = dict(zip(*host.get(f"acthist/{name}", ([], [])), strict=True))
+        ghist = dict(zip(*host.get(f"actgradhist/{name}", ([], [])), strict=True))
+        activations.append(ActivationSeries(
+            name=name, kind=tracer.kinds[name], units=tracer.units[name], order=order,
+            mean=stats[:, 0], std=stats[:, 1], saturated=stats[:, 2], dead=stats[:, 3],
+            grad_mean=grads[:, 0], grad_std=grads[:, 1], histograms=hist, grad_histograms=ghist))
+    return Evidence(probe=info, loss=loss, grad_norm=grad_norm, params=params, activations=activations)

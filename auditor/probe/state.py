@@ -1,0 +1,62 @@
+"""The probe trains a copy: the caller's model, optimizer and random state are left exactly as found."""
+
+from __future__ import annotations
+
+import copy
+import random
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import AuditError
+
+
+@contextmanager
+def preserved_rng(device: torch.device):
+    """Restore python, numpy, torch CPU and CUDA generators on exit, however the probe ends."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    cpu_state = torch.get_rng_state()
+    # Capturing CUDA state initialises CUDA; only do so when CUDA is (or is about to be) in use.
+    use_cuda = torch.cuda.is_available() and (torch.cuda.is_initialized() or device.type == "cuda")
+    cuda_state = torch.cuda.get_rng_state_all() if use_cuda else None
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state_all(cuda_state)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    try:
+        return copy.deepcopy(model)
+    except Exception as exc:
+        raise AuditError(f"the model cannot be copied for the probe (copy.deepcopy failed: {exc}); "
+                         "the auditor never trains your own instance") from None
+
+
+def copy_optimizer(optimizer: torch.optim.Optimizer, original: nn.Module, clone: nn.Module):
+    """The same optimizer class, groups and state, over the clone's parameters."""
+    mapping = {id(p): q for p, q in zip(original.parameters(), clone.parameters(), strict=True)}
+    groups = []
+    for group in optimizer.param_groups:
+        missing = [p for p in group["params"] if id(p) not in mapping]
+        if missing:
+            raise AuditError("the optimizer holds parameters that are not part of the model; "
+                             "pass the optimizer built for this model")
+        groups.append({**group, "params": [mapping[id(p)] for p in group["params"]]})
+    clone_opt = type(optimizer)(groups, **optimizer.defaults)
+    # deepcopy: load_state_dict may alias the caller's state tensors, which the probe would then mutate.
+    clone_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    return clone_opt

@@ -1,0 +1,59 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt, nanmedian
+
+
+class DeadUnits(Rule):
+    id = "dead-units"
+    summary = "Units that are off for every sample of a batch (ReLU at 0, tanh pinned at ±1): they never learn."
+    thresholds = {
+        "warn_fraction": Threshold(0.25, "warn when this fraction of a layer's units is dead",
+                                   "measured: healthy samples show 0-4% dead units with batch 32"),
+        "error_fraction": Threshold(0.5, "error when over half of a layer's units are dead",
+                                    "half the layer's capacity gone"),
+    }
+    why = """
+A ReLU unit whose pre-activation is negative for every input outputs 0 and gets a zero gradient, so it can
+never recover: a dead neuron. The same holds for a tanh unit pinned at ±1 for every input. Typical causes
+are large negative biases, a too-high learning rate that knocked units off the data manifold, or inputs
+with a large offset.
+"""
+    example = """
+layer = nn.Linear(256, 256)
+nn.init.constant_(layer.bias, -3.0)    # every unit starts off
+"""
+    use_instead = """
+nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')
+nn.init.zeros_(layer.bias)
+# and keep the learning rate in range; consider LeakyReLU/GELU, or BatchNorm before the ReLU
+"""
+    known_problems = """
+"Dead for every sample" is judged per batch: with very small batches a rarely active unit can look dead.
+Leaky ReLU keeps a slope everywhere and is never reported.
+"""
+    references = ("A. Karpathy, makemore part 3 (2022): dead neurons, the white columns",
+                  "Lu et al., 'Dying ReLU and Initialization: Theory and Numerical Examples' (2019)",
+                  "He et al., 'Delving Deep into Rectifiers', ICCV 2015")
+
+    def check(self, ev, t):
+        bad = []
+        for act in ev.activations:
+            frac = nanmedian(act.dead)
+            if np.isfinite(frac) and frac >= t.warn_fraction:
+                bad.append((frac, act))
+        if not bad:
+            return
+        bad.sort(key=lambda x: -x[0])
+        listing = ", ".join(f"{a.name}: {fmt(100 * f, 2)}% of {a.units} units" for f, a in bad)
+        diagnosis = (f"Units that are off for every sample of the batch, across the probe: {listing}. "
+                     "Those units get no gradient and cannot recover.")
+        fix = ("Use fan-in initialisation for the activation and zero biases; lower the learning rate if units "
+               "die during training:\n\nnn.init.kaiming_normal_(layer.weight, nonlinearity='relu')\n"
+               "nn.init.zeros_(layer.bias)")
+        yield self.finding("error" if bad[0][0] >= t.error_fraction else "warning",
+                           "Dead units", diagnosis, fix, [a.name for _, a in bad],
+                           dead_fraction={a.name: f for f, a in bad})
+
+
+RULE = DeadUnits()

@@ -1,0 +1,95 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import depth_profile, fmt, nanmedian
+
+
+class ExplodingGradients(Rule):
+    id = "exploding-gradients"
+    summary = "Gradients grow layer after layer on their way back, are huge against the weights, or are NaN/inf."
+    thresholds = {
+        "decades": Threshold(2.0, "warn when the gradient at the first layer is this many decades above the "
+                             "last layer's", "measured: healthy samples stay within 0.5 decade"),
+        "grad_data": Threshold(10.0, "warn when a weight's std(grad)/std(weight) stays above this",
+                               "measured: healthy samples stay below 3 (a just-zeroed output layer at step 0)"),
+        "min_layers": Threshold(3, "layers needed before a depth profile is judged", "a profile needs a slope"),
+    }
+    why = """
+When each layer's Jacobian has gain above one, the gradient grows geometrically towards the input: the
+first layers take huge steps, the loss jumps or turns to NaN. Gradients many times larger than the
+weights themselves mean a single SGD step rewrites the layer. NaN or inf gradients corrupt every weight
+they touch at the next optimizer step.
+"""
+    example = """
+for layer in layers:                 # 12 linear layers, each with gain 2: 2^12 = 4096x growth
+    nn.init.normal_(layer.weight, std=2 / layer.in_features**0.5)
+"""
+    use_instead = """
+nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')      # gain matched to the activation
+torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0) # and clip while you fix the cause
+"""
+    known_problems = """
+Recurrent networks unrolled over long sequences show growth along time rather than depth; the profile
+here is over layers only.
+"""
+    references = ("Pascanu, Mikolov & Bengio, 'On the difficulty of training recurrent neural networks', ICML 2013",
+                  "Glorot & Bengio, AISTATS 2010", "He et al., ICCV 2015")
+
+    def check(self, ev, t):
+        yield from self._nonfinite(ev)
+        names, scale, source = depth_profile(ev)
+        ok = np.isfinite(scale) & (scale > 0)
+        if ok.sum() >= t.min_layers:
+            n2 = [n for n, k in zip(names, ok, strict=True) if k]
+            s2 = scale[ok]
+            decades = float(np.log10(s2[0] / s2[-1]))
+            if decades >= t.decades:
+                yield self.finding(
+                    "warning", "Gradients explode towards the input",
+                    f"Measured on {source}: the gradient at {n2[0]} is {fmt(s2[0])}, {fmt(decades, 2)} decades "
+                    f"above the {fmt(s2[-1])} at {n2[-1]}, across {len(n2)} layers.",
+                    "Match the initialisation gain to the activation (Kaiming for ReLU, Xavier for tanh) or add "
+                    "normalisation; clip the gradient norm meanwhile:\n\n"
+                    "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
+                    [n2[0], n2[-1]], profile=dict(zip(n2, s2.tolist(), strict=True)), decades=decades,
+                    source=source)
+        big = []
+        for p in ev.matrices():
+            ratio = nanmedian(p.grad_data_ratio[ev.window()])
+            if np.isfinite(ratio) and ratio > t.grad_data:
+                big.append((ratio, p.name))
+        if big:
+            big.sort(reverse=True)
+            listing = ", ".join(f"{n} ({fmt(r)})" for r, n in big)
+            yield self.finding(
+                "warning", "Gradients are far larger than the weights",
+                f"std(grad)/std(weight) stays above {fmt(t.grad_data)} in {listing}: one plain SGD step at lr 0.1 "
+                "would change those weights by more than their own scale.",
+                "Find the layer or loss term with the huge scale (an unnormalised input, a loss summed instead of "
+                "averaged); clip meanwhile:\n\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
+                [n for _, n in big], grad_data_ratio={n: r for r, n in big})
+
+    def _nonfinite(self, ev):
+        # NaN gradients that follow a NaN loss are loss-nan's finding; here, those that come first.
+        bad = []
+        for p in ev.params:
+            steps = [s for s in p.nonfinite_grad_steps if s < ev.loss.size and np.isfinite(ev.loss[s])]
+            if steps:
+                bad.append((int(steps[0]), p.name))
+        if not bad:
+            return
+        bad.sort()
+        step = bad[0][0]
+        yield self.finding(
+            "error", "NaN or inf gradients",
+            f"The gradient of {bad[0][1]} is not finite at step {step} while the loss still is "
+            f"({fmt(ev.loss[step])}); {len(bad)} parameter tensor(s) affected. The next optimizer step writes "
+            "NaN into the weights.",
+            "Look for an operation with an unbounded derivative (sqrt or log at 0, division by a small norm, "
+            "pow with a fractional exponent) and add an epsilon; clip gradients:\n\n"
+            "x = x / (x.norm(dim=-1, keepdim=True) + 1e-6)\n"
+            "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
+            [n for _, n in bad], first_step=step)
+
+
+RULE = ExplodingGradients()

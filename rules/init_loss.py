@@ -1,0 +1,71 @@
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt
+
+
+class InitLoss(Rule):
+    id = "init-loss"
+    summary = "Loss at initialisation far above what an untrained model should score (-ln(1/C) for C classes)."
+    thresholds = {
+        "excess_nats": Threshold(1.0, "warn when the initial cross-entropy exceeds -ln(1/C) by this many nats",
+                                 "measured: healthy samples start within 0.25 nats of -ln(1/C)"),
+        "error_ratio": Threshold(3.0, "error when the initial loss is this many times -ln(1/C)",
+                                 "makemore lecture: 27 against 3.29 (x8) is the canonical bad init"),
+        "mse_ratio": Threshold(4.0, "for MSE, warn when the initial loss exceeds mean(target^2) by this factor",
+                               "an output whose scale is sqrt(3) times the targets' before any training"),
+    }
+    why = """
+At initialisation the network knows nothing, so it should spread its probability evenly over the C classes
+and score -ln(1/C). A much larger loss means the logits are large and confidently wrong: the first
+hundreds or thousands of steps are spent shrinking the output layer instead of learning (the "hockey
+stick" loss curve), and large logits also saturate the softmax, so gradients are noisy.
+"""
+    example = """
+W2 = torch.randn(n_hidden, vocab_size)      # logits with std ~ sqrt(n_hidden)
+b2 = torch.randn(vocab_size)
+"""
+    use_instead = """
+W2 = torch.randn(n_hidden, vocab_size) * 0.01   # near-zero logits: uniform probabilities at init
+b2 = torch.zeros(vocab_size)
+# or, for an nn.Linear head:
+with torch.no_grad():
+    model.head.weight.mul_(0.01)
+    model.head.bias.zero_()
+"""
+    known_problems = """
+Only judged when the expected loss is known: the auditor's default cross-entropy or MSE, or a loss_fn that
+is nn.CrossEntropyLoss / F.cross_entropy. A training_step hides the output, so the rule stays silent there.
+"""
+    references = ("A. Karpathy, makemore part 3 'Activations & Gradients, BatchNorm' (2022): fixing the initial loss",
+                  "Glorot & Bengio, 'Understanding the difficulty of training deep feedforward networks', AISTATS 2010")
+
+    def check(self, ev, t):
+        p = ev.probe
+        loss, expected = p.initial_loss, p.expected_initial_loss
+        if expected is None or loss is None or not (loss == loss) or expected <= 0:
+            return
+        head = ev.matrices()[-1].name if ev.matrices() else "output layer"
+        logits = f" The logits have std {fmt(p.logits_std)} where near 0 is expected." if p.logits_std else ""
+        if p.num_classes:
+            if loss - expected < t.excess_nats:
+                return
+            ratio = loss / expected
+            severity = "error" if ratio >= t.error_ratio else "warning"
+            diagnosis = (f"The loss before any update is {fmt(loss)}, {fmt(ratio)}x the {fmt(expected)} "
+                         f"(-ln(1/{p.num_classes})) of a model that spreads its bets evenly over "
+                         f"{p.num_classes} classes.{logits} The model starts confidently wrong.")
+        else:
+            ratio = loss / expected
+            if ratio < t.mse_ratio:
+                return
+            severity = "warning"
+            diagnosis = (f"The MSE before any update is {fmt(loss)}, {fmt(ratio)}x mean(target^2) = "
+                         f"{fmt(expected)}, the loss of an output near zero. The output starts far too large.")
+        fix = ("Scale the last layer down at initialisation and zero its bias, so the first predictions are "
+               f"near-uniform:\n\nwith torch.no_grad():\n    model.{head}.mul_(0.01)   # last layer's weight\n"
+               "    # and zero the last layer's bias, e.g. model.head.bias.zero_()")
+        yield self.finding(severity, "Loss at initialisation is far too high", diagnosis, fix, [head],
+                           initial_loss=loss, expected_initial_loss=expected, ratio=ratio,
+                           logits_std=p.logits_std, initial_losses=ev.initial_losses)
+
+
+RULE = InitLoss()

@@ -1,0 +1,58 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt, loss_prefix, update_level
+
+
+class LossPlateau(Rule):
+    id = "loss-plateau"
+    summary = "The loss does not move over the probe: tiny learning rate, vanishing gradients or a broken graph."
+    thresholds = {
+        "min_drop": Threshold(0.05, "warn when the loss falls by less than this fraction over the probe",
+                              "measured: healthy samples fall 25-95% over a 100-step probe"),
+        "min_steps": Threshold(20, "steps needed to judge the curve", "windows of 20% need a few samples each"),
+    }
+    why = """
+From a fresh initialisation a working setup lowers the loss within tens of steps. A flat curve means the
+updates do nothing useful: the learning rate is far too small, gradients vanish before they reach the
+weights, or the parameters being updated are not the ones the loss depends on.
+"""
+    example = """
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
+"""
+    use_instead = """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)   # or Adam(lr=1e-3); check update-ratio ~1e-3
+"""
+    known_problems = """
+A model that starts from trained weights may already sit at its floor; fine-tuning audits can ignore this
+rule. Very noisy losses (tiny batches) need a longer probe (--steps).
+"""
+    references = ("A. Karpathy, 'A Recipe for Training Neural Networks' (2019)",
+                  "Goodfellow, Bengio & Courville, 'Deep Learning' (2016), 8.2: plateaus")
+
+    def check(self, ev, t):
+        seq = loss_prefix(ev)
+        if seq.size < t.min_steps:
+            return
+        k = max(3, seq.size // 5)
+        start, end = float(np.median(seq[:k])), float(np.median(seq[-k:]))
+        if start <= 1e-8:
+            return
+        drop = (start - end) / abs(start)
+        if drop >= t.min_drop or end > 2 * start:  # rising is loss-divergence's finding
+            return
+        level, _ = update_level(ev)
+        if np.isfinite(level) and level < -4:
+            cause = f"The updates are tiny (10^{fmt(level, 2)} of the weights per step): the learning rate is too low."
+        else:
+            cause = ("The updates are not tiny, so look for gradients that vanish before the weights, or a loss "
+                     "that does not depend on the parameters being updated.")
+        yield self.finding(
+            "warning", "Loss plateaus",
+            f"Over {seq.size} steps the loss went from {fmt(start)} to {fmt(end)} ({fmt(100 * drop, 2)}%). {cause}",
+            "Raise the learning rate, or fix the gradient flow (see update-ratio and vanishing-gradients):\n\n"
+            "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)",
+            [], start=start, end=end, drop=drop, update_log10=level)
+
+
+RULE = LossPlateau()

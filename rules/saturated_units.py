@@ -1,0 +1,66 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt, nanmedian
+
+
+class SaturatedUnits(Rule):
+    id = "saturated-units"
+    summary = "tanh or sigmoid units spend most of their time in the flat tails, where the gradient is ~0."
+    thresholds = {
+        "warn_fraction": Threshold(0.35, "warn when this fraction of tanh/sigmoid outputs is saturated "
+                                   "(|tanh| > 0.97, sigmoid within 0.03 of 0 or 1)",
+                                   "measured: tanh with PyTorch's gain 5/3 on unit-variance inputs saturates "
+                                   "21% by design (makemore fixed sample: 20%)"),
+        "error_fraction": Threshold(0.6, "error above this fraction",
+                                    "makemore lecture: raw randn init saturates most units (sample: 70%)"),
+    }
+    why = """
+tanh'(x) = 1 - tanh(x)^2: at |tanh| > 0.97 the local gradient is below 0.06, so almost nothing flows back
+through a saturated unit and the weights feeding it barely learn. When most units saturate, the layer
+behaves like a fixed binary code. The cause is pre-activations that are too large: weights initialised
+without scaling by 1/sqrt(fan_in), or inputs that are not normalised.
+"""
+    example = """
+W1 = torch.randn(n_in, n_hidden)            # pre-activations with std ~ sqrt(n_in)
+h = torch.tanh(x @ W1 + b1)
+"""
+    use_instead = """
+W1 = torch.randn(n_in, n_hidden) * (5/3) / n_in**0.5   # Kaiming init with tanh's gain
+# or: torch.nn.init.xavier_uniform_(layer.weight, gain=torch.nn.init.calculate_gain('tanh'))
+# or normalise the pre-activations: h = torch.tanh(bn(x @ W1))
+"""
+    known_problems = """
+A layer meant to act as a gate (LSTM gates, attention gates) may saturate on purpose late in training; at
+initialisation, which is what the probe sees, saturation is nearly always unintended.
+"""
+    references = ("A. Karpathy, makemore part 3 (2022): tanh saturation and the 0.97 histogram",
+                  "Glorot & Bengio, AISTATS 2010: saturation of top hidden layers with sigmoid",
+                  "LeCun et al., 'Efficient BackProp' (1998)")
+
+    def check(self, ev, t):
+        worst = []
+        for act in ev.activations:
+            if act.kind not in ("tanh", "sigmoid"):
+                continue
+            frac = nanmedian(act.saturated)
+            if np.isfinite(frac) and frac >= t.warn_fraction:
+                worst.append((frac, act))
+        if not worst:
+            return
+        worst.sort(key=lambda x: -x[0])
+        top = worst[0][0]
+        names = [a.name for _, a in worst]
+        listing = ", ".join(f"{a.name} ({fmt(100 * f, 2)}%)" for f, a in worst)
+        diagnosis = (f"{listing} of the {worst[0][1].kind} outputs sit in the flat tails across the probe, where "
+                     "the local gradient is under 0.06: those units pass almost no gradient back.")
+        fix = ("Scale the weights that feed the activation by gain/sqrt(fan_in) (Kaiming, gain 5/3 for tanh), "
+               "or normalise the pre-activations with BatchNorm/LayerNorm:\n\n"
+               "W1 = torch.randn(fan_in, n_hidden) * (5/3) / fan_in**0.5\n"
+               "# nn.Linear: nn.init.kaiming_normal_(layer.weight, nonlinearity='tanh')")
+        yield self.finding("error" if top >= t.error_fraction else "warning",
+                           "Most tanh/sigmoid units are saturated", diagnosis, fix, names,
+                           saturated_fraction={a.name: f for f, a in worst})
+
+
+RULE = SaturatedUnits()

@@ -1,0 +1,72 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt, loss_prefix, update_level
+
+
+class UpdateRatio(Rule):
+    id = "update-ratio"
+    summary = "Each step changes the weights by far more or far less than ~1e-3 of their scale: the LR is off."
+    thresholds = {
+        "high": Threshold(-1.0, "warn when the median layer's log10 std(dw)/std(w) is above this",
+                          "lecture guide ~-3; measured healthy recipes: -1.8 (GPT, AdamW 1e-3) to -3.0 "
+                          "(Adam 3e-4); -1 means 10% of each weight's scale every step"),
+        "error_high": Threshold(0.0, "error above this: every step replaces the weights", "updates >= weights"),
+        "low": Threshold(-4.5, "warn when the median layer's log10 ratio is below this",
+                         "lecture: lr 0.001 on its MLP gives ~-5, 'way too slow'"),
+        "max_drop_for_low": Threshold(0.5, "only call the LR too low when the loss fell by less than this "
+                                      "fraction", "a loss falling fast is not learning too slowly"),
+    }
+    why = """
+The update-to-data ratio std(dw)/std(w) says how much of a weight's scale one optimizer step changes. Around
+1e-3 (-3 on the log10 scale) the network learns steadily. Far above, the updates overwrite what was learned
+and training is unstable; far below, the network learns so slowly that the run is wasted.
+"""
+    example = """
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-5)  # updates ~1e-7 of the weights
+"""
+    use_instead = """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)   # pick lr so that log10(std(dw)/std(w)) ~ -3
+# or run an LR range test and take the rate just before the loss turns up
+"""
+    known_problems = """
+Adam's first steps are ~lr per element regardless of the gradient, so the ratio is read over the later
+half of the probe. Layers that start at zero (biases, zero-init embeddings) and norm gains are left out.
+Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the median over layers is judged.
+"""
+    references = ("A. Karpathy, makemore part 3 (2022): the update:data ratio plot and the 1e-3 guide",
+                  "L. N. Smith, 'Cyclical Learning Rates for Training Neural Networks', WACV 2017")
+
+    def check(self, ev, t):
+        level, per_layer = update_level(ev)
+        if not np.isfinite(level):
+            return
+        lr = ev.probe.lr
+        target = -3.0
+        suggestion = f"{lr * 10 ** (target - level):.2g}" if lr else None
+        layers = sorted(per_layer, key=per_layer.get, reverse=level > target)
+        evidence = dict(median_log10=level, per_layer_log10=per_layer, lr=lr, suggested_lr=suggestion)
+        if level > t.high:
+            severity = "error" if level > t.error_high else "warning"
+            fix = (f"Lower the learning rate (about {suggestion} brings the median ratio near 1e-3):\n\n"
+                   f"optimizer = {ev.probe.optimizer.split('(')[0]}(model.parameters(), lr={suggestion})"
+                   if suggestion else "Lower the learning rate.")
+            yield self.finding(severity, "Updates are too large for the weights: learning rate too high",
+                               f"Each step changes the weights by 10^{fmt(level, 2)} of their scale (median over "
+                               f"{len(per_layer)} weight tensors, later half of the probe) with "
+                               f"{ev.probe.optimizer}; ~10^-3 is the healthy range.", fix, layers[:5], **evidence)
+            return
+        seq = loss_prefix(ev)
+        drop = (seq[0] - np.median(seq[-max(3, seq.size // 5):])) / abs(seq[0]) if seq.size >= 3 and seq[0] else 0
+        if level < t.low and drop < t.max_drop_for_low:
+            fix = (f"Raise the learning rate (about {suggestion} brings the median ratio near 1e-3):\n\n"
+                   f"optimizer = {ev.probe.optimizer.split('(')[0]}(model.parameters(), lr={suggestion})"
+                   if suggestion else "Raise the learning rate.")
+            yield self.finding("warning", "Updates are tiny against the weights: learning rate too low",
+                               f"Each step changes the weights by only 10^{fmt(level, 2)} of their scale (median "
+                               f"over {len(per_layer)} weight tensors) with {ev.probe.optimizer}, and the loss fell "
+                               f"by {fmt(100 * drop, 2)}% over the probe.", fix, layers[:5], loss_drop=drop,
+                               **evidence)
+
+
+RULE = UpdateRatio()

@@ -1,0 +1,56 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import depth_profile, fmt
+
+
+class VanishingGradients(Rule):
+    id = "vanishing-gradients"
+    summary = "The gradient shrinks layer after layer on its way back, so the layers near the input barely learn."
+    thresholds = {
+        "decades": Threshold(2.0, "warn when the gradient at the first layer is this many decades (powers of "
+                             "10) below the last layer's",
+                             "measured: healthy ResNet, GPT, transformer and MLP samples stay within 0.5 decade"),
+        "min_layers": Threshold(3, "layers needed before a depth profile is judged", "a profile needs a slope"),
+    }
+    why = """
+Backpropagation multiplies the gradient by each layer's Jacobian. With saturating activations (sigmoid's
+derivative is at most 0.25) or weights initialised too small, each factor is below one and the gradient
+decays geometrically with depth: the early layers stop learning, the loss plateaus.
+"""
+    example = """
+layers = [nn.Linear(64, 64), nn.Sigmoid()] * 20       # 0.25^20: nothing reaches the first layer
+"""
+    use_instead = """
+# a non-saturating activation with He/Kaiming init, plus normalisation or residual connections
+nn.init.kaiming_normal_(linear.weight, nonlinearity='relu')
+block = lambda x: x + mlp(norm(x))
+"""
+    known_problems = """
+A layer that is meant to learn slowly (a frozen-ish embedding, say) can look like a vanishing profile;
+check the figure before acting.
+"""
+    references = ("Hochreiter, 'Untersuchungen zu dynamischen neuronalen Netzen' (1991); Bengio et al. 1994",
+                  "Glorot & Bengio, AISTATS 2010", "He et al., 'Deep Residual Learning', CVPR 2016")
+
+    def check(self, ev, t):
+        names, scale, source = depth_profile(ev)
+        ok = np.isfinite(scale) & (scale > 0)
+        if ok.sum() < t.min_layers:
+            return
+        names = [n for n, k in zip(names, ok, strict=True) if k]
+        scale = scale[ok]
+        decades = float(np.log10(scale[0] / scale[-1]))
+        if decades > -t.decades:
+            return
+        diagnosis = (f"Measured on {source}: the gradient at {names[0]} is {fmt(scale[0])}, "
+                     f"{fmt(-decades, 2)} decades below the {fmt(scale[-1])} at {names[-1]}, across "
+                     f"{len(names)} layers. The layers near the input barely learn.")
+        fix = ("Use a non-saturating activation with matching init (ReLU/GELU + Kaiming), add normalisation "
+               "(BatchNorm/LayerNorm) or residual connections:\n\n"
+               "nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')")
+        yield self.finding("warning", "Gradients vanish towards the input", diagnosis, fix, [names[0], names[-1]],
+                           profile=dict(zip(names, scale.tolist(), strict=True)), decades=decades, source=source)
+
+
+RULE = VanishingGradients()
