@@ -137,6 +137,10 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def pct(fraction: float) -> str:
+    return f"{100 * fraction:.0f}%" if abs(fraction) >= 0.1 else f"{100 * fraction:.1f}%"
+
+
 def smooth(values: np.ndarray, window: int = 5) -> np.ndarray:
     """Centred running median: keeps steps and jumps, drops single-batch noise."""
     values = np.asarray(values, dtype=float)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, nanmedian
+from auditor.evidence import nanmedian, pct
 
 
 class DeadUnits(Rule):
@@ -45,7 +45,7 @@ Leaky ReLU keeps a slope everywhere and is never reported.
         if not bad:
             return
         bad.sort(key=lambda x: -x[0])
-        listing = ", ".join(f"{a.name}: {fmt(100 * f, 2)}% of {a.units} units" for f, a in bad)
+        listing = ", ".join(f"{a.name}: {pct(f)} of {a.units} units" for f, a in bad)
         diagnosis = (f"Units that are off for every sample of the batch, across the probe: {listing}. "
                      "Those units get no gradient and cannot recover.")
         fix = ("Use fan-in initialisation for the activation and zero biases; lower the learning rate if units "

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, loss_prefix
+from auditor.evidence import fmt, loss_prefix, pct
 
 
 class LossHockeyStick(Rule):
@@ -56,7 +56,7 @@ b2 = torch.zeros(vocab_size)
             return
         yield self.finding(
             "warning", "Hockey-stick loss: early steps only undo the initialisation",
-            f"{fmt(100 * share, 2)}% of the loss decrease over the probe came in the first {k} of {n} steps "
+            f"{pct(share)} of the loss decrease over the probe came in the first {k} of {n} steps "
             f"({fmt(first)} to {fmt(at_k)}), {fmt(early_slope / max(late_slope, 1e-12), 2)}x faster than "
             f"afterwards, starting far above the expected {fmt(expected)}: those steps shrink a bad init.",
             "Initialise the output layer small so training starts at the expected loss (see init-loss):\n\n"

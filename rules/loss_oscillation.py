@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, loss_prefix, smooth
+from auditor.evidence import fmt, loss_prefix, pct, smooth
 
 
 class LossOscillation(Rule):
@@ -9,9 +9,11 @@ class LossOscillation(Rule):
     summary = "The loss zig-zags step to step far beyond batch noise: the learning rate is too high."
     thresholds = {
         "amplitude": Threshold(0.15, "warn when the step-to-step swing is this fraction of the loss level",
-                               "measured: batch noise on the healthy samples is 1-27% of the level (a ResNet near zero loss)"),
+                               "measured: batch noise on the healthy samples is 1-27% of the level "
+                               "(27%: a ResNet near zero loss)"),
         "autocorr": Threshold(-0.5, "and the lag-1 autocorrelation of the swings is below this (up, down, up, ...)",
-                              "measured: batch noise on the healthy samples gives -0.26 to 0.11; an overshooting optimizer alternates"),
+                              "measured: batch noise on the healthy samples gives -0.26 to 0.11; "
+                              "an overshooting optimizer alternates"),
         "min_steps": Threshold(20, "steps needed to judge the curve", "the autocorrelation needs samples"),
     }
     why = """
@@ -49,7 +51,7 @@ zig-zag; shuffle before concluding it is the learning rate.
             return
         yield self.finding(
             "warning", "Loss oscillates",
-            f"Step to step the loss swings by {fmt(100 * amplitude, 2)}% of its level, alternating up and down "
+            f"Step to step the loss swings by {pct(amplitude)} of its level, alternating up and down "
             f"(lag-1 autocorrelation {fmt(autocorr, 2)}), with {ev.probe.optimizer}.",
             "Lower the learning rate by 3-10x, or add a warm-up:\n\n"
             "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=500)",

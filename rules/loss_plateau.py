@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, loss_prefix, update_level
+from auditor.evidence import fmt, loss_prefix, pct, update_level
 
 
 class LossPlateau(Rule):
@@ -49,7 +49,7 @@ rule. Very noisy losses (tiny batches) need a longer probe (--steps).
                      "that does not depend on the parameters being updated.")
         yield self.finding(
             "warning", "Loss plateaus",
-            f"Over {seq.size} steps the loss went from {fmt(start)} to {fmt(end)} ({fmt(100 * drop, 2)}%). {cause}",
+            f"Over {seq.size} steps the loss went from {fmt(start)} to {fmt(end)} ({pct(drop)}). {cause}",
             "Raise the learning rate, or fix the gradient flow (see update-ratio and vanishing-gradients):\n\n"
             "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)",
             [], start=start, end=end, drop=drop, update_log10=level)

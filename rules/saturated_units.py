@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, nanmedian
+from auditor.evidence import nanmedian, pct
 
 
 class SaturatedUnits(Rule):
@@ -51,7 +51,7 @@ initialisation, which is what the probe sees, saturation is nearly always uninte
         worst.sort(key=lambda x: -x[0])
         top = worst[0][0]
         names = [a.name for _, a in worst]
-        listing = ", ".join(f"{a.name} ({fmt(100 * f, 2)}%)" for f, a in worst)
+        listing = ", ".join(f"{a.name} ({pct(f)})" for f, a in worst)
         diagnosis = (f"{listing} of the {worst[0][1].kind} outputs sit in the flat tails across the probe, where "
                      "the local gradient is under 0.06: those units pass almost no gradient back.")
         fix = ("Scale the weights that feed the activation by gain/sqrt(fan_in) (Kaiming, gain 5/3 for tanh), "

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, loss_prefix, update_level
+from auditor.evidence import fmt, loss_prefix, pct, update_level
 
 
 class UpdateRatio(Rule):
@@ -65,7 +65,9 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
             yield self.finding("warning", "Updates are tiny against the weights: learning rate too low",
                                f"Each step changes the weights by only 10^{fmt(level, 2)} of their scale (median "
                                f"over {len(per_layer)} weight tensors) with {ev.probe.optimizer}, and the loss fell "
-                               f"by {fmt(100 * drop, 2)}% over the probe.", fix, layers[:5], loss_drop=drop,
+                               f"by {pct(drop)} over the probe. If gradients vanish (see vanishing-gradients), "
+                               "fix that "
+                               "first: a higher LR will not reach those layers.", fix, layers[:5], loss_drop=drop,
                                **evidence)
 
 

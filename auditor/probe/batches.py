@@ -222,7 +222,8 @@ class LossComputer:
 def expected_initial_loss(choice: LossChoice, targets: list[torch.Tensor]) -> tuple[float | None, str]:
     """What a well-initialised model should score before any training, and why."""
     if choice.num_classes:
-        return math.log(choice.num_classes), f"-ln(1/{choice.num_classes}) for {choice.num_classes} equally likely classes"
+        c = choice.num_classes
+        return math.log(c), f"-ln(1/{c}) for {c} equally likely classes"
     if choice.name == "mse" and targets:
         y = torch.cat([t.detach().float().reshape(-1) for t in targets])
         return float((y * y).mean()), "mean(target²), the loss of an output near zero"
