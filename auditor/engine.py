@@ -128,9 +128,6 @@ def resolve_thresholds(rules: dict[str, Rule], overrides: dict[str, dict[str, fl
 def run_rules(evidence: Evidence, rules: dict[str, Rule], thresholds: dict[str, SimpleNamespace],
               ignore: Iterable[str] = ()) -> list[Finding]:
     ignore = set(ignore)
-    unknown = ignore - set(rules)
-    if unknown:
-        raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
     findings = []
     for rule_id, rule in rules.items():
         if rule_id not in ignore:

@@ -43,7 +43,12 @@ is nn.CrossEntropyLoss / F.cross_entropy. A training_step hides the output, so t
         loss, expected = p.initial_loss, p.expected_initial_loss
         if expected is None or loss is None or not (loss == loss) or expected <= 0:
             return
-        head = ev.matrices()[-1].name if ev.matrices() else "output layer"
+        mats = ev.matrices()
+        if not mats:
+            return
+        head = mats[-1]
+        after = [q for q in sorted(ev.params, key=lambda q: q.order) if q.order > head.order and len(q.shape) == 1]
+        bias = after[0].name if after else None
         logits = f" The logits have std {fmt(p.logits_std)} where near 0 is expected." if p.logits_std else ""
         if p.num_classes:
             if loss - expected < t.excess_nats:
@@ -60,10 +65,11 @@ is nn.CrossEntropyLoss / F.cross_entropy. A training_step hides the output, so t
             severity = "warning"
             diagnosis = (f"The MSE before any update is {fmt(loss)}, {fmt(ratio)}x mean(target^2) = "
                          f"{fmt(expected)}, the loss of an output near zero. The output starts far too large.")
+        zero_bias = f"\n    model.get_parameter({bias!r}).zero_()" if bias else ""
         fix = ("Scale the last layer down at initialisation and zero its bias, so the first predictions are "
-               f"near-uniform:\n\nwith torch.no_grad():\n    model.{head}.mul_(0.01)   # last layer's weight\n"
-               "    # and zero the last layer's bias, e.g. model.head.bias.zero_()")
-        yield self.finding(severity, "Loss at initialisation is far too high", diagnosis, fix, [head],
+               f"near-uniform:\n\nwith torch.no_grad():\n    model.get_parameter({head.name!r}).mul_(0.01)"
+               f"{zero_bias}")
+        yield self.finding(severity, "Loss at initialisation is far too high", diagnosis, fix, [head.name],
                            initial_loss=loss, expected_initial_loss=expected, ratio=ratio,
                            logits_std=p.logits_std, initial_losses=ev.initial_losses)
 

@@ -1,0 +1,107 @@
+"""Step 5 of the data flow: the report object and its writers (JSON, Markdown)."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import jinja2
+
+from ..engine import SEVERITIES, SEVERITY_RANK, Finding, _plain
+from ..evidence import Evidence, nanmedian
+
+SCHEMA_VERSION = 1
+
+
+def _metrics(ev: Evidence) -> dict:
+    window = ev.window()
+    params = {}
+    for p in ev.params:
+        params[p.name] = {
+            "shape": list(p.shape), "role": p.role, "module": p.module_type,
+            "zero_at_init": p.zero_at_init, "received_grad": p.received_grad,
+            "grad_norm": nanmedian(p.grad_norm[window]),
+            "grad_data_ratio": nanmedian(p.grad_data_ratio[window]),
+            "update_data_ratio": nanmedian(p.update_data_ratio[window]),
+        }
+    acts = {}
+    for a in ev.activations:
+        acts[a.name] = {
+            "kind": a.kind, "units": a.units, "mean": nanmedian(a.mean), "std": nanmedian(a.std),
+            "saturated": nanmedian(a.saturated), "dead": nanmedian(a.dead), "grad_std": nanmedian(a.grad_std),
+        }
+    return {"loss": ev.loss, "grad_norm": ev.grad_norm, "initial_losses": ev.initial_losses,
+            "parameters": params, "activations": acts}
+
+
+class Report:
+    """What `auditor.audit()` returns: findings, probe facts and metrics, with writers for each format."""
+
+    def __init__(self, findings: list[Finding], evidence: Evidence, version: str, rules: list[str]):
+        self.findings = findings
+        self.evidence = evidence
+        self.probe = evidence.probe
+        self.version = version
+        self.rules = rules
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
+
+    @property
+    def verdict(self) -> str:
+        c = self.counts
+        return "errors" if c["error"] else "warnings" if c["warning"] else "clean"
+
+    def passed(self, fail_on: str = "error") -> bool:
+        """False when a finding reaches `fail_on` ('error', 'warning'); 'never' always passes."""
+        if fail_on == "never":
+            return True
+        if fail_on not in SEVERITY_RANK:
+            raise ValueError(f"fail_on must be 'error', 'warning' or 'never', not {fail_on!r}")
+        return not any(SEVERITY_RANK[f.severity] >= SEVERITY_RANK[fail_on] for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return _plain({
+            "schema_version": SCHEMA_VERSION,
+            "auditor_version": self.version,
+            "verdict": self.verdict,
+            "counts": self.counts,
+            "findings": [f.to_dict() for f in self.findings],
+            "probe": asdict(self.probe),
+            "rules_run": self.rules,
+            "metrics": _metrics(self.evidence),
+        })
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        return path
+
+    def to_markdown(self) -> str:
+        # templates/ ships as the package auditor.templates: found the same way in regular and editable installs
+        folder = str(importlib.resources.files("auditor.templates"))
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False,
+                                 trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        env.filters["md"] = _md_cell
+        return env.get_template("report.md.j2").render(report=self, probe=self.probe, counts=self.counts)
+
+    def write_markdown(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_markdown())
+        return path
+
+    def write(self, out_dir: str | Path, formats=("json", "md")) -> list[Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        writers = {"json": (self.write_json, "report.json"), "md": (self.write_markdown, "report.md")}
+        return [writers[f][0](out / writers[f][1]) for f in formats]
+
+
+def _md_cell(text) -> str:
+    """User-controlled names go into Markdown tables: pipes and newlines would break the row, and raw
+    HTML would render on GitHub, so both are neutralised."""
+    return (str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+            .replace("<", "&lt;").replace(">", "&gt;"))

@@ -1,0 +1,47 @@
+"""The Python API: `auditor.audit(model, loader)` for a pre-flight check in your own training script."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from torch import nn
+
+from . import __version__
+from .engine import load_rules, resolve_thresholds, run_rules
+from .errors import AuditError
+from .load import UserSetup
+from .probe.run import DEFAULT_STEPS, ProbeOptions, run_probe
+from .report import Report
+
+
+def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, seed: int = 0, device: str | None = None,
+                optimizer=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
+                progress: Callable[[int], None] | None = None) -> Report:
+    rules = load_rules()
+    resolved = resolve_thresholds(rules, thresholds or {})
+    unknown = set(ignore) - set(rules)
+    if unknown:  # before the probe, so a typo costs nothing
+        raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
+    evidence = run_probe(setup, ProbeOptions(steps=steps, seed=seed, device=device), optimizer=optimizer,
+                         progress=progress)
+    findings = run_rules(evidence, rules, resolved, ignore)
+    return Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
+
+
+def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None, optimizer=None,
+          make_optimizer: Callable | None = None, training_step: Callable | None = None,
+          val_loader: Iterable | None = None, steps: int = DEFAULT_STEPS, seed: int = 0,
+          device: str | None = None, ignore: Iterable[str] = (), thresholds: dict | None = None) -> Report:
+    """Probe `steps` training steps on a copy of `model` and return a Report.
+
+    `optimizer` may be your own optimizer instance: the probe trains a copy of it (same class, groups and
+    state) over a copy of the model. Your model, optimizer and the random state of python, numpy and torch
+    (CPU and CUDA) are left exactly as they were. `thresholds` overrides rule thresholds:
+    `{"update-ratio": {"high": -1.5}}`.
+    """
+    if not isinstance(model, nn.Module):
+        raise AuditError(f"audit() needs an nn.Module, got {type(model).__name__}")
+    setup = UserSetup(model=model, train_loader=loader, val_loader=val_loader, loss_fn=loss_fn,
+                      make_optimizer=make_optimizer, training_step=training_step)
+    return audit_setup(setup, steps=steps, seed=seed, device=device, optimizer=optimizer, ignore=ignore,
+                       thresholds=thresholds)

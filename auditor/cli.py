@@ -1,0 +1,147 @@
+"""`audit model.py --data loader.py`, `audit rules`, `audit explain RULE`.
+
+Exit codes, as linters use them: 0 no finding reaches --fail-on, 1 one does, 2 usage or loading error.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import FAIL_ON, load_settings, parse_formats, parse_threshold
+from .engine import load_rules
+from .errors import AuditError, print_error
+from .load import load_files
+
+_COLOURS = {"error": "red", "warning": "yellow", "info": "blue"}
+
+
+class _DefaultToRun(click.Group):
+    """`audit model.py ...` runs an audit; `audit rules` and `audit explain` are subcommands."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="audit")
+def cli():
+    """Tell why a network will train badly, and what to change, before a long run.
+
+    \b
+    audit model.py --data loader.py     probe a short stretch of training and report
+    audit rules                         list the rule catalogue
+    audit explain RULE                  what a rule checks, why, how to fix, sources
+    """
+
+
+@cli.command("run")
+@click.argument("model_file", metavar="MODEL.py")
+@click.option("--data", "data_file", metavar="LOADER.py", help="File defining train_loader (or loader, or "
+              "build_loader()). Omit when MODEL.py defines the loader.")
+@click.option("--steps", type=int, help="Training steps to probe. [default: 100]")
+@click.option("--seed", type=int, help="Seed for the probe. [default: 0]")
+@click.option("--device", help="Run the probe here instead of where the model's parameters live (cpu, cuda:0).")
+@click.option("--out", help="Folder for the reports. [default: audit-report]")
+@click.option("--format", "formats", help="Comma-separated subset of: json,md. [default: json,md]")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), help="Lowest severity that makes the exit code 1. "
+              "[default: error]")
+@click.option("--ignore", multiple=True, metavar="RULE", help="Switch a rule off (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="RULE.NAME=VALUE",
+              help="Override a threshold, e.g. --set update-ratio.high=-1.5 (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
+def run_cmd(model_file, data_file, steps, seed, device, out, formats, fail_on, ignore, overrides, quiet, debug):
+    """Audit MODEL.py: probe training on a copy of the model and report what is wrong."""
+    try:
+        code = _run(model_file, data_file, steps, seed, device, out, formats, fail_on, ignore, overrides, quiet)
+    except AuditError as error:
+        print_error(error)
+        code = 2
+    except KeyboardInterrupt:
+        click.echo("audit: interrupted", err=True)
+        code = 2
+    except Exception as exc:  # a defect of the auditor itself, not of the user's input
+        if debug:
+            traceback.print_exc()
+        click.echo(f"audit: internal error: {type(exc).__name__}: {exc} (a bug in the auditor; rerun with --debug "
+                   "for the traceback and report it)", err=True)
+        code = 2
+    sys.exit(code)
+
+
+def _run(model_file, data_file, steps, seed, device, out, formats, fail_on, ignore, overrides, quiet) -> int:
+    from .api import audit_setup
+
+    settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
+    steps = steps if steps is not None else settings.steps
+    seed = seed if seed is not None else settings.seed
+    device = device or settings.device
+    out = out or settings.out
+    fail_on = fail_on or settings.fail_on
+    formats = parse_formats(formats) if formats else settings.formats
+    ignore = list(settings.ignore) + list(ignore)
+    thresholds = {rule: dict(values) for rule, values in settings.thresholds.items()}
+    for text in overrides:
+        rule, name, value = parse_threshold(text)
+        thresholds.setdefault(rule, {})[name] = value
+
+    setup = load_files(model_file, data_file)
+    label = f"probing {Path(model_file).name}"
+    show = not quiet and sys.stderr.isatty()
+    with click.progressbar(length=steps, label=label, file=sys.stderr, show_pos=True) if show else _NoBar() as bar:
+        report = audit_setup(setup, steps=steps, seed=seed, device=device, ignore=ignore, thresholds=thresholds,
+                             progress=lambda _step: bar.update(1))
+    if not show and not quiet:
+        click.echo(f"probed {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
+                   f"in {report.probe.seconds:.1f} s", err=True)
+
+    for f in report.findings:
+        where = ", ".join(f.layers[:2]) + (f" (+{len(f.layers) - 2})" if len(f.layers) > 2 else "")
+        severity = click.style(f"{f.severity:<7}", fg=_COLOURS[f.severity], bold=True)
+        click.echo(f"{model_file}: {severity} {f.rule:<20} {where + ': ' if where else ''}{f.title}")
+    counts = report.counts
+    summary = (f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
+               if report.findings else "clean: no findings")
+    written = report.write(out, formats)
+    click.echo(f"{summary}. Report: {', '.join(str(p) for p in written)}")
+    return 0 if report.passed(fail_on) else 1
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+@cli.command("rules")
+def rules_cmd():
+    """List the rule catalogue."""
+    for rule_id, rule in load_rules().items():
+        click.echo(f"{rule_id:<22} {rule.summary}")
+
+
+@cli.command("explain")
+@click.argument("rule_id", metavar="RULE")
+def explain_cmd(rule_id):
+    """What RULE checks, why it matters, how to fix it, its thresholds and sources."""
+    rules = load_rules()
+    if rule_id not in rules:
+        print_error(AuditError(f"no rule {rule_id!r}; `audit rules` lists them"))
+        sys.exit(2)
+    click.echo(rules[rule_id].explain())
+
+
+def main():
+    cli()
