@@ -6,6 +6,8 @@ Expected: dead-units.
 import torch
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 5))
 with torch.no_grad():
     model[0].bias.fill_(-3.0)

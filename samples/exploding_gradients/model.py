@@ -7,6 +7,8 @@ Expected: exploding-gradients.
 import torch
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 layers = []
 for i in range(10):
     lin = nn.Linear(20 if i == 0 else 64, 64)

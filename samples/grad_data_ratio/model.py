@@ -7,6 +7,8 @@ Expected: grad-data-ratio.
 import torch
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 model = nn.Sequential(
     nn.Linear(20, 128), nn.BatchNorm1d(128), nn.ReLU(),
     nn.Linear(128, 128), nn.BatchNorm1d(128), nn.ReLU(),

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 
 def block(c_in, c_out):
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())

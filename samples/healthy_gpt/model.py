@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 VOCAB, BLOCK, N_EMBD, N_HEAD, N_LAYER = 27, 16, 64, 4, 4
 
 

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
 
 

@@ -6,6 +6,8 @@ Pre-norm layers with GELU, a causal mask, Adam lr 3e-4: the settings PyTorch's d
 import torch
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 VOCAB, BLOCK, D = 27, 16, 64
 
 

@@ -1,4 +1,4 @@
-"""Pathology: SGD with lr 0.6 on a regression MLP, far above its stability limit: the loss climbs.
+"""Pathology: SGD with lr 0.9 on linear regression, above its 2/L stability limit: the loss climbs step after step.
 
 Expected: loss-divergence.
 """
@@ -6,8 +6,10 @@ Expected: loss-divergence.
 import torch
 from torch import nn
 
-model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))
+torch.manual_seed(0)  # the same initial weights in every process
+
+model = nn.Linear(16, 1)
 
 
 def make_optimizer(params):
-    return torch.optim.SGD(params, lr=0.6)
+    return torch.optim.SGD(params, lr=0.9)

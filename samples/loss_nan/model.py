@@ -3,6 +3,9 @@
 Expected: loss-nan.
 """
 
+import torch
 from torch import nn
+
+torch.manual_seed(0)  # the same initial weights in every process
 
 model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))

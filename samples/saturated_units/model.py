@@ -7,6 +7,8 @@ Expected: saturated-units.
 import torch
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 model = nn.Sequential(nn.Linear(20, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(), nn.Linear(128, 5))
 with torch.no_grad():
     for layer in (model[0], model[2]):

@@ -6,6 +6,8 @@ Expected: vanishing-gradients.
 import torch
 from torch import nn
 
+torch.manual_seed(0)  # the same initial weights in every process
+
 layers = [nn.Linear(20, 64), nn.Sigmoid()]
 for _ in range(11):
     layers += [nn.Linear(64, 64), nn.Sigmoid()]

@@ -1,0 +1,84 @@
+"""Bad input: one line naming the file and what to do, exit code 2, no traceback from the auditor."""
+
+from click.testing import CliRunner
+
+from auditor.cli import cli
+
+LOADER = """
+import torch
+train_loader = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(4)]
+"""
+MODEL = "from torch import nn\nmodel = nn.Linear(4, 3)\n"
+
+
+def _audit(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args] + ["--out", str(args[0].parent / "out")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    first = result.output.strip().splitlines()[0]
+    assert first.startswith("audit: error:"), result.output
+    return result.output
+
+
+def test_missing_file(tmp_path):
+    out = _audit(tmp_path / "nope.py")
+    assert "nope.py: no such file" in out
+
+
+def test_model_file_without_model(write):
+    out = _audit(write("model.py", "x = 1\n"), "--data", write("loader.py", LOADER))
+    assert "model.py: defines neither `model`" in out
+
+
+def test_exception_in_user_code_shows_user_frames_only(write):
+    model = write("model.py", MODEL + "def helper():\n    raise ValueError('bad config')\n"
+                  "def build_model():\n    return helper()\ndel model\n")
+    out = _audit(model, "--data", write("loader.py", LOADER))
+    assert "ValueError" in out and "bad config" in out and "model.py:" in out
+    assert "auditor/" not in out
+
+
+def test_exception_in_forward_points_at_the_user_line(write):
+    model = write("model.py", "import torch\nfrom torch import nn\nclass M(nn.Module):\n"
+                  "    def __init__(self):\n        super().__init__()\n        self.l = nn.Linear(5, 3)\n"
+                  "    def forward(self, x):\n        return self.l(x)\nmodel = M()\n")
+    out = _audit(model, "--data", write("loader.py", LOADER))
+    assert "model.py:8 in forward" in out and "RuntimeError" in out
+
+
+def test_empty_loader(write):
+    out = _audit(write("model.py", MODEL), "--data", write("loader.py", "train_loader = []\n"))
+    assert "loader.py: the loader yielded no batches" in out
+
+
+def test_unexpected_batch(write):
+    loader = write("loader.py", "import torch\ntrain_loader = [{'x': torch.randn(8, 4)}]\n")
+    out = _audit(write("model.py", MODEL), "--data", loader)
+    assert "a dict" in out and "training_step" in out
+
+
+def test_loss_not_scalar(write):
+    model = write("model.py", MODEL + "import torch.nn.functional as F\n"
+                  "def loss_fn(out, y):\n    return F.cross_entropy(out, y, reduction='none')\n")
+    out = _audit(model, "--data", write("loader.py", LOADER))
+    assert "loss_fn returned a tensor of shape (8,)" in out and ".mean()" in out
+
+
+def test_targets_out_of_range(write):
+    loader = write("loader.py", "import torch\ntrain_loader = [(torch.randn(8, 4), torch.full((8,), 7))]\n")
+    out = _audit(write("model.py", MODEL), "--data", loader)
+    assert "targets range from 7 to 7" in out and "3 classes" in out
+
+
+def test_loader_that_is_not_iterable(write):
+    out = _audit(write("model.py", MODEL), "--data", write("loader.py", "train_loader = 5\n"))
+    assert "expected an iterable of batches" in out
+
+
+def test_nan_loss_at_step_zero_is_a_finding_not_a_crash(write, tmp_path):
+    loader = write("loader.py", "import torch\ntrain_loader = [(torch.full((8, 4), float('nan')), "
+                   "torch.zeros(8, dtype=torch.long))] * 3\n")
+    result = CliRunner().invoke(cli, [str(write("model.py", MODEL)), "--data", str(loader),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "loss-nan" in result.output

@@ -1,0 +1,98 @@
+"""The command line contract: exit codes, outputs, options, subcommands."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from auditor.cli import cli
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def _run(args, **kw):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, **kw)
+
+
+def _sample(name):
+    return [SAMPLES / name / "model.py", "--data", SAMPLES / name / "loader.py"]
+
+
+def test_findings_exit_1_and_write_reports(tmp_path):
+    r = _run([*_sample("makemore_raw"), "--out", tmp_path])
+    assert r.exit_code == 1, r.output
+    assert "init-loss" in r.output and "saturated-units" in r.output
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert set(data) >= {"findings", "probe", "metrics", "verdict", "schema_version"}
+    for key in ("initial_loss", "expected_initial_loss", "num_classes", "steps", "device", "loss_fn", "optimizer"):
+        assert key in data["probe"]
+    finding = data["findings"][0]
+    assert set(finding) == {"rule", "severity", "title", "diagnosis", "fix", "layers", "evidence"}
+    md = (tmp_path / "report.md").read_text()
+    assert "Training-run audit: errors" in md and "`init-loss`" in md
+
+
+def test_clean_sample_exits_0(tmp_path):
+    r = _run([*_sample("makemore_fixed"), "--out", tmp_path])
+    assert r.exit_code == 0, r.output
+    assert "clean" in r.output
+    assert json.loads((tmp_path / "report.json").read_text())["findings"] == []
+
+
+def test_fail_on_and_ignore(tmp_path):
+    hockey = _sample("loss_hockey_stick")
+    assert _run([*hockey, "--out", tmp_path, "--fail-on", "never"]).exit_code == 0
+    r = _run([*hockey, "--out", tmp_path, "--ignore", "init-loss", "--ignore", "loss-plateau"])
+    assert r.exit_code == 0, r.output  # only the hockey-stick warning is left, below --fail-on error
+    assert _run([*hockey, "--out", tmp_path, "--ignore", "init-loss", "--fail-on", "warning"]).exit_code == 1
+
+
+def test_threshold_override_on_command_line(tmp_path):
+    r = _run([*_sample("init_loss"), "--out", tmp_path, "--set", "init-loss.excess_nats=100",
+              "--set", "loss-hockey-stick.excess_nats=100"])
+    assert "init-loss" not in r.output and r.exit_code == 0
+
+
+def test_format_subset(tmp_path):
+    r = _run([*_sample("makemore_fixed"), "--out", tmp_path, "--format", "md"])
+    assert r.exit_code == 0
+    assert (tmp_path / "report.md").exists() and not (tmp_path / "report.json").exists()
+
+
+def test_pyproject_settings(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.auditor]\nsteps = 30\nfail-on = "never"\n'
+                                             '[tool.auditor.rules.init-loss]\nexcess_nats = 50\n')
+    model = (SAMPLES / "init_loss" / "model.py").read_text()
+    (tmp_path / "model.py").write_text(model)
+    (tmp_path / "loader.py").write_text((SAMPLES / "init_loss" / "loader.py").read_text()
+                                        .replace("parents[1]", f"parents[0] / {str(SAMPLES)!r}"))
+    r = _run([tmp_path / "model.py", "--data", tmp_path / "loader.py", "--out", tmp_path / "out"])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["probe"]["steps"] == 30
+    assert "init-loss" not in [f["rule"] for f in data["findings"]]
+
+
+def test_rules_and_explain():
+    r = _run(["rules"])
+    assert r.exit_code == 0 and "init-loss" in r.output and "loss-hockey-stick" in r.output
+    r = _run(["explain", "saturated-units"])
+    assert r.exit_code == 0
+    for section in ("Why is this bad?", "Use instead:", "References:", "warn_fraction = 0.35"):
+        assert section in r.output
+    assert _run(["explain", "no-such-rule"]).exit_code == 2
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert _run([*_sample("makemore_fixed"), "--format", "xml"]).exit_code == 2
+    assert _run([*_sample("makemore_fixed"), "--ignore", "no-such-rule"]).exit_code == 2
+    assert _run([*_sample("makemore_fixed"), "--set", "init-loss.nope=1"]).exit_code == 2
+    assert _run([*_sample("makemore_fixed"), "--set", "garbage"]).exit_code == 2
+    assert _run([*_sample("makemore_fixed"), "--steps", "0"]).exit_code == 2
+
+
+def test_installed_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "auditor", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "audit model.py --data loader.py" in out.stdout

@@ -1,0 +1,99 @@
+"""The probe: activations found as modules and as plain calls, statistics right, caller's state untouched."""
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import auditor
+
+
+def _data(n=8, features=6, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(16, features, generator=g), torch.randint(0, classes, (16,), generator=g))
+            for _ in range(n)]
+
+
+class Functional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        h = F.relu(self.b(h))
+        return self.c(h).sigmoid() * 0 + self.c(h)
+
+
+def test_activations_found_as_modules_and_plain_calls():
+    mod = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 3))
+    names = {a.name: a.kind for a in auditor.audit(mod, _data(), steps=3).evidence.activations}
+    assert names == {"1": "tanh", "3": "smooth"}
+    names = {a.name: a.kind for a in auditor.audit(Functional(), _data(), steps=3).evidence.activations}
+    kinds = sorted(names.values())
+    assert kinds == ["relu", "sigmoid", "tanh"]
+    assert any(n.startswith("tanh@test_probe.py:") for n in names), names
+
+
+def test_saturation_and_dead_fractions_are_measured_correctly():
+    lin = nn.Linear(4, 4)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.copy_(torch.tensor([10.0, -10.0, 0.0, 0.0]))  # two units pinned at +-1, two at 0
+    model = nn.Sequential(lin, nn.Tanh(), nn.Linear(4, 2))
+    data = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(2)]
+    act = auditor.audit(model, data, steps=1).evidence.activations[0]
+    assert act.saturated[0] == 0.5
+    assert act.dead[0] == 0.5
+
+
+def test_caller_state_is_left_bit_for_bit():
+    torch.manual_seed(123)
+    np.random.seed(7)
+    random.seed(9)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data = _data()
+    x, y = data[0]
+    F.cross_entropy(model(x), y).backward()
+    opt.step()  # give the optimizer some state
+    before_params = {k: v.clone() for k, v in model.state_dict().items()}
+    before_opt = {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()}
+                  for k, s in opt.state_dict()["state"].items()}
+    grads = [p.grad.clone() for p in model.parameters()]
+    rng = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+
+    report = auditor.audit(model, data, optimizer=opt, steps=5)
+
+    assert report.probe.steps_run == 5
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before_params[k]), k
+    for k, s in opt.state_dict()["state"].items():
+        for n, t in s.items():
+            assert torch.equal(t, before_opt[k][n]) if torch.is_tensor(t) else t == before_opt[k][n]
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads, strict=True))
+    assert model.training
+    assert torch.equal(torch.get_rng_state(), rng[0])
+    assert np.array_equal(np.random.get_state()[1], rng[1])
+    assert random.getstate() == rng[2]
+    assert report.probe.optimizer.startswith("Adam(")
+
+
+def test_loss_choice_is_reported():
+    model = nn.Sequential(nn.Linear(6, 3))
+    ce = auditor.audit(model, _data(), steps=2).probe
+    assert ce.loss_fn == "cross_entropy" and ce.num_classes == 3 and ce.loss_fn_default
+    reg = [(torch.randn(16, 6), torch.randn(16, 3)) for _ in range(3)]
+    mse = auditor.audit(model, reg, steps=2).probe
+    assert mse.loss_fn == "mse" and mse.expected_initial_loss is not None
+    assert mse.optimizer_default and "AdamW" in mse.optimizer
+
+
+def test_training_step_with_dict_batches():
+    model = nn.Sequential(nn.Linear(6, 3))
+    batches = [{"x": x, "y": y} for x, y in _data()]
+    report = auditor.audit(model, batches, steps=4,
+                           training_step=lambda m, b: F.cross_entropy(m(b["x"]), b["y"]))
+    assert report.probe.loss_fn == "training_step" and report.probe.steps_run == 4
