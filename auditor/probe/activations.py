@@ -84,6 +84,7 @@ class ActivationTracer(TorchFunctionMode):
         self._counts: Counter = Counter()
         self._seen_modules: set[str] = set()
         self._handles = []
+        self._nan: dict[torch.device, torch.Tensor] = {}
         for name, module in model.named_modules():
             self._handles.append(module.register_forward_pre_hook(partial(self._enter, name)))
             self._handles.append(module.register_forward_hook(partial(self._exit, name)))
@@ -148,7 +149,9 @@ class ActivationTracer(TorchFunctionMode):
             self.units.setdefault(name, o.shape[unit_dim(o.ndim)] if o.ndim > 1 else o.numel())
             dims = _reduce_dims(o.ndim) if o.ndim > 1 else ()
             std, mean = torch.std_mean(o)
-            nan = torch.full((), float("nan"), device=o.device)
+            nan = self._nan.get(o.device)
+            if nan is None:
+                nan = self._nan[o.device] = torch.full((), float("nan"), device=o.device)
             if kind == "tanh":
                 a = o.abs()
                 saturated = (a > TANH_SATURATED).float().mean()

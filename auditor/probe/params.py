@@ -28,11 +28,11 @@ class ParamTracker:
         self.params = [p for _, p in named_params]
         self.log = log
         self._before: list[torch.Tensor] = []
+        self._nan = torch.full((), float("nan"), device=self.params[0].device)
 
     def after_backward(self, step: int) -> None:
         with torch.no_grad():
-            device = self.params[0].device
-            nan = torch.full((), float("nan"), device=device)
+            device, nan = self._nan.device, self._nan
             grads = [p.grad for p in self.params]
             present = [g.to_dense() if g.is_sparse else g for g in grads if g is not None]
             norms = iter(torch._foreach_norm(present)) if present else iter(())

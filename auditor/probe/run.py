@@ -153,7 +153,9 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
                 if not loss.requires_grad:
                     raise AuditError(f"{setup.model_file}: the loss does not depend on any trainable parameter "
                                      "(it has no grad_fn); check that nothing detaches it or runs under no_grad")
-                params = ParamTracker([(n, p) for n, p, *_ in _param_table(model, tracer.module_order)], log)
+                # The first forward has fixed the module order, so the table holds for the whole probe.
+                table = _param_table(model, tracer.module_order)
+                params = ParamTracker([(n, p) for n, p, *_ in table], log)
             log.put("loss", loss.detach().float().reshape(()), step)
             try:
                 loss.backward()
@@ -170,7 +172,6 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
                 progress(step)
             if steps_run % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss.detach()).item():
                 break
-        table = _param_table(model, tracer.module_order)
     finally:
         tracer.remove_hooks()
 
