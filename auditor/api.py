@@ -10,11 +10,12 @@ from . import __version__
 from .engine import load_rules, resolve_thresholds, run_rules
 from .errors import AuditError
 from .load import UserSetup
-from .probe.run import DEFAULT_STEPS, ProbeOptions, run_probe
+from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS, ProbeOptions, run_probe
 from .report import Report
 
 
-def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, seed: int = 0, device: str | None = None,
+def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
+                seed: int = 0, device: str | None = None,
                 optimizer=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
                 progress: Callable[[int], None] | None = None) -> Report:
     rules = load_rules()
@@ -22,15 +23,16 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, seed: int = 0, 
     unknown = set(ignore) - set(rules)
     if unknown:  # before the probe, so a typo costs nothing
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
-    evidence = run_probe(setup, ProbeOptions(steps=steps, seed=seed, device=device), optimizer=optimizer,
-                         progress=progress)
+    options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every)
+    evidence = run_probe(setup, options, optimizer=optimizer, progress=progress)
     findings = run_rules(evidence, rules, resolved, ignore)
     return Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
 
 
 def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None, optimizer=None,
           make_optimizer: Callable | None = None, training_step: Callable | None = None,
-          val_loader: Iterable | None = None, steps: int = DEFAULT_STEPS, seed: int = 0,
+          val_loader: Iterable | None = None, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
+          seed: int = 0,
           device: str | None = None, ignore: Iterable[str] = (), thresholds: dict | None = None) -> Report:
     """Probe `steps` training steps on a copy of `model` and return a Report.
 
@@ -43,5 +45,5 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
         raise AuditError(f"audit() needs an nn.Module, got {type(model).__name__}")
     setup = UserSetup(model=model, train_loader=loader, val_loader=val_loader, loss_fn=loss_fn,
                       make_optimizer=make_optimizer, training_step=training_step)
-    return audit_setup(setup, steps=steps, seed=seed, device=device, optimizer=optimizer, ignore=ignore,
-                       thresholds=thresholds)
+    return audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, optimizer=optimizer,
+                       ignore=ignore, thresholds=thresholds)

@@ -46,6 +46,8 @@ def cli():
 @click.option("--data", "data_file", metavar="LOADER.py", help="File defining train_loader (or loader, or "
               "build_loader()). Omit when MODEL.py defines the loader.")
 @click.option("--steps", type=int, help="Training steps to probe. [default: 100]")
+@click.option("--stats-every", type=int, help="Take activation, weight and update statistics every N steps; "
+              "loss and gradient norms are taken every step. [default: 8]")
 @click.option("--seed", type=int, help="Seed for the probe. [default: 0]")
 @click.option("--device", help="Run the probe here instead of where the model's parameters live (cpu, cuda:0).")
 @click.option("--out", help="Folder for the reports. [default: audit-report]")
@@ -57,10 +59,10 @@ def cli():
               help="Override a threshold, e.g. --set update-ratio.high=-1.5 (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
-def run_cmd(model_file, data_file, steps, seed, device, out, formats, fail_on, ignore, overrides, quiet, debug):
+def run_cmd(debug, **options):
     """Audit MODEL.py: probe training on a copy of the model and report what is wrong."""
     try:
-        code = _run(model_file, data_file, steps, seed, device, out, formats, fail_on, ignore, overrides, quiet)
+        code = _run(**options)
     except AuditError as error:
         print_error(error)
         code = 2
@@ -76,11 +78,13 @@ def run_cmd(model_file, data_file, steps, seed, device, out, formats, fail_on, i
     sys.exit(code)
 
 
-def _run(model_file, data_file, steps, seed, device, out, formats, fail_on, ignore, overrides, quiet) -> int:
+def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, ignore, overrides,
+         quiet) -> int:
     from .api import audit_setup
 
     settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
     steps = steps if steps is not None else settings.steps
+    stats_every = stats_every if stats_every is not None else settings.stats_every
     seed = seed if seed is not None else settings.seed
     device = device or settings.device
     out = out or settings.out
@@ -96,8 +100,8 @@ def _run(model_file, data_file, steps, seed, device, out, formats, fail_on, igno
     label = f"probing {Path(model_file).name}"
     show = not quiet and sys.stderr.isatty()
     with click.progressbar(length=steps, label=label, file=sys.stderr, show_pos=True) if show else _NoBar() as bar:
-        report = audit_setup(setup, steps=steps, seed=seed, device=device, ignore=ignore, thresholds=thresholds,
-                             progress=lambda _step: bar.update(1))
+        report = audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, ignore=ignore,
+                             thresholds=thresholds, progress=lambda _step: bar.update(1))
     if not show and not quiet:
         click.echo(f"probed {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
                    f"in {report.probe.seconds:.1f} s", err=True)

@@ -7,16 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AuditError
-from .probe.run import DEFAULT_STEPS
+from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS
 
 FORMATS = ("json", "md")
 FAIL_ON = ("error", "warning", "never")
-_KEYS = {"steps", "seed", "device", "fail-on", "ignore", "format", "out", "rules"}
+_KEYS = {"steps", "stats-every", "seed", "device", "fail-on", "ignore", "format", "out", "rules"}
 
 
 @dataclass
 class Settings:
     steps: int = DEFAULT_STEPS
+    stats_every: int = DEFAULT_STATS_EVERY
     seed: int = 0
     device: str | None = None
     fail_on: str = "error"
@@ -80,8 +81,9 @@ def load_settings(start: Path) -> Settings:
     try:
         settings.steps = int(section.get("steps", settings.steps))
         settings.seed = int(section.get("seed", settings.seed))
+        settings.stats_every = int(section.get("stats-every", settings.stats_every))
     except (TypeError, ValueError):
-        raise AuditError(f"{path}: [tool.auditor] steps and seed must be integers") from None
+        raise AuditError(f"{path}: [tool.auditor] steps, stats-every and seed must be integers") from None
     settings.device = section.get("device", settings.device)
     settings.fail_on = section.get("fail-on", settings.fail_on)
     if settings.fail_on not in FAIL_ON:

@@ -37,6 +37,7 @@ class ProbeInfo:
     optimizer_default: bool
     seed: int
     parameters: int
+    stats_every: int = 1  # activation, weight and update statistics were taken every this many steps
     initial_loss: float | None = None
     expected_initial_loss: float | None = None
     expected_initial_loss_reason: str = ""
@@ -47,6 +48,7 @@ class ProbeInfo:
     lr: float | None = None
     input_nonfinite: int = 0
     seconds: float = 0.0
+    loop_seconds: float = 0.0  # the training steps alone, with the probe's statistics and their read-back
     model_file: str = "<api>"
     data_file: str = "<api>"
     notes: list[str] = field(default_factory=list)
@@ -62,22 +64,23 @@ class ParamSeries:
     module_type: str
     order: int  # position of its module in the forward pass: 0 is nearest the input
     grad_norm: np.ndarray
-    grad_std: np.ndarray
-    data_std: np.ndarray
-    update_std: np.ndarray
+    # RMS = ‖x‖/√n; the ratios below are ‖g‖/‖w‖ and ‖Δw‖/‖w‖ (see auditor/probe/params.py for why not std)
+    grad_rms: np.ndarray
+    data_rms: np.ndarray
+    update_rms: np.ndarray
     has_grad: np.ndarray  # bool per step: whether .grad was set after backward
 
     @property
     def zero_at_init(self) -> bool:
-        return not (np.isfinite(self.data_std[0]) and self.data_std[0] > 0) if self.data_std.size else True
+        return not (np.isfinite(self.data_rms[0]) and self.data_rms[0] > 0) if self.data_rms.size else True
 
     @property
     def grad_data_ratio(self) -> np.ndarray:
-        return safe_ratio(self.grad_std, self.data_std)
+        return safe_ratio(self.grad_rms, self.data_rms)
 
     @property
     def update_data_ratio(self) -> np.ndarray:
-        return safe_ratio(self.update_std, self.data_std)
+        return safe_ratio(self.update_rms, self.data_rms)
 
     @property
     def received_grad(self) -> bool:
@@ -152,13 +155,13 @@ def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
     """Gradient scale layer by layer, input side first, as the median over the probe.
 
     The gradient at each activation's output is the cleanest profile (the lecture's backward-pass
-    histograms); models with fewer than two traced activations fall back to weight-gradient stds.
+    histograms); models with fewer than two traced activations fall back to weight-gradient RMS.
     """
     acts = [a for a in ev.activations if np.isfinite(a.grad_std).any()]
     if len(acts) >= 2:
         return [a.name for a in acts], np.array([nanmedian(a.grad_std) for a in acts]), "activation gradients"
     mats = [p for p in ev.matrices() if p.role == "weight"]
-    return [p.name for p in mats], np.array([nanmedian(p.grad_std) for p in mats]), "weight gradients"
+    return [p.name for p in mats], np.array([nanmedian(p.grad_rms) for p in mats]), "weight gradients"
 
 
 def loss_prefix(ev: Evidence) -> np.ndarray:
@@ -168,7 +171,7 @@ def loss_prefix(ev: Evidence) -> np.ndarray:
 
 
 def update_level(ev: Evidence) -> tuple[float, dict[str, float]]:
-    """Median over weight matrices of log10 std(dw)/std(w) in the later half of the probe."""
+    """Median over weight matrices of log10 ‖Δw‖/‖w‖ in the later half of the probe."""
     per_layer = {}
     for p in ev.matrices():
         r = nanmedian(p.update_data_ratio[ev.window()])

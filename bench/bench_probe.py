@@ -1,10 +1,12 @@
 """Probe overhead and whole-audit time, measured in one run.
 
-    python bench/bench_probe.py [--repeats 5]
+    python bench/bench_probe.py [--repeats 5] [--steps 100] [--device cuda] [--samples a,b]
 
-For each sample it times plain training steps (forward, backward, optimizer step: what the user's loop
-does) and probed steps (the same, with the auditor's hooks and statistics) on the same model, batches and
-device, and prints the ratio. Then it times the whole audit (load, probe, rules, reports) of each sample.
+For each sample it times the user's plain training loop (next batch, forward, backward, optimizer step)
+against the probe's own training loop (`run_probe`, with its hooks, statistics and their one read-back)
+over the same number of steps on the same device, and prints the ratio, for the default statistics
+schedule and for statistics on every step. Then it times the whole audit (load, probe, rules, every
+report format) of each sample. Runs are interleaved so drift in machine load hits both alike.
 """
 
 from __future__ import annotations
@@ -23,72 +25,76 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.api import audit_setup  # noqa: E402
 from auditor.load import load_files  # noqa: E402
-from auditor.probe.activations import ActivationTracer  # noqa: E402
-from auditor.probe.batches import LossComputer  # noqa: E402
-from auditor.probe.devicelog import DeviceLog  # noqa: E402
-from auditor.probe.params import ParamTracker  # noqa: E402
+from auditor.probe.batches import LossComputer, to_device  # noqa: E402
+from auditor.probe.run import DEFAULT_STATS_EVERY, ProbeOptions, _build_optimizer, run_probe  # noqa: E402
 from auditor.probe.state import copy_model  # noqa: E402
 
 SAMPLES = ["makemore_fixed", "makemore_raw", "healthy_mlp_adamw", "healthy_convnet", "healthy_gpt"]
 
 
-def _steps(setup, n, probed):
-    model = copy_model(setup.model)
-    opt = setup.make_optimizer(model.parameters()) if setup.make_optimizer else torch.optim.AdamW(
-        model.parameters(), lr=1e-3)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_loop(setup, steps: int, device: torch.device) -> float:
+    """Seconds per step of the loop a user writes, on a copy of the model."""
+    model = copy_model(setup.model).to(device)
+    model.train()
+    opt, _ = _build_optimizer(setup, model, None)
     losses = LossComputer(setup.loss_fn, setup.training_step, "model.py", "loader.py")
-    batches = [b for _, b in zip(range(n), setup.train_loader, strict=False)]
-    log = DeviceLog()
-    tracer = ActivationTracer(model, log, {0}) if probed else None
-    params = ParamTracker([(k, p) for k, p in model.named_parameters() if p.requires_grad], log) if probed else None
-    sync = torch.cuda.synchronize if next(model.parameters()).is_cuda else (lambda: None)
-    sync()
+    batches, done = iter(setup.train_loader), 0
+    _sync(device)
     start = time.perf_counter()
-    for step, batch in enumerate(batches):
+    while done < steps:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(setup.train_loader)
+            continue
         opt.zero_grad(set_to_none=True)
-        if probed:
-            tracer.step = step
-            with tracer:
-                loss, _ = losses(model, batch)
-            log.put("loss", loss.detach(), step)
-        else:
-            loss, _ = losses(model, batch)
+        loss, _ = losses(model, to_device(batch, device))
         loss.backward()
-        if probed:
-            params.after_backward(step)
         opt.step()
-        if probed:
-            params.after_step(step)
-    if probed:
-        log.read_back()  # the one transfer belongs to the probe's cost
-        tracer.remove_hooks()
-    sync()
-    return (time.perf_counter() - start) / len(batches)
+        done += 1
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def probed_loop(setup, steps: int, device: torch.device, stats_every: int) -> float:
+    ev = run_probe(setup, ProbeOptions(steps=steps, device=str(device), stats_every=stats_every))
+    return ev.probe.loop_seconds / ev.probe.steps_run
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--samples", default=",".join(SAMPLES))
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps x {args.repeats} repeats"
-          " (median)")
-    print(f"{'sample':<22}{'plain ms/step':>14}{'probed ms/step':>16}{'ratio':>8}{'whole audit s':>15}")
-    for name in SAMPLES:
-        setup = load_files(ROOT / "samples" / name / "model.py", ROOT / "samples" / name / "loader.py")
-        _steps(setup, 10, False), _steps(setup, 10, True)  # warm-up
-        plain, probed = [], []
-        for _ in range(args.repeats):  # interleaved, so drift in machine load hits both alike
-            plain.append(_steps(setup, args.steps, False))
-            probed.append(_steps(setup, args.steps, True))
-        p, q = statistics.median(plain), statistics.median(probed)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__} on {name}; {args.steps} steps, median of {args.repeats} repeats")
+    print(f"{'sample':<20}{'plain ms/step':>14}{'probed':>9}{'ratio':>7}{'every step':>12}{'ratio':>7}"
+          f"{'whole audit s':>15}")
+    for sample in args.samples.split(","):
+        setup = load_files(ROOT / "samples" / sample / "model.py", ROOT / "samples" / sample / "loader.py")
+        setup.model.to(device)
+        plain_loop(setup, 10, device), probed_loop(setup, 10, device, 1)  # warm-up
+        plain, probed, every = [], [], []
+        for _ in range(args.repeats):
+            plain.append(plain_loop(setup, args.steps, device))
+            probed.append(probed_loop(setup, args.steps, device, DEFAULT_STATS_EVERY))
+            every.append(probed_loop(setup, args.steps, device, 1))
+        p, q, e = (statistics.median(x) for x in (plain, probed, every))
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            setup = load_files(ROOT / "samples" / name / "model.py", ROOT / "samples" / name / "loader.py")
-            audit_setup(setup).write(out)
+            fresh = load_files(ROOT / "samples" / sample / "model.py", ROOT / "samples" / sample / "loader.py")
+            fresh.model.to(device)
+            audit_setup(fresh).write(out)
             whole = time.perf_counter() - start
-        print(f"{name:<22}{p * 1e3:>14.3f}{q * 1e3:>16.3f}{q / p:>8.2f}{whole:>15.2f}")
+        print(f"{sample:<20}{p * 1e3:>14.3f}{q * 1e3:>9.3f}{q / p:>7.2f}{e * 1e3:>12.3f}{e / p:>7.2f}{whole:>15.2f}")
 
 
 if __name__ == "__main__":

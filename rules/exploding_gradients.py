@@ -10,7 +10,7 @@ class ExplodingGradients(Rule):
     thresholds = {
         "decades": Threshold(2.0, "warn when the gradient at the first layer is this many decades above the "
                              "last layer's", "measured: healthy samples stay within 0.5 decade"),
-        "grad_data": Threshold(10.0, "warn when a weight's std(grad)/std(weight) stays above this",
+        "grad_data": Threshold(10.0, "warn when a weight's ‖grad‖/‖weight‖ stays above this",
                                "measured: healthy samples stay below 3 (a just-zeroed output layer at step 0)"),
         "min_layers": Threshold(3, "layers needed before a depth profile is judged", "a profile needs a slope"),
     }
@@ -63,7 +63,7 @@ here is over layers only.
             listing = ", ".join(f"{n} ({fmt(r)})" for r, n in big)
             yield self.finding(
                 "warning", "Gradients are far larger than the weights",
-                f"std(grad)/std(weight) stays above {fmt(t.grad_data)} in {listing}: one plain SGD step at lr 0.1 "
+                f"‖grad‖/‖weight‖ stays above {fmt(t.grad_data)} in {listing}: one plain SGD step at lr 0.1 "
                 "would change those weights by more than their own scale.",
                 "Find the layer or loss term with the huge scale (an unnormalised input, a loss summed instead of "
                 "averaged); clip meanwhile:\n\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",

@@ -13,7 +13,7 @@ class GradDataRatio(Rule):
                              "output layer against the embedding)"),
     }
     why = """
-With plain SGD every layer gets the same learning rate, so a layer whose std(grad)/std(weight) is 1000x
+With plain SGD every layer gets the same learning rate, so a layer whose ‖grad‖/‖weight‖ is 1000x
 smaller than another's learns 1000x more slowly: in effect it is frozen while the rest trains. The lecture
 flags a last layer at 10x the others as a troublemaker; whole decades mean a scale bug: weights
 initialised far too large (often hidden by a following BatchNorm, which makes the output blind to the

@@ -8,7 +8,7 @@ class UpdateRatio(Rule):
     id = "update-ratio"
     summary = "Each step changes the weights by far more or far less than ~1e-3 of their scale: the LR is off."
     thresholds = {
-        "high": Threshold(-1.0, "warn when the median layer's log10 std(dw)/std(w) is above this",
+        "high": Threshold(-1.0, "warn when the median layer's log10 ‖Δw‖/‖w‖ is above this",
                           "lecture guide ~-3; measured healthy recipes: -1.8 (GPT, AdamW 1e-3) to -3.0 "
                           "(Adam 3e-4); -1 means 10% of each weight's scale every step"),
         "error_high": Threshold(0.0, "error above this: every step replaces the weights", "updates >= weights"),
@@ -18,7 +18,8 @@ class UpdateRatio(Rule):
                                       "fraction", "a loss falling fast is not learning too slowly"),
     }
     why = """
-The update-to-data ratio std(dw)/std(w) says how much of a weight's scale one optimizer step changes. Around
+The update-to-data ratio ‖Δw‖/‖w‖ (the RMS of the update over the RMS of the weight; for zero-mean
+weights the lecture's std(dw)/std(w)) says how much of a weight's scale one optimizer step changes. Around
 1e-3 (-3 on the log10 scale) the network learns steadily. Far above, the updates overwrite what was learned
 and training is unstable; far below, the network learns so slowly that the run is wasted.
 """
@@ -26,7 +27,7 @@ and training is unstable; far below, the network learns so slowly that the run i
 optimizer = torch.optim.SGD(model.parameters(), lr=1e-5)  # updates ~1e-7 of the weights
 """
     use_instead = """
-optimizer = torch.optim.SGD(model.parameters(), lr=0.1)   # pick lr so that log10(std(dw)/std(w)) ~ -3
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)   # pick lr so that log10(‖Δw‖/‖w‖) ~ -3
 # or run an LR range test and take the rate just before the loss turns up
 """
     known_problems = """

@@ -3,6 +3,7 @@
 import random
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,3 +98,30 @@ def test_training_step_with_dict_batches():
     report = auditor.audit(model, batches, steps=4,
                            training_step=lambda m, b: F.cross_entropy(m(b["x"]), b["y"]))
     assert report.probe.loss_fn == "training_step" and report.probe.steps_run == 4
+
+
+def test_statistics_match_torch_on_measured_steps_and_gradients_every_step():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    data = _data(n=10)
+    reference = [p.detach().clone() for p in model.parameters()]
+    ev = auditor.audit(model, data, steps=10, stats_every=4, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                       ).evidence
+    measured = [0, 4, 8, 9]  # every 4th step and the last
+    weight = ev.params[0]
+    assert np.isfinite(weight.grad_norm).all()  # every step
+    assert np.isfinite(weight.update_data_ratio[measured]).all()
+    assert np.isnan(np.delete(weight.update_data_ratio, measured)).all()
+    act = ev.activations[0]
+    assert np.isfinite(act.std[measured]).all() and np.isnan(act.std[1])
+    # Step 0 by hand: tanh output statistics and ‖w‖ are those of the initial model on the first batch.
+    x = data[0][0]
+    h = torch.tanh(x @ reference[0].T + reference[1])
+    assert abs(act.mean[0] - h.mean().item()) < 1e-5
+    assert abs(act.std[0] - h.std().item()) < 1e-5
+    assert abs(weight.data_rms[0] - reference[0].norm().item() / reference[0].numel() ** 0.5) < 1e-6
+
+
+def test_stats_every_must_be_positive():
+    with pytest.raises(auditor.AuditError, match="stats-every"):
+        auditor.audit(nn.Linear(6, 3), _data(), steps=2, stats_every=0)

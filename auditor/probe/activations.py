@@ -13,12 +13,13 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .devicelog import DeviceLog
+from .devicelog import DeviceLog, stacked
 
 # Thresholds on the activation's output (tanh, sigmoid) or input (ReLU family). The 0.97 band is the
 # makemore lecture's saturation test; "dead" asks that a unit be in its flat region for every sample.
@@ -79,15 +80,25 @@ class ActivationTracer(TorchFunctionMode):
         self.step = 0
         self.kinds: dict[str, str] = {}
         self.units: dict[str, int] = {}
+        self.numel: dict[str, dict[int, int]] = {}  # elements per step: batch sizes may vary
         self.module_order: list[str] = []
         self._stack: list[tuple[str, nn.Module]] = []
         self._counts: Counter = Counter()
         self._seen_modules: set[str] = set()
         self._handles = []
         self._nan: dict[torch.device, torch.Tensor] = {}
+        self._active = False  # the module hooks stay registered; on unmeasured steps they return at once
         for name, module in model.named_modules():
             self._handles.append(module.register_forward_pre_hook(partial(self._enter, name)))
             self._handles.append(module.register_forward_hook(partial(self._exit, name)))
+
+    def __enter__(self):
+        self._active = True
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self._active = False
+        return super().__exit__(*exc)
 
     def remove_hooks(self) -> None:
         for handle in self._handles:
@@ -95,6 +106,8 @@ class ActivationTracer(TorchFunctionMode):
         self._handles.clear()
 
     def _enter(self, name, module, args):
+        if not self._active:
+            return
         if name == "":
             # A new forward pass of the whole model; a previous one that raised may have left entries.
             self._stack.clear()
@@ -105,7 +118,7 @@ class ActivationTracer(TorchFunctionMode):
         self._stack.append((name, module))
 
     def _exit(self, name, module, args, output):
-        if self._stack and self._stack[-1][0] == name:
+        if self._active and self._stack and self._stack[-1][0] == name:
             self._stack.pop()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -140,6 +153,8 @@ class ActivationTracer(TorchFunctionMode):
         return base if n == 1 else f"{base}#{n}"
 
     def _record(self, name: str, kind: str, out: torch.Tensor, pre_max) -> None:
+        # Sums and counts only: each is one cheap kernel, where std_mean or a float mean of a mask costs
+        # several; `moments()` turns them into means, stds and fractions on the host after the probe.
         step = self.step
         self.kinds.setdefault(name, kind)
         with torch.no_grad():
@@ -147,32 +162,26 @@ class ActivationTracer(TorchFunctionMode):
             if o.dtype in (torch.float16, torch.bfloat16):
                 o = o.float()
             self.units.setdefault(name, o.shape[unit_dim(o.ndim)] if o.ndim > 1 else o.numel())
+            self.numel.setdefault(name, {})[step] = o.numel()
             dims = _reduce_dims(o.ndim) if o.ndim > 1 else ()
-            std, mean = torch.std_mean(o)
             nan = self._nan.get(o.device)
             if nan is None:
                 nan = self._nan[o.device] = torch.full((), float("nan"), device=o.device)
-            if kind == "tanh":
-                a = o.abs()
-                saturated = (a > TANH_SATURATED).float().mean()
-                per_unit = a.amin(dim=dims) if dims else a
-                dead = (per_unit > TANH_DEAD).float().mean()
-            elif kind == "sigmoid":
-                a = (o - 0.5).abs()
-                saturated = (a > 0.5 - SIGMOID_SATURATED).float().mean()
-                per_unit = a.amin(dim=dims) if dims else a
-                dead = (per_unit > 0.5 - SIGMOID_DEAD).float().mean()
+            if kind in ("tanh", "sigmoid"):
+                a = o.abs() if kind == "tanh" else (o - 0.5).abs()
+                sat_at, dead_at = (TANH_SATURATED, TANH_DEAD) if kind == "tanh" else (
+                    0.5 - SIGMOID_SATURATED, 0.5 - SIGMOID_DEAD)
+                saturated = (a > sat_at).sum()
+                dead = ((a.amin(dim=dims) if dims else a) > dead_at).sum()
             elif kind == "relu":
                 saturated = nan
-                per_unit = o.amax(dim=dims) if dims else o
-                dead = (per_unit <= 0).float().mean()
+                dead = ((o.amax(dim=dims) if dims else o) <= 0).sum()
             elif kind == "smooth" and pre_max is not None:
                 saturated = nan
-                dead = (pre_max.float() < SMOOTH_DEAD_BELOW).float().mean()
+                dead = (pre_max < SMOOTH_DEAD_BELOW).sum()
             else:  # leaky ReLU keeps a slope everywhere: it cannot die
-                saturated = nan
-                dead = nan
-            self.log.put(f"act/{name}", torch.stack([mean, std, saturated, dead]), step)
+                saturated = dead = nan
+            self.log.put(f"act/{name}", torch.stack([o.sum(), o.square().sum(), saturated, dead]), step)
             if step in self.histogram_steps:
                 self.log.put(f"acthist/{name}", _sample(o), step)
         if out.requires_grad:
@@ -181,11 +190,30 @@ class ActivationTracer(TorchFunctionMode):
     def _record_grad(self, name: str, step: int, grad: torch.Tensor):
         with torch.no_grad():
             g = grad.detach().float()
-            std, mean = torch.std_mean(g)
-            self.log.put(f"actgrad/{name}", torch.stack([mean, std]), step)
+            self.log.put(f"actgrad/{name}", torch.stack([g.sum(), g.square().sum()]), step)
             if step in self.histogram_steps:
                 self.log.put(f"actgradhist/{name}", _sample(g), step)
         return None
+
+    def moments(self, name: str, host, steps: int) -> dict[str, np.ndarray]:
+        """Per-step mean, std, saturated and dead fractions of an activation and its gradient."""
+        n = np.full(steps, np.nan)
+        for step, count in self.numel.get(name, {}).items():
+            if step < steps:
+                n[step] = count
+        act = stacked(host.get(f"act/{name}"), steps, 4)
+        grad = stacked(host.get(f"actgrad/{name}"), steps, 2)
+        mean, std = _mean_std(act[:, 0], act[:, 1], n)
+        grad_mean, grad_std = _mean_std(grad[:, 0], grad[:, 1], n)
+        return {"mean": mean, "std": std, "saturated": act[:, 2] / n, "dead": act[:, 3] / self.units[name],
+                "grad_mean": grad_mean, "grad_std": grad_std}
+
+
+def _mean_std(total: np.ndarray, squares: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n
+        var = np.maximum(squares - total * mean, 0.0) / np.maximum(n - 1, 1)
+    return mean, np.sqrt(var)
 
 
 def _sample(t: torch.Tensor) -> torch.Tensor:

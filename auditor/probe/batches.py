@@ -209,10 +209,12 @@ class LossComputer:
         _, target = self.unpack(batch)
         if not isinstance(target, torch.Tensor) or target.numel() == 0 or (target.is_cuda and not on_device):
             return
-        valid = target[target != IGNORE_INDEX]
-        if valid.numel() == 0:
-            return
-        lo, hi = int(valid.min()), int(valid.max())
+        lo, hi = (int(v) for v in torch.aminmax(target))
+        if lo < 0:  # only then is the slower masked check worth it: -100 marks targets to ignore
+            valid = target[target != IGNORE_INDEX]
+            if valid.numel() == 0:
+                return
+            lo, hi = int(valid.min()), int(valid.max())
         if lo < 0 or hi >= num_classes:
             raise AuditError(f"{self.data_file}: targets range from {lo} to {hi}, but the model outputs "
                              f"{num_classes} classes (valid targets are 0..{num_classes - 1}); fix the labels "

@@ -1,4 +1,14 @@
-"""Per-parameter gradient and update statistics, computed on the device every step."""
+"""Per-parameter gradient and update sizes, computed on the device every step.
+
+Each tensor's scale is its RMS, ‖x‖/√n, so the ratios the rules read are ‖g‖/‖w‖ and ‖Δw‖/‖w‖, the
+relative step sizes of LARS/LAMB (You et al. 2017). For zero-mean weights this equals the makemore
+lecture's std(Δw)/std(w); unlike std it stays meaningful for norm-layer gains, whose mean is 1 and
+whose std is 0 at init. Norms of all tensors come from one fused `_foreach_norm` launch, so the cost per
+step does not grow with the number of tensors: three norm launches, one copy and one subtraction.
+
+Gradient norms are taken every step (a rare spike or a NaN must not slip between samples); the weight
+and update norms only on the probe's measured steps (see `ProbeOptions.stats_every`).
+"""
 
 from __future__ import annotations
 
@@ -8,47 +18,45 @@ from torch import nn
 from .devicelog import DeviceLog
 
 
-def _std(t: torch.Tensor) -> torch.Tensor:
-    if t.is_sparse:
-        t = t.to_dense()
-    if t.numel() < 2:
-        return torch.zeros((), device=t.device)
-    return t.float().std()
-
-
 class ParamTracker:
-    """Records, for every trainable tensor, |grad|, std(grad), std(w) and std(Δw) per step.
-
-    The ratios the rules read (std(grad)/std(w), std(Δw)/std(w)) are formed on the host, where a
-    parameter that is zero at initialisation gives "undefined" instead of a division by zero.
-    """
+    """Records ‖grad‖ and whether it was set every step, and ‖w‖, ‖Δw‖ on measured steps, per tensor."""
 
     def __init__(self, named_params: list[tuple[str, nn.Parameter]], log: DeviceLog):
         self.names = [n for n, _ in named_params]
         self.params = [p for _, p in named_params]
         self.log = log
-        self._before: list[torch.Tensor] = []
+        self._before = [torch.empty_like(p, memory_format=torch.contiguous_format).detach() for p in self.params]
         self._nan = torch.full((), float("nan"), device=self.params[0].device)
+        # Known on the host without asking the device, so kept here rather than in the DeviceLog.
+        self.has_grad: dict[int, list[bool]] = {}
+        self._measuring = False
 
-    def after_backward(self, step: int) -> None:
+    def after_backward(self, step: int, measure: bool = True) -> None:
         with torch.no_grad():
-            device, nan = self._nan.device, self._nan
             grads = [p.grad for p in self.params]
-            present = [g.to_dense() if g.is_sparse else g for g in grads if g is not None]
-            norms = iter(torch._foreach_norm(present)) if present else iter(())
-            grad_norm = [next(norms).float() if g is not None else nan for g in grads]
-            grad_std = [_std(g) if g is not None else nan for g in grads]
-            data_std = [_std(p) for p in self.params]
-            self.log.put("param/grad_norm", torch.stack(grad_norm), step)
+            mask = [g is not None for g in grads]
+            if all(mask) and not any(g.is_sparse for g in grads):  # the common case, in one launch
+                self.log.put("param/grad_norm", torch.stack(_norms(grads)), step)
+            else:
+                norms = iter(_norms([g.to_dense() if g.is_sparse else g for g in grads if g is not None]))
+                self.log.put("param/grad_norm", torch.stack([next(norms) if m else self._nan for m in mask]), step)
             # NaN in grad_norm alone could be "no gradient" or "a NaN gradient"; this tells them apart.
-            self.log.put("param/has_grad", torch.tensor([g is not None for g in grads], dtype=torch.float32,
-                                                        device=device), step)
-            self.log.put("param/grad_std", torch.stack(grad_std), step)
-            self.log.put("param/data_std", torch.stack(data_std), step)
-            self._before = [p.detach().clone() for p in self.params]
+            self.has_grad[step] = mask
+            self._measuring = measure
+            if not measure:
+                return
+            data = [p.detach() for p in self.params]
+            self.log.put("param/data_norm", torch.stack(_norms(data)), step)
+            torch._foreach_copy_(self._before, data)
 
     def after_step(self, step: int) -> None:
+        if not self._measuring:
+            return
         with torch.no_grad():
-            deltas = torch._foreach_sub([p.detach() for p in self.params], self._before)
-            self.log.put("param/update_std", torch.stack([_std(d) for d in deltas]), step)
-            self._before = []
+            # In place: the snapshot becomes w_before - w_after = -Δw, whose norm is ‖Δw‖.
+            torch._foreach_sub_(self._before, [p.detach() for p in self.params])
+            self.log.put("param/update_norm", torch.stack(_norms(self._before)), step)
+
+
+def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return list(torch._foreach_norm(tensors, 2, dtype=torch.float32)) if tensors else []

@@ -25,6 +25,11 @@ INIT_BATCHES = 4
 # a host sync on every step.
 NAN_CHECK_EVERY = 10
 DEFAULT_OPTIMIZER = "AdamW(lr=1e-3)"
+# Activation, weight and update statistics are taken every this many steps (loss and gradient norms every
+# step), as Cockpit's track schedules do: on a sub-millisecond step each measured step costs about one
+# extra step, and the rules read medians over windows, which 25 samples of a 100-step probe estimate well.
+# bench/bench_probe.py measures the trade; `--stats-every 1` measures every step.
+DEFAULT_STATS_EVERY = 8
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -34,6 +39,10 @@ class ProbeOptions:
     steps: int = DEFAULT_STEPS
     seed: int = 0
     device: str | None = None
+    stats_every: int = DEFAULT_STATS_EVERY
+
+    def measured(self, step: int) -> bool:
+        return step % self.stats_every == 0 or step == self.steps - 1
 
 
 def _model_device(model: nn.Module, override: str | None) -> torch.device:
@@ -92,6 +101,8 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
     options = options or ProbeOptions()
     if options.steps < 1:
         raise AuditError(f"--steps must be at least 1, got {options.steps}")
+    if options.stats_every < 1:
+        raise AuditError(f"--stats-every must be at least 1, got {options.stats_every}")
     device = _model_device(setup.model, options.device)
     started = time.perf_counter()
     with preserved_rng(device):
@@ -136,18 +147,24 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
     targets = [b[1] for b in init_batches if losses.training_step is None and isinstance(b[1], torch.Tensor)]
     expected, expected_reason = expected_initial_loss(choice, targets)
 
-    histogram_steps = {0, options.steps // 2, options.steps - 1}
+    mid = options.steps // 2
+    histogram_steps = {0, mid - mid % options.stats_every, options.steps - 1}
     tracer = ActivationTracer(model, log, histogram_steps)
     steps_run = 0
+    loop_started = time.perf_counter()
     try:
         pending = list(init_batches)
         for step in range(options.steps):
             batch = pending.pop(0) if pending else stream.next()
             if batch is None:
                 break
+            measure = options.measured(step)
             tracer.step = step
             opt.zero_grad(set_to_none=True)
-            with tracer:
+            if measure:
+                with tracer:
+                    loss, _ = compute(batch)
+            else:
                 loss, _ = compute(batch)
             if step == 0:
                 if not loss.requires_grad:
@@ -161,7 +178,7 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
                 loss.backward()
             except Exception as exc:
                 raise from_user_exception(exc, f"computing gradients at probe step {step}") from None
-            params.after_backward(step)
+            params.after_backward(step, measure)
             try:
                 opt.step()
             except Exception as exc:
@@ -182,15 +199,16 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
         flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
     host = log.read_back()
+    loop_seconds = time.perf_counter() - loop_started
     info = ProbeInfo(
         steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=choice.name,
         loss_fn_reason=choice.reason, loss_fn_default=choice.default, optimizer=_describe_optimizer(opt),
-        optimizer_default=opt_default, seed=options.seed,
+        optimizer_default=opt_default, seed=options.seed, stats_every=options.stats_every,
         parameters=sum(p.numel() for p in model.parameters()),
         expected_initial_loss=expected, expected_initial_loss_reason=expected_reason,
         num_classes=choice.num_classes, batch_size=_batch_size(first), lr=opt.param_groups[0].get("lr"),
         input_nonfinite=_nonfinite_inputs(init_batches),
-        model_file=setup.model_file, data_file=setup.data_file,
+        model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds,
     )
     if opt_default:
         info.notes.append(f"no make_optimizer() in {setup.model_file}: probed with the default {DEFAULT_OPTIMIZER}")
@@ -200,7 +218,7 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
     info.initial_loss = float(np.mean(init)) if np.isfinite(init).all() else float("nan")
     if "logits" in host:
         info.logits_std, info.logits_mean = (float(v) for v in host["logits"][1][0])
-    evidence = _assemble(info, host, table, tracer, steps_run)
+    evidence = _assemble(info, host, table, params.has_grad, tracer, steps_run)
     evidence.initial_losses = [float(v) for v in init]
     info.seconds = time.perf_counter() - started
     return evidence
@@ -233,11 +251,19 @@ def _batch_size(batch) -> int | None:
     return None
 
 
-def _assemble(info: ProbeInfo, host, table, tracer: ActivationTracer, n: int) -> Evidence:
+def _assemble(info: ProbeInfo, host, table, has_grad: dict[int, list[bool]], tracer: ActivationTracer,
+              n: int) -> Evidence:
     loss = stacked(host.get("loss"), n, 1)[:, 0]
-    columns = {key: stacked(host.get(f"param/{key}"), n, len(table))
-               for key in ("grad_norm", "grad_std", "data_std", "update_std", "has_grad")}
-    columns["has_grad"] = np.nan_to_num(columns["has_grad"]) > 0
+    columns = {key: stacked(host.get(f"param/{key}"), n, len(table)) for key in ("grad_norm", "data_norm",
+                                                                                  "update_norm")}
+    columns["has_grad"] = np.zeros((n, len(table)), dtype=bool)
+    for step, mask in has_grad.items():
+        if step < n:
+            columns["has_grad"][step] = mask
+    root_n = np.sqrt([max(p.numel(), 1) for _, p, *_ in table])
+    columns["grad_rms"] = columns["grad_norm"] / root_n
+    columns["data_rms"] = columns.pop("data_norm") / root_n
+    columns["update_rms"] = columns.pop("update_norm") / root_n
     params = [ParamSeries(name=name, shape=tuple(p.shape), role=role, module_type=mtype, order=order,
                           **{key: columns[key][:, i] for key in columns})
               for i, (name, p, role, mtype, order) in enumerate(table)]
@@ -245,12 +271,9 @@ def _assemble(info: ProbeInfo, host, table, tracer: ActivationTracer, n: int) ->
         grad_norm = np.sqrt(np.sum(columns["grad_norm"] ** 2, axis=1, where=~np.isnan(columns["grad_norm"])))
     activations = []
     for order, name in enumerate(tracer.kinds):
-        stats = stacked(host.get(f"act/{name}"), n, 4)
-        grads = stacked(host.get(f"actgrad/{name}"), n, 2)
         hist = dict(zip(*host.get(f"acthist/{name}", ([], [])), strict=True))
         ghist = dict(zip(*host.get(f"actgradhist/{name}", ([], [])), strict=True))
-        activations.append(ActivationSeries(
-            name=name, kind=tracer.kinds[name], units=tracer.units[name], order=order,
-            mean=stats[:, 0], std=stats[:, 1], saturated=stats[:, 2], dead=stats[:, 3],
-            grad_mean=grads[:, 0], grad_std=grads[:, 1], histograms=hist, grad_histograms=ghist))
+        activations.append(ActivationSeries(name=name, kind=tracer.kinds[name], units=tracer.units[name],
+                                            order=order, histograms=hist, grad_histograms=ghist,
+                                            **tracer.moments(name, host, n)))
     return Evidence(probe=info, loss=loss, grad_norm=grad_norm, params=params, activations=activations)
