@@ -111,6 +111,8 @@ class ActivationSeries:
 class Evidence:
     probe: ProbeInfo
     loss: np.ndarray
+    # On measured steps, the loss of the same batch right after the update, same dropout masks (NaN elsewhere).
+    loss_after: np.ndarray
     grad_norm: np.ndarray
     params: list[ParamSeries]
     activations: list[ActivationSeries]

@@ -1,61 +1,63 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, loss_prefix, pct, smooth
+from auditor.evidence import fmt, pct
 
 
 class LossOscillation(Rule):
     id = "loss-oscillation"
-    summary = "The loss zig-zags step to step far beyond batch noise: the learning rate is too high."
+    summary = "Updates overshoot: a step raises the loss of the very batch it was computed on, so the loss zig-zags."
     thresholds = {
-        "amplitude": Threshold(0.15, "warn when the step-to-step swing is this fraction of the loss level",
-                               "measured: batch noise on the healthy samples is 1-27% of the level "
-                               "(27%: a ResNet near zero loss)"),
-        "autocorr": Threshold(-0.5, "and the lag-1 autocorrelation of the swings is below this (up, down, up, ...)",
-                              "measured: batch noise on the healthy samples gives -0.26 to 0.11; "
-                              "an overshooting optimizer alternates"),
-        "min_steps": Threshold(20, "steps needed to judge the curve", "the autocorrelation needs samples"),
+        "rise": Threshold(0.01, "a step overshoots when its own batch's loss rises by more than this fraction",
+                          "measured: on the healthy samples the own-batch loss never rises; a flat, dead network "
+                          "shows float-noise rises under 0.1%"),
+        "fraction": Threshold(0.25, "warn when at least this fraction of the measured steps overshoot",
+                              "measured: 0% on all healthy samples; a period-2 cycle (lr past 2/curvature) "
+                              "overshoots on 50% of steps"),
+        "min_steps": Threshold(6, "measured steps needed to judge", "a fraction of fewer steps is too coarse"),
     }
     why = """
-When the step size exceeds the curvature's stability limit along some direction, each update jumps across
-the valley: the loss goes up, down, up. It may still drift downwards, but slowly and unstably, and a small
-change in data or schedule tips it into divergence.
+A gradient step on a batch is the steepest way down for that batch: with a learning rate below the
+stability limit (2 / the sharpest curvature) its loss goes down after the step. When the loss of the same
+batch, with the same dropout masks, goes *up*, the step has jumped across the valley to a higher point on the
+other side. Repeated, that is the up-down-up zig-zag of an oscillating loss; it converges slowly or not at
+all, and a small change in data or schedule tips it into divergence. The probe measures it directly by
+scoring each measured step's batch again right after the update.
 """
     example = """
-optimizer = torch.optim.SGD(model.parameters(), lr=1.5)   # just under divergence
+optimizer = torch.optim.SGD(model.parameters(), lr=16)   # past 2/curvature: the loss cycles 0.77, 0.76, 0.77 ...
 """
     use_instead = """
-optimizer = torch.optim.SGD(model.parameters(), lr=0.3)   # or keep the LR and add momentum/warm-up
+optimizer = torch.optim.SGD(model.parameters(), lr=4)    # or keep the LR and add warm-up / clipping
 """
     known_problems = """
-Alternating batches of very different difficulty (an unshuffled loader cycling between two sources) also
-zig-zag; shuffle before concluding it is the learning rate.
+Only steps the probe measures (every --stats-every steps, an odd interval so that a period-2 cycle is seen
+in both phases) are checked.
 """
-    references = ("L. N. Smith, WACV 2017", "Cohen et al., 'Gradient Descent on Neural Networks Typically Occurs "
-                  "at the Edge of Stability', ICLR 2021")
+    references = ("Cohen et al., 'Gradient Descent on Neural Networks Typically Occurs at the Edge of "
+                  "Stability', ICLR 2021", "L. N. Smith, 'Cyclical Learning Rates', WACV 2017")
 
     def check(self, ev, t):
-        seq = loss_prefix(ev)
-        if seq.size < t.min_steps:
+        before, after = ev.loss, ev.loss_after
+        ok = np.isfinite(before) & np.isfinite(after) & (np.abs(before) > 0)
+        if ok.sum() < t.min_steps or not np.isfinite(before).all():
+            return  # too few measured steps, or a NaN run, which loss-nan reports
+        rise = (after[ok] - before[ok]) / np.abs(before[ok])
+        over = rise > t.rise
+        fraction = float(over.mean())
+        if fraction < t.fraction:
             return
-        trend = smooth(seq, 9)
-        resid = seq - trend
-        level = float(np.median(np.abs(trend)))
-        if level <= 0:
-            return
-        amplitude = float(np.median(np.abs(resid))) / level
-        if np.std(resid[:-1]) == 0 or np.std(resid[1:]) == 0:
-            return
-        autocorr = float(np.corrcoef(resid[:-1], resid[1:])[0, 1])
-        if amplitude < t.amplitude or autocorr > t.autocorr:
-            return
+        steps = np.flatnonzero(ok)[over]
         yield self.finding(
-            "warning", "Loss oscillates",
-            f"Step to step the loss swings by {pct(amplitude)} of its level, alternating up and down "
-            f"(lag-1 autocorrelation {fmt(autocorr, 2)}), with {ev.probe.optimizer}.",
-            "Lower the learning rate by 3-10x, or add a warm-up:\n\n"
+            "warning", "Updates overshoot: the loss oscillates",
+            f"On {over.sum()} of {ok.sum()} measured steps ({pct(fraction)}) the update raised the loss of the "
+            f"batch it was computed on, by a median {pct(float(np.median(rise[over])))} (steps "
+            f"{', '.join(str(s) for s in steps[:6])}{' ...' if steps.size > 6 else ''}), with {ev.probe.optimizer}. "
+            f"A step below the stability limit lowers its own batch's loss; these jump across the valley.",
+            f"Lower the learning rate by 3-10x (lr={fmt((ev.probe.lr or 0) / 4)} for a start), or add a warm-up:\n\n"
             "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=500)",
-            [], amplitude=amplitude, autocorr=autocorr)
+            [], fraction=fraction, median_rise=float(np.median(rise[over])), steps=steps.tolist(),
+            rises=rise.tolist())
 
 
 RULE = LossOscillation()

@@ -125,3 +125,15 @@ def test_statistics_match_torch_on_measured_steps_and_gradients_every_step():
 def test_stats_every_must_be_positive():
     with pytest.raises(auditor.AuditError, match="stats-every"):
         auditor.audit(nn.Linear(6, 3), _data(), steps=2, stats_every=0)
+
+
+def test_overshoot_rescore_replays_dropout_masks():
+    # With lr ~0 the update changes nothing, so re-scoring the batch must give the same loss exactly; fresh
+    # dropout masks would make half the steps look like overshoots.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
+    ev = auditor.audit(model, _data(n=30), steps=30, stats_every=3,
+                       optimizer=torch.optim.SGD(model.parameters(), lr=1e-12)).evidence
+    measured = np.isfinite(ev.loss_after)
+    assert measured.sum() >= 10
+    assert np.allclose(ev.loss_after[measured], ev.loss[measured], rtol=1e-6)

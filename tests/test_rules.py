@@ -16,6 +16,7 @@ TRIGGERS = {
     "loss-divergence": ["loss_divergence"],
     "loss-plateau": ["loss_plateau"],
     "loss-hockey-stick": ["loss_hockey_stick", "makemore_raw"],
+    "loss-oscillation": ["loss_oscillation"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw"]
@@ -39,9 +40,8 @@ def test_healthy_sample_is_clean(audit_sample, sample):
     assert report.passed("warning")
 
 
-def test_every_rule_has_a_trigger_sample_or_is_listed():
-    # loss-oscillation has no sample yet (see README, "Known gaps"); every other rule must have one.
-    assert set(load_rules()) - set(TRIGGERS) == {"loss-oscillation"}
+def test_every_rule_has_a_trigger_sample():
+    assert set(load_rules()) == set(TRIGGERS)
 
 
 def test_makemore_story(audit_sample):
@@ -52,6 +52,12 @@ def test_makemore_story(audit_sample):
     sat_fixed = fixed.to_dict()["metrics"]["activations"]
     assert max(a["saturated"] for a in sat_raw.values()) > 0.6
     assert max(a["saturated"] for a in sat_fixed.values()) < 0.3
+
+
+def test_update_ratio_both_branches_on_real_samples(audit_sample):
+    low = next(f for f in audit_sample("update_ratio").findings if f.rule == "update-ratio")
+    high = next(f for f in audit_sample("loss_oscillation").findings if f.rule == "update-ratio")
+    assert "too low" in low.title and "too high" in high.title
 
 
 def test_update_ratio_too_high_branch_via_threshold_override(audit_sample):

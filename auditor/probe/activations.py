@@ -87,17 +87,17 @@ class ActivationTracer(TorchFunctionMode):
         self._seen_modules: set[str] = set()
         self._handles = []
         self._nan: dict[torch.device, torch.Tensor] = {}
-        self._active = False  # the module hooks stay registered; on unmeasured steps they return at once
-        for name, module in model.named_modules():
-            self._handles.append(module.register_forward_pre_hook(partial(self._enter, name)))
-            self._handles.append(module.register_forward_hook(partial(self._exit, name)))
+        # Global module hooks, registered only while a measured forward runs: unmeasured steps keep every
+        # module on PyTorch's hook-free fast path.
+        self._names = {id(module): name for name, module in model.named_modules()}
 
     def __enter__(self):
-        self._active = True
+        self._handles = [nn.modules.module.register_module_forward_pre_hook(self._enter),
+                         nn.modules.module.register_module_forward_hook(self._exit)]
         return super().__enter__()
 
     def __exit__(self, *exc):
-        self._active = False
+        self.remove_hooks()
         return super().__exit__(*exc)
 
     def remove_hooks(self) -> None:
@@ -105,8 +105,9 @@ class ActivationTracer(TorchFunctionMode):
             handle.remove()
         self._handles.clear()
 
-    def _enter(self, name, module, args):
-        if not self._active:
+    def _enter(self, module, args):
+        name = self._names.get(id(module))
+        if name is None:
             return
         if name == "":
             # A new forward pass of the whole model; a previous one that raised may have left entries.
@@ -117,8 +118,9 @@ class ActivationTracer(TorchFunctionMode):
             self.module_order.append(name)
         self._stack.append((name, module))
 
-    def _exit(self, name, module, args, output):
-        if self._active and self._stack and self._stack[-1][0] == name:
+    def _exit(self, module, args, output):
+        name = self._names.get(id(module))
+        if name is not None and self._stack and self._stack[-1][0] == name:
             self._stack.pop()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):

@@ -17,7 +17,7 @@ from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss
 from .devicelog import DeviceLog, stacked
 from .params import ParamTracker
-from .state import copy_model, copy_optimizer, preserved_rng, seed_everything
+from .state import copy_model, copy_optimizer, preserved_rng, replayed_rng, seed_everything, torch_rng_state
 
 DEFAULT_STEPS = 100
 INIT_BATCHES = 4
@@ -27,9 +27,9 @@ NAN_CHECK_EVERY = 10
 DEFAULT_OPTIMIZER = "AdamW(lr=1e-3)"
 # Activation, weight and update statistics are taken every this many steps (loss and gradient norms every
 # step), as Cockpit's track schedules do: on a sub-millisecond step each measured step costs about one
-# extra step, and the rules read medians over windows, which 25 samples of a 100-step probe estimate well.
-# bench/bench_probe.py measures the trade; `--stats-every 1` measures every step.
-DEFAULT_STATS_EVERY = 8
+# extra step, and the rules read medians over windows, which the 16 samples of a 100-step probe estimate
+# well. Odd, so a period-2 cycle is seen in both phases. bench/bench_probe.py measures the trade.
+DEFAULT_STATS_EVERY = 7
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -162,6 +162,7 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
             tracer.step = step
             opt.zero_grad(set_to_none=True)
             if measure:
+                rng = torch_rng_state(device)
                 with tracer:
                     loss, _ = compute(batch)
             else:
@@ -184,6 +185,11 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
             except Exception as exc:
                 raise from_user_exception(exc, f"taking an optimizer step at probe step {step}") from None
             params.after_step(step)
+            if measure:
+                # The same batch again after the update, with the same dropout masks: a step that raises the
+                # loss of the very batch it was computed on has jumped across the valley.
+                with torch.no_grad(), replayed_rng(rng, device):
+                    log.put("loss_after", compute(batch)[0].detach().float().reshape(()), step)
             steps_run = step + 1
             if progress:
                 progress(step)
@@ -195,6 +201,7 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
     logits = [o for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point()]
     for i, value in enumerate(init_losses):
         log.put("init_loss", value.reshape(()), i)
+
     if logits:
         flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
@@ -254,6 +261,7 @@ def _batch_size(batch) -> int | None:
 def _assemble(info: ProbeInfo, host, table, has_grad: dict[int, list[bool]], tracer: ActivationTracer,
               n: int) -> Evidence:
     loss = stacked(host.get("loss"), n, 1)[:, 0]
+    loss_after = stacked(host.get("loss_after"), n, 1)[:, 0]
     columns = {key: stacked(host.get(f"param/{key}"), n, len(table)) for key in ("grad_norm", "data_norm",
                                                                                   "update_norm")}
     columns["has_grad"] = np.zeros((n, len(table)), dtype=bool)
@@ -276,4 +284,5 @@ def _assemble(info: ProbeInfo, host, table, has_grad: dict[int, list[bool]], tra
         activations.append(ActivationSeries(name=name, kind=tracer.kinds[name], units=tracer.units[name],
                                             order=order, histograms=hist, grad_histograms=ghist,
                                             **tracer.moments(name, host, n)))
-    return Evidence(probe=info, loss=loss, grad_norm=grad_norm, params=params, activations=activations)
+    return Evidence(probe=info, loss=loss, loss_after=loss_after, grad_norm=grad_norm, params=params,
+                    activations=activations)

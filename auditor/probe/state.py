@@ -32,6 +32,29 @@ def preserved_rng(device: torch.device):
             torch.cuda.set_rng_state_all(cuda_state)
 
 
+def torch_rng_state(device: torch.device):
+    """The torch generators a forward pass draws from (dropout): CPU, and the probe's CUDA device."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+@contextmanager
+def replayed_rng(state, device: torch.device):
+    """Run a block with the generators as they were at `state`, then put the current ones back, so a
+    repeated forward draws the same dropout masks and the training run's random stream is untouched."""
+    now = torch_rng_state(device)
+    _set_rng(state, device)
+    try:
+        yield
+    finally:
+        _set_rng(now, device)
+
+
+def _set_rng(state, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
