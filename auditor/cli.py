@@ -51,7 +51,7 @@ def cli():
 @click.option("--seed", type=int, help="Seed for the probe. [default: 0]")
 @click.option("--device", help="Run the probe here instead of where the model's parameters live (cpu, cuda:0).")
 @click.option("--out", help="Folder for the reports. [default: audit-report]")
-@click.option("--format", "formats", help="Comma-separated subset of: json,md. [default: json,md]")
+@click.option("--format", "formats", help="Comma-separated subset of: json,md,html,pdf. [default: all four]")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), help="Lowest severity that makes the exit code 1. "
               "[default: error]")
 @click.option("--ignore", multiple=True, metavar="RULE", help="Switch a rule off (repeatable).")
@@ -114,6 +114,8 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     summary = (f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
                if report.findings else "clean: no findings")
     written = report.write(out, formats)
+    for reason in report.skipped:
+        click.echo(f"audit: {reason}", err=True)
     click.echo(f"{summary}. Report: {', '.join(str(p) for p in written)}")
     return 0 if report.passed(fail_on) else 1
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import AuditError
 from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS
 
-FORMATS = ("json", "md")
+FORMATS = ("json", "md", "html", "pdf")
 FAIL_ON = ("error", "warning", "never")
 _KEYS = {"steps", "stats-every", "seed", "device", "fail-on", "ignore", "format", "out", "rules"}
 
@@ -38,10 +38,7 @@ def find_pyproject(start: Path) -> Path | None:
 
 def parse_formats(value: str | list) -> list[str]:
     items = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
-    later = {"html", "pdf"}
     for item in items:
-        if item in later:
-            raise AuditError(f"--format {item}: the HTML and PDF reports are not available yet; use json,md")
         if item not in FORMATS:
             raise AuditError(f"--format {item!r} is not a report format; choose from {', '.join(FORMATS)}")
     if not items:

@@ -57,6 +57,12 @@ class Rule:
     def check(self, evidence: Evidence, t: SimpleNamespace) -> Iterable[Finding]:
         raise NotImplementedError
 
+    def draw(self, ax, ev: Evidence, finding: Finding) -> None:
+        """The finding's evidence figure on a matplotlib Axes; the loss curve unless the rule overrides it."""
+        from .report import figures
+
+        figures.loss_curve(ax, ev)
+
     def finding(self, severity: str, title: str, diagnosis: str, fix: str, layers=(), **evidence) -> Finding:
         return Finding(self.id, severity, title, diagnosis, fix, list(layers), _plain(evidence))
 

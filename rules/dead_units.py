@@ -2,6 +2,7 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import nanmedian, pct
+from auditor.report import figures
 
 
 class DeadUnits(Rule):
@@ -54,6 +55,11 @@ Leaky ReLU keeps a slope everywhere and is never reported.
         yield self.finding("error" if bad[0][0] >= t.error_fraction else "warning",
                            "Dead units", diagnosis, fix, [a.name for _, a in bad],
                            dead_fraction={a.name: f for f, a in bad})
+
+    def draw(self, ax, ev, finding):
+        acts = {a.name: a.dead for a in ev.activations if a.name in finding.layers}
+        figures.per_step(ax, acts, "fraction of units dead for the whole batch",
+                         guide=self.thresholds["warn_fraction"].default, guide_label="warning threshold (default)")
 
 
 RULE = DeadUnits()

@@ -2,6 +2,7 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import depth_profile, fmt, nanmedian
+from auditor.report import figures
 
 
 class ExplodingGradients(Rule):
@@ -90,6 +91,14 @@ here is over layers only.
             "x = x / (x.norm(dim=-1, keepdim=True) + 1e-6)\n"
             "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
             [n for _, n in bad], first_step=step)
+
+    def draw(self, ax, ev, finding):
+        if "profile" in finding.evidence:
+            figures.depth_profile(ax, *depth_profile(ev), highlight=finding.layers)
+        elif "grad_data_ratio" in finding.evidence:
+            figures.grad_data_ratio(ax, ev, finding.layers)
+        else:
+            figures.grad_norm(ax, ev)
 
 
 RULE = ExplodingGradients()

@@ -2,6 +2,7 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt, is_adaptive, nanmedian
+from auditor.report import figures
 
 
 class GradDataRatio(Rule):
@@ -60,6 +61,9 @@ RMSprop, ...) the gradient scale is normalised away, so the spread is read on th
             "the same footing:\n\n"
             f"nn.init.kaiming_normal_(model.{slow.removesuffix('.weight')}.weight, nonlinearity='relu')",
             [slow, fast], per_layer_log10=ratios, spread_decades=spread, measure=measure)
+
+    def draw(self, ax, ev, finding):
+        figures.grad_data_ratio(ax, ev, finding.layers)
 
 
 RULE = GradDataRatio()

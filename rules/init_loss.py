@@ -1,5 +1,6 @@
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt
+from auditor.report import figures
 
 
 class InitLoss(Rule):
@@ -72,6 +73,9 @@ is nn.CrossEntropyLoss / F.cross_entropy. A training_step hides the output, so t
         yield self.finding(severity, "Loss at initialisation is far too high", diagnosis, fix, [head.name],
                            initial_loss=loss, expected_initial_loss=expected, ratio=ratio,
                            logits_std=p.logits_std, initial_losses=ev.initial_losses)
+
+    def draw(self, ax, ev, finding):
+        figures.initial_loss(ax, ev)
 
 
 RULE = InitLoss()

@@ -2,6 +2,7 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt, pct
+from auditor.report import figures
 
 
 class LossOscillation(Rule):
@@ -58,6 +59,9 @@ in both phases) are checked.
             "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=500)",
             [], fraction=fraction, median_rise=float(np.median(rise[over])), steps=steps.tolist(),
             rises=rise.tolist())
+
+    def draw(self, ax, ev, finding):
+        figures.loss_curve(ax, ev, expected=False, mark=finding.evidence.get("steps"))
 
 
 RULE = LossOscillation()

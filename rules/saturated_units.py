@@ -2,6 +2,8 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import nanmedian, pct
+from auditor.probe.activations import TANH_SATURATED
+from auditor.report import figures
 
 
 class SaturatedUnits(Rule):
@@ -61,6 +63,9 @@ initialisation, which is what the probe sees, saturation is nearly always uninte
         yield self.finding("error" if top >= t.error_fraction else "warning",
                            "Most tanh/sigmoid units are saturated", diagnosis, fix, names,
                            saturated_fraction={a.name: f for f, a in worst})
+
+    def draw(self, ax, ev, finding):
+        figures.activation_histograms(ax, ev, finding.layers, step=0, band=TANH_SATURATED)
 
 
 RULE = SaturatedUnits()

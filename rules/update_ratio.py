@@ -2,6 +2,7 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt, loss_prefix, pct, update_level
+from auditor.report import figures
 
 
 class UpdateRatio(Rule):
@@ -70,6 +71,9 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
                                "fix that "
                                "first: a higher LR will not reach those layers.", fix, layers[:5], loss_drop=drop,
                                **evidence)
+
+    def draw(self, ax, ev, finding):
+        figures.update_ratio(ax, ev, finding.layers)
 
 
 RULE = UpdateRatio()

@@ -2,6 +2,7 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import depth_profile, fmt
+from auditor.report import figures
 
 
 class VanishingGradients(Rule):
@@ -51,6 +52,9 @@ check the figure before acting.
                "nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')")
         yield self.finding("warning", "Gradients vanish towards the input", diagnosis, fix, [names[0], names[-1]],
                            profile=dict(zip(names, scale.tolist(), strict=True)), decades=decades, source=source)
+
+    def draw(self, ax, ev, finding):
+        figures.depth_profile(ax, *depth_profile(ev), highlight=finding.layers)
 
 
 RULE = VanishingGradients()

@@ -1,4 +1,4 @@
-"""Step 5 of the data flow: the report object and its writers (JSON, Markdown)."""
+"""Step 5 of the data flow: the report object and its writers (JSON, Markdown, HTML, PDF)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class Report:
     """What `auditor.audit()` returns: findings, probe facts and metrics, with writers for each format."""
 
     def __init__(self, findings: list[Finding], evidence: Evidence, version: str, rules: list[str]):
+        self.skipped: list[str] = []
         self.findings = findings
         self.evidence = evidence
         self.probe = evidence.probe
@@ -93,11 +94,49 @@ class Report:
         path.write_text(self.to_markdown())
         return path
 
-    def write(self, out_dir: str | Path, formats=("json", "md")) -> list[Path]:
+    def to_html(self) -> str:
+        from .html import to_html
+
+        return to_html(self)
+
+    def write_html(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_html(), encoding="utf-8")
+        return path
+
+    def write_pdf(self, path: str | Path, html: str | None = None) -> Path:
+        """Raises `PdfUnavailable` with install instructions when WeasyPrint cannot load."""
+        from .html import write_pdf
+
+        return write_pdf(html if html is not None else self.to_html(), Path(path))
+
+    def write(self, out_dir: str | Path, formats=("json", "md", "html", "pdf")) -> list[Path]:
+        """Write each format into `out_dir`. A PDF that cannot be made (no WeasyPrint) does not stop the
+        others: its reason goes to `self.skipped` and the rest are written."""
+        from .html import PdfUnavailable
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        writers = {"json": (self.write_json, "report.json"), "md": (self.write_markdown, "report.md")}
-        return [writers[f][0](out / writers[f][1]) for f in formats]
+        self.skipped: list[str] = []
+        written, html = [], None
+        for fmt_ in formats:
+            if fmt_ == "json":
+                written.append(self.write_json(out / "report.json"))
+            elif fmt_ == "md":
+                written.append(self.write_markdown(out / "report.md"))
+            elif fmt_ in ("html", "pdf"):
+                html = html if html is not None else self.to_html()  # rendered once for both
+                if fmt_ == "html":
+                    (out / "report.html").write_text(html, encoding="utf-8")
+                    written.append(out / "report.html")
+                else:
+                    try:
+                        written.append(self.write_pdf(out / "report.pdf", html))
+                    except PdfUnavailable as exc:
+                        self.skipped.append(str(exc))
+            else:
+                raise ValueError(f"unknown report format {fmt_!r}")
+        return written
 
 
 def _md_cell(text) -> str:

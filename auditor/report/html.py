@@ -1,0 +1,106 @@
+"""The HTML report (one self-contained file) and the PDF made from the same HTML."""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections import Counter
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from ..engine import load_rules
+from ..evidence import fmt, pct
+from . import figures
+
+PDF_HINT = ("pip install weasyprint, and its system libraries Pango and HarfBuzz (Debian/Ubuntu: apt-get install "
+            "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b; macOS: brew install pango)")
+
+
+class PdfUnavailable(Exception):
+    """WeasyPrint or the system libraries it loads are missing: the other formats are still written."""
+
+
+def _environment() -> jinja2.Environment:
+    folder = str(importlib.resources.files("auditor.templates"))
+    # Layer names, file paths and exception messages come from user code: autoescape everything.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = lambda x, d=3: fmt(float(x), d) if _defined(x) else "–"
+    env.filters["pct"] = lambda x: pct(float(x)) if _defined(x) else "–"
+    env.filters["log10"] = lambda x: f"{np.log10(float(x)):.1f}" if _defined(x) and float(x) > 0 else "–"
+    return env
+
+
+def _defined(x) -> bool:
+    try:
+        return x is not None and bool(np.isfinite(float(x)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _finding_figures(report) -> list[str]:
+    rules = load_rules()
+    out = []
+    for f in report.findings:
+        rule = rules.get(f.rule)
+        out.append(figures.render(lambda ax, rule=rule, f=f: rule.draw(ax, report.evidence, f)))
+    return out
+
+
+def _panels(ev) -> list[tuple[str, str, str]]:
+    """(title, caption, figure) for the practitioner's panels, in the order they are read."""
+    last = ev.probe.steps_run - 1
+    panels = [
+        ("Loss curve", "Training loss per batch over the probe, with its running median and the loss a "
+         "well-initialised model starts at.", figures.render(lambda ax: figures.loss_curve(ax, ev))),
+        ("Activations at initialisation", "Distribution of each activation's output on the first batch "
+         "(the makemore lecture's forward-pass histogram). Legend: mean, std, saturated or dead share.",
+         figures.render(lambda ax: figures.activation_histograms(ax, ev, step=0))),
+        ("Activations at the end of the probe", f"The same at step {last}.",
+         figures.render(lambda ax: figures.activation_histograms(ax, ev, step=last))),
+        ("Gradients at the activations", "Distribution of the gradient arriving at each activation's output "
+         "on the first batch: similar widths across layers mean the backward pass is well scaled.",
+         figures.render(lambda ax: figures.activation_histograms(ax, ev, step=0, gradients=True))),
+        ("Update-to-data ratio", "log10 of ‖Δw‖/‖w‖ per weight tensor at each measured step; the dashed line "
+         "is the ~1e-3 the lecture recommends.", figures.render(lambda ax: figures.update_ratio(ax, ev))),
+        ("Gradient-to-data ratio", "Median ‖grad‖/‖w‖ per weight tensor over the later half of the probe.",
+         figures.render(lambda ax: figures.grad_data_ratio(ax, ev))),
+        ("Global gradient norm", "Norm of all gradients together, every step.",
+         figures.render(lambda ax: figures.grad_norm(ax, ev))),
+    ]
+    return panels
+
+
+def _layer_types(ev) -> str:
+    counts = Counter()
+    seen = set()
+    for p in ev.params:
+        owner = p.name.rpartition(".")[0]
+        if owner not in seen:
+            seen.add(owner)
+            counts[p.module_type] += 1
+    return ", ".join(f"{t} ×{n}" if n > 1 else t for t, n in counts.most_common())
+
+
+def to_html(report) -> str:
+    from . import _metrics  # the same per-layer medians as report.json
+
+    ev = report.evidence
+    metrics = _metrics(ev)
+    params = [{"name": name, **m} for name, m in metrics["parameters"].items()]
+    acts = [{"name": name, **m} for name, m in metrics["activations"].items()]
+    return _environment().get_template("report.html.j2").render(
+        report=report, probe=report.probe, counts=report.counts, findings=report.findings,
+        finding_figures=_finding_figures(report), panels=_panels(ev), layer_types=_layer_types(ev),
+        params=params, acts=acts)
+
+
+def write_pdf(html: str, path: Path) -> Path:
+    try:
+        import weasyprint
+    except (ImportError, OSError) as exc:  # OSError: the package is there but Pango is not
+        raise PdfUnavailable(f"report.pdf not written: WeasyPrint could not load ({str(exc).splitlines()[0]}). "
+                             f"To get PDF: {PDF_HINT}") from None
+    weasyprint.HTML(string=html).write_pdf(path)
+    return path
