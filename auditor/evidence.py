@@ -117,6 +117,16 @@ class Evidence:
     params: list[ParamSeries]
     activations: list[ActivationSeries]
     initial_losses: list[float] = field(default_factory=list)
+    # The experiments beyond the replay (auditor/probe/checks.py); None where they could not run.
+    structure: object = None  # auditor.probe.structure.Structure
+    input_stats: dict | None = None
+    output_form: dict | None = None
+    labels: list = field(default_factory=list)  # (step, class counts of that batch)
+    val_loss: list = field(default_factory=list)  # (step, mean validation loss)
+    zeroed_inputs: dict | None = None
+    batch_mixing: dict | None = None
+    overfit: dict | None = None
+    lr_range: dict | None = None
 
     def matrices(self) -> list[ParamSeries]:
         """Weight matrices and conv kernels in forward order: the tensors the lecture's plots look at.

@@ -13,11 +13,13 @@ from torch import nn
 from ..errors import AuditError, from_user_exception
 from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
 from ..load import UserSetup, call_user
+from . import checks
 from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss
 from .devicelog import DeviceLog, stacked
 from .params import ParamTracker
 from .state import copy_model, copy_optimizer, preserved_rng, replayed_rng, seed_everything, torch_rng_state
+from .structure import StructureTracer
 
 DEFAULT_STEPS = 100
 INIT_BATCHES = 4
@@ -40,6 +42,8 @@ class ProbeOptions:
     seed: int = 0
     device: str | None = None
     stats_every: int = DEFAULT_STATS_EVERY
+    checks: bool = True  # the experiments beyond the replay (overfit one batch, LR range test, ...)
+    clip_grad_norm: float | None = None  # used by fix verification to try gradient clipping
 
     def measured(self, step: int) -> bool:
         return step % self.stats_every == 0 or step == self.steps - 1
@@ -109,9 +113,36 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
         seed_everything(options.seed)
         model = copy_model(setup.model).to(device)
         model.train()
+        initial = copy_model(model) if options.checks else None  # the experiments start from the same init
         opt, opt_default = _build_optimizer(setup, model, optimizer)
         losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
-        return _probe(setup, options, model, opt, opt_default, losses, device, started, progress)
+        evidence = _probe(setup, options, model, opt, opt_default, losses, device, started, progress)
+        if options.checks and evidence.probe.steps_run:
+            _experiments(setup, evidence, initial, optimizer, losses, device)
+        evidence.probe.seconds = time.perf_counter() - started
+        return evidence
+
+
+def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: LossComputer, device) -> None:
+    def compute(m, batch):
+        try:
+            return losses(m, batch)[0]
+        except AuditError:
+            raise
+        except Exception as exc:
+            raise from_user_exception(exc, f"running the model from {setup.model_file} in the auditor's "
+                                           "experiments") from None
+
+    stream = BatchStream(setup.train_loader, device, setup.data_file)
+    first = stream.next()
+    ev.batch_mixing = checks.batch_mixing(initial, first, losses)
+    ev.overfit = checks.overfit_one_batch(initial, first, compute, device)
+
+    def next_batch():
+        b = stream.next()
+        return first if b is None else b  # a loader that cannot be re-iterated: repeat the first batch
+
+    ev.lr_range = checks.lr_range(initial, lambda m: _build_optimizer(setup, m, optimizer)[0], next_batch, compute)
 
 
 def _probe(setup, options, model, opt, opt_default, losses, device, started, progress) -> Evidence:
@@ -131,7 +162,9 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
     # Loss at initialisation, over a few batches, before the model has seen an update.
     init_batches = [first]
     with torch.no_grad():
-        loss0, out0 = compute(first)
+        with StructureTracer(model) as structure:
+            loss0, out0 = compute(first)
+        structure.mark_output(out0)
         choice = losses.choice
         if choice.num_classes:
             stream.check = lambda b: losses.check_targets(b, choice.num_classes)
@@ -146,6 +179,9 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
             outputs.append(out_i)
     targets = [b[1] for b in init_batches if losses.training_step is None and isinstance(b[1], torch.Tensor)]
     expected, expected_reason = expected_initial_loss(choice, targets)
+    classes = choice.num_classes if choice.name == "cross_entropy" else None
+    val_batches = _val_batches(setup, device) if options.checks else []
+    val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
 
     mid = options.steps // 2
     histogram_steps = {0, mid - mid % options.stats_every, options.steps - 1}
@@ -161,6 +197,10 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
             measure = options.measured(step)
             tracer.step = step
             opt.zero_grad(set_to_none=True)
+            if val_batches and step in val_steps:
+                _val_loss(model, val_batches, compute, log, step)
+            if classes and measure and isinstance(batch[1], torch.Tensor):
+                log.put("labels", checks.label_counts(batch[1], classes), step)
             if measure:
                 rng = torch_rng_state(device)
                 with tracer:
@@ -180,6 +220,8 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
             except Exception as exc:
                 raise from_user_exception(exc, f"computing gradients at probe step {step}") from None
             params.after_backward(step, measure)
+            if options.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad_norm)
             try:
                 opt.step()
             except Exception as exc:
@@ -195,6 +237,8 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
                 progress(step)
             if steps_run % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss.detach()).item():
                 break
+        zeroed = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0]) if (
+            options.checks and steps_run) else None
     finally:
         tracer.remove_hooks()
 
@@ -227,8 +271,42 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
         info.logits_std, info.logits_mean = (float(v) for v in host["logits"][1][0])
     evidence = _assemble(info, host, table, params.has_grad, tracer, steps_run)
     evidence.initial_losses = [float(v) for v in init]
+    evidence.structure = structure.structure
+    evidence.zeroed_inputs = zeroed
+    evidence.input_stats = checks.input_stats(init_batches, losses)
+    evidence.output_form = checks.output_form(outputs, choice.class_dim) if classes else None
+    evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
+    evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
+                                                                          strict=True)]
     info.seconds = time.perf_counter() - started
     return evidence
+
+
+VAL_BATCHES = 4
+
+
+def _val_batches(setup, device) -> list:
+    if setup.val_loader is None:
+        return []
+    stream = BatchStream(setup.val_loader, device, setup.data_file)
+    out = []
+    for _ in range(VAL_BATCHES):
+        b = stream.next()
+        if b is None:
+            break
+        out.append(b)
+    return out
+
+
+def _val_loss(model: nn.Module, batches: list, compute, log: DeviceLog, step: int) -> None:
+    """Validation loss in eval mode (no dropout, running BatchNorm statistics), as a training loop reports it."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            log.put("val_loss", torch.stack([compute(b)[0].detach().float() for b in batches]).mean(), step)
+    finally:
+        model.train(was_training)
 
 
 def _nonfinite_inputs(batches) -> int:

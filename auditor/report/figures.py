@@ -214,3 +214,42 @@ def grad_norm(ax, ev: Evidence) -> None:
     ax.set_xlabel("probe step")
     ax.set_ylabel("global gradient norm")
     ax.grid(alpha=0.3)
+
+
+def bars(ax, labels: list[str], values: list[float], ylabel: str, log: bool = False, highlight=(),
+         guide: float | None = None, guide_label: str = "") -> None:
+    if not values:
+        return _empty(ax, "nothing to show")
+    colours = ["C3" if lab in set(highlight) else "C0" for lab in labels]
+    ax.bar(range(len(values)), values, color=colours)
+    if guide is not None:
+        ax.axhline(guide, ls="--", color="k", lw=1, label=guide_label)
+        ax.legend(fontsize=7)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)), [_label(lab, 18) for lab in labels], rotation=45, ha="right", fontsize=6.5)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def curves(ax, lines: dict[str, tuple], xlabel: str, ylabel: str, logx: bool = False, logy: bool = False,
+           vlines: dict[str, float] | None = None, hlines: dict[str, float] | None = None) -> None:
+    """Named (x, y) lines, plus labelled vertical and horizontal markers."""
+    for i, (name, (x, y)) in enumerate(lines.items()):
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.plot(x[ok], y[ok], lw=1.4, color=f"C{i}", label=name)
+    for i, (name, x) in enumerate((vlines or {}).items()):
+        if x is not None and np.isfinite(x):
+            ax.axvline(x, ls="--", lw=1, color=f"C{i + 3}", label=name)
+    for i, (name, y) in enumerate((hlines or {}).items()):
+        if y is not None and np.isfinite(y):
+            ax.axhline(y, ls=":", lw=1.2, color=f"C{i + 6}", label=name)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)

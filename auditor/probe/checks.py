@@ -1,0 +1,218 @@
+"""Measurements beyond the training replay, each a small experiment on a copy of the initial model or on
+the batches the probe already holds: inputs and labels, the output's form, batch mixing, overfitting one
+batch, zeroed inputs, and the LR range test. Each returns plain numbers for the evidence."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batches import IGNORE_INDEX, LossComputer
+from .state import copy_model
+
+OVERFIT_SAMPLES = 8  # few enough that no two share an input with different labels, as a language batch may
+OVERFIT_STEPS = 150
+OVERFIT_LR = 3e-3  # Adam: fast enough to memorise 8 samples in 150 steps, slow enough not to blow up
+LR_RANGE = (1e-6, 10.0)
+LR_RANGE_STEPS = 80
+LR_RANGE_STOP = 4.0  # stop once the smoothed loss is this many times its best (Smith 2017)
+
+
+def _tensors(batch):
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, list | tuple):
+        for b in batch:
+            yield from _tensors(b)
+    elif isinstance(batch, dict):
+        for b in batch.values():
+            yield from _tensors(b)
+
+
+def _float_input(batch, losses: LossComputer) -> torch.Tensor | None:
+    """The model's input tensor when it is floating point (features, pixels); None for token ids or dicts."""
+    if losses.training_step is not None or not isinstance(batch, list | tuple) or len(batch) != 2:
+        return None
+    x = batch[0]
+    return x if isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim >= 2 else None
+
+
+def input_stats(batches: list, losses: LossComputer) -> dict | None:
+    """Per-feature (or per-channel) mean and std of the inputs over the initial batches."""
+    xs = [_float_input(b, losses) for b in batches]
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None
+    x = torch.cat([t.detach().float() for t in xs])
+    # (B, F): features; (B, C, ...): channels, as normalisation is done per channel for images and audio.
+    flat = x.transpose(0, 1).reshape(x.shape[1], -1)
+    mean, std = flat.mean(1), flat.std(1)
+    lo, hi = flat.min(), flat.max()
+    stats = torch.stack([lo, hi]).cpu().numpy()
+    return {"mean": mean.cpu().numpy().astype(float).tolist(), "std": std.cpu().numpy().astype(float).tolist(),
+            "min": float(stats[0]), "max": float(stats[1]), "layout": "channels" if x.ndim > 2 else "features"}
+
+
+def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    t = target.reshape(-1)
+    t = t[(t != IGNORE_INDEX) & (t >= 0) & (t < num_classes)]
+    return torch.bincount(t, minlength=num_classes)
+
+
+def output_form(outputs: list, class_dim: int | None) -> dict | None:
+    """Is the output already a probability distribution (softmax at the end) rather than logits?"""
+    outs = [o.detach().float() for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point()]
+    if not outs or class_dim is None:
+        return None
+    o = torch.cat([t.movedim(class_dim, -1).reshape(-1, t.shape[class_dim]) for t in outs])
+    stats = torch.stack([o.min(), o.max(), (o.sum(-1) - 1).abs().max()]).cpu().numpy()
+    return {"min": float(stats[0]), "max": float(stats[1]), "row_sum_error": float(stats[2]),
+            "classes": int(o.shape[-1])}
+
+
+def probability_floor(classes: int) -> float:
+    """The least cross-entropy reachable when probabilities in [0, 1] are fed as logits: one-hot p gives
+    logit 1 on the target and 0 elsewhere, so the loss is log(e + C - 1) - 1."""
+    return math.log(math.e + classes - 1) - 1
+
+
+def _slice(batch, n: int):
+    if isinstance(batch, torch.Tensor):
+        return batch[:n] if batch.ndim else batch
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_slice(b, n) for b in batch))
+    if isinstance(batch, list | tuple):
+        return type(batch)(_slice(b, n) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _slice(v, n) for k, v in batch.items()}
+    return batch
+
+
+def batch_mixing(model: nn.Module, batch, losses: LossComputer) -> dict | None:
+    """Gradient of the last sample's output w.r.t. every sample's input, in eval mode (so BatchNorm uses its
+    running statistics and mixes nothing legitimately). Any gradient on another sample is a leak."""
+    if losses.training_step is not None or not isinstance(batch, list | tuple) or len(batch) != 2:
+        return None
+    inputs = batch[0]
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2 or inputs.shape[0] < 2:
+        return None
+    m = copy_model(model)
+    m.eval()
+    captured = {}
+    if inputs.is_floating_point():
+        x = inputs.detach().clone().requires_grad_(True)
+        leaf = x
+    else:  # token ids: the gradient is taken at the first embedding's output instead
+        embeddings = [mod for mod in m.modules() if isinstance(mod, nn.Embedding)]
+        if not embeddings:
+            return None
+
+        def keep(module, args, output):
+            # The first embedding of the batch's tokens, not of positions (which has no batch dimension).
+            if "leaf" not in captured and output.ndim >= 2 and output.shape[0] == inputs.shape[0]:
+                output.retain_grad()
+                captured["leaf"] = output
+
+        handles = [e.register_forward_hook(keep) for e in embeddings]
+        x = inputs
+    try:
+        out = losses.forward(m, x)
+    finally:
+        if not inputs.is_floating_point():
+            for h in handles:
+                h.remove()
+    if not isinstance(out, torch.Tensor) or out.ndim < 1 or out.shape[0] != inputs.shape[0]:
+        return None
+    leaf = captured.get("leaf", leaf if inputs.is_floating_point() else None)
+    if leaf is None or leaf.shape[0] != inputs.shape[0]:
+        return None
+    out[-1].float().sum().backward()
+    g = leaf.grad
+    if g is None:
+        return None
+    per_sample = g.detach().float().reshape(g.shape[0], -1).abs().amax(1).cpu().numpy()
+    own, others = float(per_sample[-1]), per_sample[:-1]
+    return {"own": own, "others_max": float(others.max()), "leaking": int((others > 1e-6 * max(own, 1e-30)).sum()),
+            "batch": int(inputs.shape[0])}
+
+
+def overfit_one_batch(model: nn.Module, batch, compute: Callable, device: torch.device) -> dict:
+    """Adam on a copy of the initial model, on the first OVERFIT_SAMPLES samples only."""
+    m = copy_model(model)
+    m.train()
+    small = _slice(batch, OVERFIT_SAMPLES)
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=OVERFIT_LR)
+    losses = []
+    for _ in range(OVERFIT_STEPS):
+        opt.zero_grad(set_to_none=True)
+        loss = compute(m, small)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach().float())
+    values = torch.stack(losses).cpu().numpy().astype(float)
+    return {"losses": values.tolist(), "samples": OVERFIT_SAMPLES, "steps": OVERFIT_STEPS, "lr": OVERFIT_LR}
+
+
+def zeroed_inputs(model: nn.Module, batches: list, compute: Callable) -> dict | None:
+    """The trained model's loss on real batches and on the same batches with the inputs set to zero."""
+    real, zero = [], []
+    with torch.no_grad():
+        for b in batches:
+            if not isinstance(b, list | tuple) or len(b) != 2 or not isinstance(b[0], torch.Tensor):
+                return None
+            real.append(compute(model, b).detach().float())
+            zero.append(compute(model, type(b)((torch.zeros_like(b[0]), b[1]))).detach().float())
+    values = torch.stack([torch.stack(real), torch.stack(zero)]).cpu().numpy().astype(float)
+    return {"real": values[0].tolist(), "zeroed": values[1].tolist()}
+
+
+def lr_range(model: nn.Module, make_opt: Callable, batches: Callable[[], object], compute: Callable) -> dict:
+    """Smith's LR range test: the learning rate grows exponentially each step on a copy of the initial
+    model with the user's optimizer; stops once the smoothed loss is LR_RANGE_STOP times its best."""
+    m = copy_model(model)
+    m.train()
+    opt = make_opt(m)
+    lo, hi = LR_RANGE
+    factor = (hi / lo) ** (1 / (LR_RANGE_STEPS - 1))
+    lrs, losses = [], []
+    smoothed, best = None, math.inf
+    for i in range(LR_RANGE_STEPS):
+        batch = batches()
+        if batch is None:
+            break
+        lr = lo * factor**i
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss = compute(m, batch)
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())  # one sync per step: the test must stop when the loss blows up
+        lrs.append(lr)
+        losses.append(value)
+        if not math.isfinite(value):
+            break
+        smoothed = value if smoothed is None else 0.8 * smoothed + 0.2 * value
+        best = min(best, smoothed)
+        if i > 5 and smoothed > LR_RANGE_STOP * best:
+            break
+    return {"lrs": lrs, "losses": losses, **_suggest(np.array(lrs), np.array(losses))}
+
+
+def _suggest(lrs: np.ndarray, losses: np.ndarray) -> dict:
+    """Suggested LR: one tenth of the rate at the smoothed minimum, a common reading of the range test
+    (fastai's lr_find 'minimum/10'); the good range runs from the steepest descent to the minimum."""
+    ok = np.isfinite(losses)
+    if ok.sum() < 10:
+        return {"suggested": None, "good_low": None, "good_high": None}
+    lrs, losses = lrs[ok], losses[ok]
+    s = np.convolve(losses, np.ones(5) / 5, mode="same")
+    s[:2], s[-2:] = losses[:2], losses[-2:]
+    i_min = int(np.argmin(s[:-2])) if s.size > 3 else int(np.argmin(s))
+    slope = np.gradient(s, np.log10(lrs))
+    i_steep = int(np.argmin(slope[: i_min + 1])) if i_min > 0 else 0
+    return {"suggested": float(lrs[i_min] / 10), "good_low": float(lrs[i_steep]), "good_high": float(lrs[i_min])}

@@ -1,0 +1,81 @@
+"""What feeds what: one forward pass, traced module by module, tells which layer's output goes straight into
+which other layer (a biased Linear into BatchNorm, Dropout into the output layer). Runs on the probe's first
+no-grad forward, so it costs nothing extra."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModuleCall:
+    name: str
+    type: str
+    has_bias: bool
+    dropout_p: float | None
+    training: bool
+    inputs: list[int]  # ids of the tensors it received
+    output: int | None
+
+
+@dataclass
+class Structure:
+    calls: list[ModuleCall] = field(default_factory=list)
+    edges: list[tuple[str, str]] = field(default_factory=list)  # (producer, consumer): output fed straight in
+    output_producer: str | None = None  # the module whose output is the model's output
+
+    def call(self, name: str) -> ModuleCall | None:
+        return next((c for c in self.calls if c.name == name), None)
+
+
+class StructureTracer:
+    """Global forward hooks, active only inside `with`; the model's own modules only."""
+
+    def __init__(self, model: nn.Module):
+        self._names = {id(m): n for n, m in model.named_modules() if n}
+        self._modules = {n: m for n, m in model.named_modules() if n}
+        self._handles = []
+        self._alive: list[torch.Tensor] = []  # keeps traced tensors alive so their ids are not reused
+        self.structure = Structure()
+
+    def __enter__(self):
+        self._handles = [nn.modules.module.register_module_forward_hook(self._hook)]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._link()
+        self._alive.clear()
+        return False
+
+    def _hook(self, module, args, output):
+        name = self._names.get(id(module))
+        if name is None or any(True for _ in module.children()):
+            return  # containers pass tensors through; the leaves tell what feeds what
+        ins = [a for a in args if isinstance(a, torch.Tensor)]
+        out = output if isinstance(output, torch.Tensor) else None
+        self._alive += ins + ([out] if out is not None else [])
+        bias = getattr(module, "bias", None)
+        self.structure.calls.append(ModuleCall(
+            name=name, type=type(module).__name__, has_bias=isinstance(bias, torch.Tensor),
+            dropout_p=float(module.p) if isinstance(module, nn.modules.dropout._DropoutNd) else None,
+            training=module.training, inputs=[id(t) for t in ins], output=id(out) if out is not None else None))
+
+    def _link(self) -> None:
+        producers = {}
+        for c in self.structure.calls:
+            for i in c.inputs:
+                if i in producers:
+                    self.structure.edges.append((producers[i], c.name))
+            if c.output is not None:
+                producers[c.output] = c.name
+
+    def mark_output(self, output) -> None:
+        if isinstance(output, torch.Tensor):
+            self.structure.output_producer = next(
+                (c.name for c in reversed(self.structure.calls) if c.output == id(output)), None)

@@ -1,0 +1,65 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt
+from auditor.report import figures
+
+
+def running_median(values: np.ndarray, half: int = 7) -> np.ndarray:
+    return np.array([np.nanmedian(values[max(0, i - half): i + half + 1]) for i in range(values.size)])
+
+
+class GradSpikes(Rule):
+    id = "grad-spikes"
+    summary = "Rare gradient-norm spikes far above the running median; clip at a norm read off the distribution."
+    thresholds = {
+        "factor": Threshold(10.0, "a step spikes when its gradient norm is this many times the running median "
+                            "(15 steps)", "measured: at most 5.6x on the healthy samples (the GPT's first steps)"),
+        "max_share": Threshold(0.1, "spikes must be rare: at most this share of steps (more is divergence or noise)",
+                               "rare outliers, by definition"),
+    }
+    why = """
+A single batch with a gradient ten or a hundred times the usual one (an outlier sample, a near-zero
+denominator, a rare token) moves the weights by that much more: one step can undo many, and with Adam it
+also inflates the second-moment estimate for a long time. Clipping the global gradient norm just above the
+normal range removes the spikes and leaves ordinary steps alone.
+"""
+    example = """
+loss.backward(); optimizer.step()
+"""
+    use_instead = """
+loss.backward()
+torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=2.0)   # ~2x the median norm
+optimizer.step()
+"""
+    references = ("R. Pascanu, T. Mikolov, Y. Bengio, 'On the difficulty of training recurrent neural networks', "
+                  "ICML 2013", "nanoGPT: grad_clip = 1.0")
+
+    def check(self, ev, t):
+        g = ev.grad_norm
+        if g.size < 20 or not np.isfinite(ev.loss).all():
+            return
+        med = running_median(g)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = g / med
+        spikes = np.flatnonzero(np.isfinite(ratio) & (ratio > t.factor))
+        if not spikes.size or spikes.size > t.max_share * g.size:
+            return
+        normal = g[np.setdiff1d(np.arange(g.size), spikes)]
+        clip = float(2 * np.nanmedian(normal))
+        yield self.finding(
+            "warning", "Rare gradient spikes",
+            f"{spikes.size} of {g.size} steps have a gradient norm over {fmt(t.factor)}x the running median "
+            f"(steps {', '.join(map(str, spikes[:6]))}; largest {fmt(float(np.nanmax(ratio)))}x, norm "
+            f"{fmt(float(np.nanmax(g)))} against a median of {fmt(float(np.nanmedian(g)))}).",
+            f"Clip the global gradient norm at about twice its median:\n\n"
+            f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={fmt(clip)})",
+            [], steps=spikes.tolist(), clip=clip, max_ratio=float(np.nanmax(ratio)))
+
+    def draw(self, ax, ev, finding):
+        figures.grad_norm(ax, ev)
+        ax.axhline(finding.evidence["clip"], ls="--", color="C3", label="suggested clip")
+        ax.legend(fontsize=7)
+
+
+RULE = GradSpikes()

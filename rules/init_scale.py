@@ -1,0 +1,76 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt
+from auditor.report import figures
+
+INIT_FOR = {"relu": "Kaiming (He) normal, gain sqrt(2): nn.init.kaiming_normal_(w, nonlinearity='relu')",
+            "leaky_relu": "Kaiming (He) normal with the slope: nn.init.kaiming_normal_(w, a=0.01, "
+                          "nonlinearity='leaky_relu')",
+            "smooth": "Kaiming for GELU/SiLU, or the transformer convention normal(0, 0.02) with residual "
+                      "projections scaled by 1/sqrt(2 * n_layers)",
+            "tanh": "Xavier (Glorot) with gain 5/3: nn.init.xavier_normal_(w, gain=5/3)",
+            "sigmoid": "Xavier (Glorot): nn.init.xavier_normal_(w)"}
+
+
+class InitScale(Rule):
+    id = "init-scale"
+    summary = "At initialisation the activations' std grows or shrinks layer after layer."
+    thresholds = {
+        "factor": Threshold(10.0, "warn when the std at the last activation layer differs from the first by this "
+                            "factor", "measured: 1.0-2.6x on the healthy samples; Glorot & Bengio 2010 show "
+                            "decaying std across 5 tanh layers with a bad init"),
+        "min_layers": Threshold(3, "activation layers of one kind needed", "a trend needs a few layers"),
+    }
+    why = """
+Each layer multiplies the activations' scale by roughly gain * std(w) * sqrt(fan_in). When that is not 1,
+the scale grows or shrinks geometrically with depth: deep layers see signals near zero (and pass back
+vanishing gradients) or huge ones (saturating or exploding). The initialisation that keeps it near 1
+depends on the activation: Kaiming for the ReLU family, Xavier/Glorot for tanh and sigmoid.
+"""
+    example = """
+for layer in model.layers:
+    nn.init.normal_(layer.weight, std=0.01)        # shrinks the signal ~10x per layer at fan-in 256
+"""
+    use_instead = """
+for layer in model.layers:
+    nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')
+"""
+    references = ("X. Glorot, Y. Bengio, 'Understanding the difficulty of training deep feedforward neural "
+                  "networks', AISTATS 2010", "K. He et al., 'Delving Deep into Rectifiers', ICCV 2015")
+
+    def check(self, ev, t):
+        by_kind = {}
+        for a in ev.activations:
+            if a.std.size and np.isfinite(a.std[0]):
+                by_kind.setdefault(a.kind, []).append(a)
+        for kind, acts in by_kind.items():
+            if len(acts) < t.min_layers:
+                continue
+            first, last = float(acts[0].std[0]), float(acts[-1].std[0])
+            if first <= 0 or last <= 0:
+                ratio = 0.0 if last <= 0 else float("inf")
+            else:
+                ratio = last / first
+            if 1 / t.factor <= ratio <= t.factor:
+                continue
+            direction = "shrinks" if ratio < 1 else "grows"
+            profile = {a.name: float(a.std[0]) for a in acts}
+            call = INIT_FOR.get(kind, "nn.init.kaiming_normal_(w)").split(": ")[-1].replace("(w", "(m.weight")
+            yield self.finding(
+                "warning", f"Activation scale {direction} with depth at initialisation",
+                f"On the first batch the std of the {kind} outputs goes from {fmt(first)} at {acts[0].name} to "
+                f"{fmt(last)} at {acts[-1].name} across {len(acts)} layers (x{fmt(ratio)}): the initialisation "
+                f"does not preserve the signal's scale.",
+                f"Initialise the weights feeding {kind} with {INIT_FOR.get(kind, 'fan-in scaling')}:\n\n"
+                "for m in model.modules():\n    if isinstance(m, (nn.Linear, nn.Conv2d)):\n"
+                f"        {call}",
+                [acts[0].name, acts[-1].name], kind=kind, ratio=ratio, profile=profile)
+
+    def draw(self, ax, ev, finding):
+        profile = finding.evidence["profile"]
+        figures.bars(ax, list(profile), list(np.maximum(list(profile.values()), 1e-12)),
+                     "activation std on the first batch", log=True)
+
+
+RULE = InitScale()

@@ -1,0 +1,62 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt
+from auditor.report import figures
+
+
+class InputScale(Rule):
+    id = "input-scale"
+    summary = "Inputs far from a standardised range (raw 0-255 pixels, features on wildly different scales)."
+    thresholds = {
+        "max_rms": Threshold(10.0, "warn when a feature's (or channel's) RMS, sqrt(mean² + std²), exceeds this",
+                             "LeCun et al. 1998: inputs should be zero-mean with unit variance; raw pixels "
+                             "give ~130, standardised data ~1"),
+        "spread": Threshold(100.0, "warn when the largest feature std is this many times the smallest",
+                            "LeCun et al. 1998: equal variances keep one learning rate right for every weight"),
+    }
+    why = """
+The first layer's initialisation assumes unit-scale inputs. Raw pixels (0-255) or unscaled features make the
+first pre-activations hundreds of times too large, saturating or killing units and forcing a tiny learning
+rate; features on very different scales make the loss surface a narrow valley where one learning rate is too
+big for some weights and too small for others.
+"""
+    example = """
+X = torch.tensor(images, dtype=torch.float32)          # 0..255
+"""
+    use_instead = """
+mean, std = X.mean(dim=(0, 2, 3), keepdim=True), X.std(dim=(0, 2, 3), keepdim=True)
+X = (X - mean) / std                                    # per channel; statistics of the training set
+"""
+    references = ("Y. LeCun, L. Bottou, G. Orr, K.-R. Müller, 'Efficient BackProp', 1998, section 4.3",)
+
+    def check(self, ev, t):
+        s = ev.input_stats
+        if not s:
+            return
+        mean, std = np.array(s["mean"]), np.array(s["std"])
+        rms = np.sqrt(mean**2 + std**2)
+        live = std[std > 0]
+        spread = float(live.max() / live.min()) if live.size else 1.0
+        worst = int(np.argmax(rms))
+        if rms[worst] <= t.max_rms and spread <= t.spread:
+            return
+        unit = "channel" if s["layout"] == "channels" else "feature"
+        yield self.finding(
+            "warning", "Inputs are not standardised",
+            f"Input values range from {fmt(s['min'])} to {fmt(s['max'])}; {unit} {worst} has mean {fmt(mean[worst])} "
+            f"and std {fmt(std[worst])} (RMS {fmt(rms[worst])}, expected ~1), and the {unit} stds span a factor "
+            f"of {fmt(spread)}.",
+            "Standardise each " + unit + " with training-set statistics, in the dataset or the first line of "
+            "forward:\n\nx = (x - mean) / std      # mean, std per " + unit + " over the training set",
+            [], max_rms=float(rms[worst]), spread=spread, mean=s["mean"], std=s["std"])
+
+    def draw(self, ax, ev, finding):
+        s = ev.input_stats
+        labels = [str(i) for i in range(len(s["mean"]))][:40]
+        rms = np.sqrt(np.array(s["mean"]) ** 2 + np.array(s["std"]) ** 2)[:40]
+        figures.bars(ax, labels, list(np.maximum(rms, 1e-12)), "RMS of the input, per " + (
+            "channel" if s["layout"] == "channels" else "feature"), log=True, guide=1.0, guide_label="standardised")
+
+
+RULE = InputScale()

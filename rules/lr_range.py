@@ -1,0 +1,64 @@
+import numpy as np
+
+from auditor.engine import Rule, Threshold
+from auditor.evidence import fmt
+from auditor.report import figures
+
+
+class LrRange(Rule):
+    id = "lr-range"
+    summary = "An LR range test puts your learning rate far outside the range where the loss falls."
+    thresholds = {
+        "too_high": Threshold(10.0, "warn when your LR is this many times the rate at the test's loss minimum",
+                              "measured: healthy samples sit at 0.05-1.1x that rate"),
+        "too_low": Threshold(1000.0, "warn when your LR is this many times below the rate at the loss minimum",
+                             "measured: healthy samples sit at most 22x below it"),
+    }
+    why = """
+The LR range test (Smith 2017) trains a copy of the model for a few dozen steps while the learning rate
+grows exponentially, and records the loss: it falls fastest in the useful range and blows up past it. A
+learning rate an order of magnitude beyond the blow-up point diverges or oscillates; three orders below the
+useful range wastes the run. The probe runs the test with your optimizer from the same initial weights and
+restores nothing it did not copy.
+"""
+    example = """
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
+"""
+    use_instead = """
+optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)   # inside the range the test reports
+"""
+    known_problems = """
+The test is short (80 steps from 1e-6 to 10) and noisy; the suggestion (a tenth of the rate at the loss
+minimum, fastai's reading) is a starting point, and schedules with warm-up change what a good peak rate is.
+"""
+    references = ("L. N. Smith, 'Cyclical Learning Rates for Training Neural Networks', WACV 2017",
+                  "fastai, Learner.lr_find")
+
+    def check(self, ev, t):
+        r, lr = ev.lr_range, ev.probe.lr
+        if not r or r.get("suggested") is None or not lr:
+            return
+        high = r["good_high"]
+        if lr > t.too_high * high:
+            verdict, title = f"{fmt(lr / high)}x above", "Learning rate far above the range test's good range"
+        elif lr < high / t.too_low:
+            verdict, title = f"{fmt(high / lr)}x below", "Learning rate far below the range test's good range"
+        else:
+            return
+        yield self.finding(
+            "warning", title,
+            f"Your learning rate {fmt(lr)} is {verdict} {fmt(high)}, where the loss bottoms out in an LR range "
+            f"test with {ev.probe.optimizer.split('(')[0]} (it falls fastest near {fmt(r['good_low'])}). "
+            f"Suggested: {fmt(r['suggested'])}.",
+            f"Start from the suggested rate:\n\nfor g in optimizer.param_groups:\n    g['lr'] = {fmt(r['suggested'])}",
+            [], lr=lr, suggested=r["suggested"], good_low=r["good_low"], good_high=high)
+
+    def draw(self, ax, ev, finding):
+        r = ev.lr_range
+        figures.curves(ax, {"loss during the sweep": (r["lrs"], r["losses"])}, "learning rate",
+                       f"loss ({ev.probe.loss_fn})", logx=True,
+                       logy=bool(np.nanmax(r["losses"]) > 20 * max(np.nanmin(r["losses"]), 1e-12)),
+                       vlines={"your lr": ev.probe.lr, "suggested": r["suggested"], "loss minimum": r["good_high"]})
+
+
+RULE = LrRange()

@@ -1,0 +1,63 @@
+import numpy as np
+
+from auditor.engine import Rule
+from auditor.report import figures
+
+
+class WeightsNotUpdating(Rule):
+    id = "weights-not-updating"
+    summary = "Parameters that get gradients but never move (left out of the optimizer, lr 0), or get no gradient."
+    why = """
+A parameter with a gradient that the optimizer never changes is dead weight: it was left out of the
+parameter list given to the optimizer (a second module created after the optimizer, a forgotten group), or
+its group's learning rate is 0. The network trains with part of itself frozen at its random initialisation,
+and nothing errors. Parameters with requires_grad=True that never receive a gradient are unused by the
+forward pass (or cut off by a detach): that is reported as info, since freezing can be deliberate.
+"""
+    example = """
+optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)    # the body is never updated
+"""
+    use_instead = """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+"""
+    references = ("PyTorch docs, torch.optim: 'To construct an Optimizer you have to give it an iterable "
+                  "containing the Parameters ... to optimize'",)
+
+    def check(self, ev, t):
+        frozen, unused = [], []
+        for p in ev.params:
+            moved = p.update_rms[np.isfinite(p.update_rms)]
+            grads = p.grad_norm[p.has_grad & np.isfinite(p.grad_norm)]
+            if not p.received_grad:
+                unused.append(p.name)
+            elif grads.size and grads.max() > 0 and moved.size and moved.max() == 0:
+                frozen.append(p.name)
+        if frozen:
+            total = sum(int(np.prod(p.shape)) for p in ev.params if p.name in frozen)
+            yield self.finding(
+                "error", "Parameters get gradients but are never updated",
+                f"{len(frozen)} parameter tensor(s) ({total:,} values: {', '.join(frozen[:5])}"
+                f"{' ...' if len(frozen) > 5 else ''}) receive non-zero gradients at every step, yet did not "
+                f"change by a single bit over the probe with {ev.probe.optimizer}: they are not in the "
+                "optimizer, or their group's learning rate is 0.",
+                "Give the optimizer every trainable parameter (build it after the whole model):\n\n"
+                "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)\n"
+                "# or add the missing ones: optimizer.add_param_group({'params': missing})",
+                frozen, frozen=frozen)
+        if unused:
+            yield self.finding(
+                "info", "Parameters that never receive a gradient",
+                f"{', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''} require grad but got no gradient in "
+                "any step: the forward pass does not use them, or a detach cuts them off. Fine if deliberate.",
+                "Remove unused modules, or freeze them explicitly:\n\n"
+                "for p in model.unused.parameters():\n    p.requires_grad_(False)",
+                unused, unused=unused)
+
+    def draw(self, ax, ev, finding):
+        names = [p.name for p in ev.params]
+        values = [float(np.nanmax(p.update_rms)) if np.isfinite(p.update_rms).any() else 0.0 for p in ev.params]
+        figures.bars(ax, names, [max(v, 1e-12) for v in values], "largest RMS update over the probe", log=True,
+                     highlight=finding.layers)
+
+
+RULE = WeightsNotUpdating()
