@@ -38,7 +38,7 @@ nn.GroupNorm(num_groups=32, num_channels=c)     # independent of the batch size;
             "in training and unlike the running averages used in evaluation.",
             "Use a normalisation that does not depend on the batch, or larger batches:\n\n"
             "nn.GroupNorm(num_groups=8, num_channels=c)   # in place of nn.BatchNorm2d(c)",
-            bns, batch_size=ev.probe.batch_size, layers=bns)
+            bns, batch_size=ev.probe.batch_size, batchnorm_layers=bns)
 
     def draw(self, ax, ev, finding):
         figures.bars(ax, ["your batch", "smallest stable (Wu & He 2018)"],

@@ -9,7 +9,7 @@ class InputIndependence(Rule):
     id = "input-independence"
     summary = "The loss with the inputs zeroed is as good as with the real inputs: the model ignores its input."
     thresholds = {
-        "max_gap": Threshold(0.01, "error when zeroing the inputs changes the trained model's loss by less than "
+        "max_gap": Threshold(0.001, "error when zeroing the inputs changes the trained model's loss by less than "
                              "this fraction", "measured: zeroing changes the loss by 20%+ on every healthy "
                              "sample; a model that ignores its input gives exactly 0"),
     }

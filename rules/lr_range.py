@@ -9,7 +9,7 @@ class LrRange(Rule):
     id = "lr-range"
     summary = "An LR range test puts your learning rate far outside the range where the loss falls."
     thresholds = {
-        "too_high": Threshold(10.0, "warn when your LR is this many times the rate at the test's loss minimum",
+        "too_high": Threshold(5.0, "warn when your LR is this many times the rate at the test's loss minimum",
                               "measured: healthy samples sit at 0.05-1.1x that rate"),
         "too_low": Threshold(1000.0, "warn when your LR is this many times below the rate at the loss minimum",
                              "measured: healthy samples sit at most 22x below it"),

@@ -172,14 +172,15 @@ def zeroed_inputs(model: nn.Module, batches: list, compute: Callable) -> dict | 
 
 def lr_range(model: nn.Module, make_opt: Callable, batches: Callable[[], object], compute: Callable) -> dict:
     """Smith's LR range test: the learning rate grows exponentially each step on a copy of the initial
-    model with the user's optimizer; stops once the smoothed loss is LR_RANGE_STOP times its best."""
+    model with the user's optimizer; stops once the smoothed loss is LR_RANGE_STOP times its best.
+    One host sync per step, unlike the probe: the test has to stop when the loss blows up."""
     m = copy_model(model)
     m.train()
     opt = make_opt(m)
     lo, hi = LR_RANGE
     factor = (hi / lo) ** (1 / (LR_RANGE_STEPS - 1))
     lrs, losses = [], []
-    smoothed, best = None, math.inf
+    best = math.inf
     for i in range(LR_RANGE_STEPS):
         batch = batches()
         if batch is None:
@@ -191,12 +192,13 @@ def lr_range(model: nn.Module, make_opt: Callable, batches: Callable[[], object]
         loss = compute(m, batch)
         loss.backward()
         opt.step()
-        value = float(loss.detach())  # one sync per step: the test must stop when the loss blows up
+        value = float(loss.detach())
         lrs.append(lr)
         losses.append(value)
         if not math.isfinite(value):
             break
-        smoothed = value if smoothed is None else 0.8 * smoothed + 0.2 * value
+        # A running median, not fastai's mean: one outlier batch must not end the sweep.
+        smoothed = float(np.median(losses[-5:]))
         best = min(best, smoothed)
         if i > 5 and smoothed > LR_RANGE_STOP * best:
             break
@@ -210,8 +212,7 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray) -> dict:
     if ok.sum() < 10:
         return {"suggested": None, "good_low": None, "good_high": None}
     lrs, losses = lrs[ok], losses[ok]
-    s = np.convolve(losses, np.ones(5) / 5, mode="same")
-    s[:2], s[-2:] = losses[:2], losses[-2:]
+    s = np.array([np.median(losses[max(0, i - 2): i + 3]) for i in range(losses.size)])
     i_min = int(np.argmin(s[:-2])) if s.size > 3 else int(np.argmin(s))
     slope = np.gradient(s, np.log10(lrs))
     i_steep = int(np.argmin(slope[: i_min + 1])) if i_min > 0 else 0
