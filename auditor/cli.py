@@ -57,6 +57,8 @@ def cli():
 @click.option("--ignore", multiple=True, metavar="RULE", help="Switch a rule off (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="RULE.NAME=VALUE",
               help="Override a threshold, e.g. --set update-ratio.high=-1.5 (repeatable).")
+@click.option("--no-verify-fixes", "no_verify", is_flag=True, default=None,
+              help="Skip re-running the probe with each mechanical fix applied.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 def run_cmd(debug, **options):
@@ -79,13 +81,14 @@ def run_cmd(debug, **options):
 
 
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, ignore, overrides,
-         quiet) -> int:
+         no_verify, quiet) -> int:
     from .api import audit_setup
 
     settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
     steps = steps if steps is not None else settings.steps
     stats_every = stats_every if stats_every is not None else settings.stats_every
     seed = seed if seed is not None else settings.seed
+    verify = settings.verify_fixes if no_verify is None else not no_verify
     device = device or settings.device
     out = out or settings.out
     fail_on = fail_on or settings.fail_on
@@ -101,7 +104,7 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     show = not quiet and sys.stderr.isatty()
     with click.progressbar(length=steps, label=label, file=sys.stderr, show_pos=True) if show else _NoBar() as bar:
         report = audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, ignore=ignore,
-                             thresholds=thresholds, progress=lambda _step: bar.update(1))
+                             thresholds=thresholds, progress=lambda _step: bar.update(1), verify_fixes=verify)
     if not show and not quiet:
         click.echo(f"probed {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
                    f"in {report.probe.seconds:.1f} s", err=True)
@@ -110,14 +113,25 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         where = ", ".join(f.layers[:2]) + (f" (+{len(f.layers) - 2})" if len(f.layers) > 2 else "")
         severity = click.style(f"{f.severity:<7}", fg=_COLOURS[f.severity], bold=True)
         click.echo(f"{model_file}: {severity} {f.rule:<20} {where + ': ' if where else ''}{f.title}")
+        v = f.verified or {}
+        if "after" in v:
+            change = f"{_short(v['before'])} -> {_short(v['after'])}"
+            click.echo(f"    fix verified: {v['fix']}: {v['metric']} {change}"
+                       f"{' (the finding remains)' if v['resolved'] is False else ''}")
     counts = report.counts
     summary = (f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
                if report.findings else "clean: no findings")
     written = report.write(out, formats)
     for reason in report.skipped:
         click.echo(f"audit: {reason}", err=True)
+    if report.verify_seconds is not None and any("after" in (f.verified or {}) for f in report.findings):
+        click.echo(f"fixes verified in {report.verify_seconds:.1f} s (--no-verify-fixes skips this)", err=True)
     click.echo(f"{summary}. Report: {', '.join(str(p) for p in written)}")
     return 0 if report.passed(fail_on) else 1
+
+
+def _short(x) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
 
 
 class _NoBar:

@@ -11,13 +11,14 @@ from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS
 
 FORMATS = ("json", "md", "html", "pdf")
 FAIL_ON = ("error", "warning", "never")
-_KEYS = {"steps", "stats-every", "seed", "device", "fail-on", "ignore", "format", "out", "rules"}
+_KEYS = {"steps", "stats-every", "verify-fixes", "seed", "device", "fail-on", "ignore", "format", "out", "rules"}
 
 
 @dataclass
 class Settings:
     steps: int = DEFAULT_STEPS
     stats_every: int = DEFAULT_STATS_EVERY
+    verify_fixes: bool = True
     seed: int = 0
     device: str | None = None
     fail_on: str = "error"
@@ -81,6 +82,9 @@ def load_settings(start: Path) -> Settings:
         settings.stats_every = int(section.get("stats-every", settings.stats_every))
     except (TypeError, ValueError):
         raise AuditError(f"{path}: [tool.auditor] steps, stats-every and seed must be integers") from None
+    settings.verify_fixes = section.get("verify-fixes", settings.verify_fixes)
+    if not isinstance(settings.verify_fixes, bool):
+        raise AuditError(f"{path}: [tool.auditor] verify-fixes must be true or false")
     settings.device = section.get("device", settings.device)
     settings.fail_on = section.get("fail-on", settings.fail_on)
     if settings.fail_on not in FAIL_ON:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
+
+from torch import nn
 
 from .errors import AuditError
 from .evidence import Evidence
@@ -30,9 +32,24 @@ class Finding:
     fix: str
     layers: list[str] = field(default_factory=list)
     evidence: dict = field(default_factory=dict)
+    # Filled by fix verification: {"fix", "metric", "before", "after", "resolved"} or {"reason"}.
+    verified: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class FixPlan:
+    """A mechanical fix, applied by auditor/verify.py to copies: the probe is re-run with it, same seed and
+    batches, and the rule's metric compared before and after."""
+
+    description: str
+    model_edit: Callable[[nn.Module], None] | None = None  # mutates a copy of the initial model
+    lr: float | None = None  # every parameter group's learning rate
+    clip_grad_norm: float | None = None
+    batch_transform: Callable | None = None  # applied to each (inputs, targets) batch
+    add_missing_params: bool = False  # parameters the optimizer left out get a group of their own
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,16 @@ class Rule:
 
     def check(self, evidence: Evidence, t: SimpleNamespace) -> Iterable[Finding]:
         raise NotImplementedError
+
+    # Fix verification: a rule whose fix is mechanical returns a FixPlan and measures `metric` on evidence.
+    metric: str = ""
+    needs_checks: bool = False  # whether the re-probe must run the experiments this rule reads
+
+    def plan_fix(self, ev: Evidence, finding: Finding) -> FixPlan | None:
+        return None
+
+    def measure(self, ev: Evidence, finding: Finding) -> float | None:
+        return None
 
     def draw(self, ax, ev: Evidence, finding: Finding) -> None:
         """The finding's evidence figure on a matplotlib Axes; the loss curve unless the rule overrides it."""

@@ -1,6 +1,6 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
 from auditor.report import figures
 
@@ -60,6 +60,15 @@ optimizer.step()
         figures.grad_norm(ax, ev)
         ax.axhline(finding.evidence["clip"], ls="--", color="C3", label="suggested clip")
         ax.legend(fontsize=7)
+
+    metric = "training loss at the end of the probe (median of the last 10 steps)"
+
+    def plan_fix(self, ev, finding):
+        clip = finding.evidence["clip"]
+        return FixPlan(f"clip_grad_norm_(max_norm={fmt(clip)})", clip_grad_norm=clip)
+
+    def measure(self, ev, finding):
+        return float(np.nanmedian(ev.loss[-10:]))
 
 
 RULE = GradSpikes()

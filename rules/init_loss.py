@@ -1,4 +1,4 @@
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
 from auditor.report import figures
 
@@ -72,10 +72,25 @@ is nn.CrossEntropyLoss / F.cross_entropy. A training_step hides the output, so t
                f"{zero_bias}")
         yield self.finding(severity, "Loss at initialisation is far too high", diagnosis, fix, [head.name],
                            initial_loss=loss, expected_initial_loss=expected, ratio=ratio,
-                           logits_std=p.logits_std, initial_losses=ev.initial_losses)
+                           logits_std=p.logits_std, initial_losses=ev.initial_losses, bias=bias)
 
     def draw(self, ax, ev, finding):
         figures.initial_loss(ax, ev)
+
+    metric = "loss at initialisation"
+
+    def plan_fix(self, ev, finding):
+        head, bias = finding.layers[0], finding.evidence.get("bias")
+
+        def edit(model):
+            model.get_parameter(head).mul_(0.01)
+            if bias:
+                model.get_parameter(bias).zero_()
+
+        return FixPlan(f"{head} x 0.01" + (f", {bias} = 0" if bias else ""), model_edit=edit)
+
+    def measure(self, ev, finding):
+        return ev.probe.initial_loss
 
 
 RULE = InitLoss()

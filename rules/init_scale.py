@@ -1,7 +1,8 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
+from auditor.fixes import reinit_for
 from auditor.report import figures
 
 INIT_FOR = {"relu": "Kaiming (He) normal, gain sqrt(2): nn.init.kaiming_normal_(w, nonlinearity='relu')",
@@ -71,6 +72,19 @@ for layer in model.layers:
         profile = finding.evidence["profile"]
         figures.bars(ax, list(profile), list(np.maximum(list(profile.values()), 1e-12)),
                      "activation std on the first batch", log=True)
+
+    metric = "std ratio, last activation layer over first, at init"
+
+    def plan_fix(self, ev, finding):
+        kind = finding.evidence["kind"]
+        return FixPlan(("Xavier/Glorot" if kind in ("tanh", "sigmoid") else "Kaiming") + " initialisation of "
+                       "every Linear/Conv layer, zero biases", model_edit=lambda m: reinit_for(m, kind))
+
+    def measure(self, ev, finding):
+        acts = [a for a in ev.activations if a.kind == finding.evidence["kind"] and a.std.size]
+        if len(acts) < 2 or not acts[0].std[0] > 0:
+            return None
+        return float(acts[-1].std[0] / acts[0].std[0])
 
 
 RULE = InitScale()

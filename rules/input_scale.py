@@ -1,7 +1,8 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
+from auditor.fixes import standardiser
 from auditor.report import figures
 
 
@@ -57,6 +58,17 @@ X = (X - mean) / std                                    # per channel; statistic
         rms = np.sqrt(np.array(s["mean"]) ** 2 + np.array(s["std"]) ** 2)[:40]
         figures.bars(ax, labels, list(np.maximum(rms, 1e-12)), "RMS of the input, per " + (
             "channel" if s["layout"] == "channels" else "feature"), log=True, guide=1.0, guide_label="standardised")
+
+    metric = "largest per-feature RMS of the inputs"
+
+    def plan_fix(self, ev, finding):
+        s = ev.input_stats
+        return FixPlan("inputs standardised per " + ("channel" if s["layout"] == "channels" else "feature") +
+                       " with the probe's mean and std", batch_transform=standardiser(s["mean"], s["std"]))
+
+    def measure(self, ev, finding):
+        s = ev.input_stats
+        return float(np.max(np.sqrt(np.array(s["mean"]) ** 2 + np.array(s["std"]) ** 2))) if s else None
 
 
 RULE = InputScale()

@@ -1,6 +1,6 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
 from auditor.report import figures
 
@@ -59,6 +59,16 @@ minimum, fastai's reading) is a starting point, and schedules with warm-up chang
                        f"loss ({ev.probe.loss_fn})", logx=True,
                        logy=bool(np.nanmax(r["losses"]) > 20 * max(np.nanmin(r["losses"]), 1e-12)),
                        vlines={"your lr": ev.probe.lr, "suggested": r["suggested"], "loss minimum": r["good_high"]})
+
+    metric = "training loss at the end of the probe (median of the last 10 steps)"
+    needs_checks = True
+
+    def plan_fix(self, ev, finding):
+        return FixPlan(f"learning rate {fmt(finding.evidence['suggested'])} (the range test's suggestion)",
+                       lr=finding.evidence["suggested"])
+
+    def measure(self, ev, finding):
+        return float(np.nanmedian(ev.loss[-10:]))
 
 
 RULE = LrRange()

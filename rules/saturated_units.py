@@ -1,7 +1,8 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import nanmedian, pct
+from auditor.fixes import fan_in_rescale
 from auditor.probe.activations import TANH_SATURATED
 from auditor.report import figures
 
@@ -66,6 +67,25 @@ initialisation, which is what the probe sees, saturation is nearly always uninte
 
     def draw(self, ax, ev, finding):
         figures.activation_histograms(ax, ev, finding.layers, step=0, band=TANH_SATURATED)
+
+    metric = "saturated fraction of the worst layer"
+
+    def plan_fix(self, ev, finding):
+        acts = [a for a in ev.activations if a.name in finding.layers]
+        if not acts:
+            return None
+        head = ev.matrices()[-1].name if ev.matrices() else None
+
+        def edit(model):
+            for a in acts:
+                fan_in_rescale(model, a.units, a.kind, {head})
+
+        return FixPlan("weights feeding the saturated layer rescaled to gain/sqrt(fan_in) (Kaiming, gain 5/3 "
+                       "for tanh)", model_edit=edit)
+
+    def measure(self, ev, finding):
+        values = [nanmedian(a.saturated) for a in ev.activations if a.name in finding.layers]
+        return max(values) if values else None
 
 
 RULE = SaturatedUnits()

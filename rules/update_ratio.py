@@ -1,6 +1,6 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt, loss_prefix, pct, update_level
 from auditor.report import figures
 
@@ -74,6 +74,15 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
 
     def draw(self, ax, ev, finding):
         figures.update_ratio(ax, ev, finding.layers)
+
+    metric = "median log10 update-to-data ratio"
+
+    def plan_fix(self, ev, finding):
+        lr = finding.evidence.get("suggested_lr")
+        return FixPlan(f"learning rate {lr}", lr=float(lr)) if lr else None
+
+    def measure(self, ev, finding):
+        return update_level(ev)[0]
 
 
 RULE = UpdateRatio()

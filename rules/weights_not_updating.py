@@ -1,7 +1,18 @@
 import numpy as np
 
-from auditor.engine import Rule
+from auditor.engine import FixPlan, Rule
 from auditor.report import figures
+
+
+def _frozen(ev) -> list[str]:
+    """Tensors with non-zero gradients whose values never changed on any measured step."""
+    out = []
+    for p in ev.params:
+        moved = p.update_rms[np.isfinite(p.update_rms)]
+        grads = p.grad_norm[p.has_grad & np.isfinite(p.grad_norm)]
+        if p.received_grad and grads.size and grads.max() > 0 and moved.size and moved.max() == 0:
+            out.append(p.name)
+    return out
 
 
 class WeightsNotUpdating(Rule):
@@ -24,14 +35,8 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
                   "containing the Parameters ... to optimize'",)
 
     def check(self, ev, t):
-        frozen, unused = [], []
-        for p in ev.params:
-            moved = p.update_rms[np.isfinite(p.update_rms)]
-            grads = p.grad_norm[p.has_grad & np.isfinite(p.grad_norm)]
-            if not p.received_grad:
-                unused.append(p.name)
-            elif grads.size and grads.max() > 0 and moved.size and moved.max() == 0:
-                frozen.append(p.name)
+        frozen = _frozen(ev)
+        unused = [p.name for p in ev.params if not p.received_grad]
         if frozen:
             total = sum(int(np.prod(p.shape)) for p in ev.params if p.name in frozen)
             yield self.finding(
@@ -58,6 +63,17 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         values = [float(np.nanmax(p.update_rms)) if np.isfinite(p.update_rms).any() else 0.0 for p in ev.params]
         figures.bars(ax, names, [max(v, 1e-12) for v in values], "largest RMS update over the probe", log=True,
                      highlight=finding.layers)
+
+    metric = "parameter tensors with gradients that never move"
+
+    def plan_fix(self, ev, finding):
+        if finding.severity == "info":
+            return None
+        return FixPlan("the parameters missing from the optimizer added as a parameter group",
+                       add_missing_params=True)
+
+    def measure(self, ev, finding):
+        return len(_frozen(ev))
 
 
 RULE = WeightsNotUpdating()

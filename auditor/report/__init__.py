@@ -41,6 +41,7 @@ class Report:
 
     def __init__(self, findings: list[Finding], evidence: Evidence, version: str, rules: list[str]):
         self.skipped: list[str] = []
+        self.verify_seconds: float | None = None  # None: fixes were not verified
         self.findings = findings
         self.evidence = evidence
         self.probe = evidence.probe
@@ -73,6 +74,7 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "probe": asdict(self.probe),
             "rules_run": self.rules,
+            "verify_seconds": self.verify_seconds,
             "metrics": _metrics(self.evidence),
         })
 

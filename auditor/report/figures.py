@@ -23,9 +23,9 @@ MAX_LINES = 8  # layers per panel before the legend stops being readable
 _COLOURS = plt.get_cmap("viridis")
 
 
-def render(draw, width: float = 6.4, height: float = 2.8) -> str:
-    """Run `draw(ax)` on a fresh figure and return it as a PNG data URI."""
-    fig, ax = plt.subplots(figsize=(width, height), dpi=110, layout="constrained")
+def render(draw, width: float = 6.4, height: float = 2.8, panels: int = 1) -> str:
+    """Run `draw(ax)` (or `draw(axes)` for several panels side by side) on a fresh figure; a PNG data URI."""
+    fig, ax = plt.subplots(1, panels, figsize=(width, height), dpi=110, layout="constrained")
     try:
         draw(ax)
         buf = io.BytesIO()
@@ -253,3 +253,27 @@ def curves(ax, lines: dict[str, tuple], xlabel: str, ylabel: str, logx: bool = F
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+
+
+def before_after(axes, ev, after, verified: dict) -> None:
+    """The fix's proof: loss curves of the probe and of the fixed copy overlaid, and the rule's metric."""
+    left, right = axes
+    for label, e, colour in (("as is", ev, "C3"), ("with the fix", after, "C2")):
+        ok = np.isfinite(e.loss)
+        left.plot(np.flatnonzero(ok), e.loss[ok], lw=1, color=colour, alpha=0.45)
+        left.plot(np.arange(e.loss.size), _running_median(e.loss), lw=2, color=colour, label=label)
+    finite = np.concatenate([e.loss[np.isfinite(e.loss)] for e in (ev, after)])
+    if finite.size and finite.max() / max(np.abs(finite).min(), 1e-12) > 50:
+        left.set_yscale("log")
+    left.set_xlabel("probe step (same seed and batches)")
+    left.set_ylabel(f"loss ({ev.probe.loss_fn})")
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    values = [verified.get("before"), verified.get("after")]
+    if None in values:
+        return _empty(right, "metric not measurable")
+    right.bar(["as is", "with the fix"], values, color=["C3", "C2"])
+    for i, v in enumerate(values):
+        right.text(i, v, f"{v:.3g}", ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
+    right.set_title(verified["metric"], fontsize=7.5, wrap=True)
+    right.grid(alpha=0.3, axis="y")

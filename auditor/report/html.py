@@ -39,12 +39,17 @@ def _defined(x) -> bool:
         return False
 
 
-def _finding_figures(report) -> list[str]:
+def _finding_figures(report) -> list[tuple[str, str | None]]:
+    """(evidence figure, before/after figure or None) per finding."""
     rules = load_rules()
     out = []
     for f in report.findings:
         rule = rules.get(f.rule)
-        out.append(figures.render(lambda ax, rule=rule, f=f: rule.draw(ax, report.evidence, f)))
+        evidence = figures.render(lambda ax, rule=rule, f=f: rule.draw(ax, report.evidence, f))
+        after = getattr(f, "after", None)
+        proof = figures.render(lambda axes, f=f, after=after: figures.before_after(
+            axes, report.evidence, after, f.verified), width=7.2, height=2.6, panels=2) if after else None
+        out.append((evidence, proof))
     return out
 
 
