@@ -29,7 +29,7 @@ def test_findings_exit_1_and_write_reports(tmp_path):
     for key in ("initial_loss", "expected_initial_loss", "num_classes", "steps", "device", "loss_fn", "optimizer"):
         assert key in data["probe"]
     finding = data["findings"][0]
-    assert set(finding) == {"rule", "severity", "title", "diagnosis", "fix", "layers", "evidence"}
+    assert set(finding) == {"rule", "severity", "title", "diagnosis", "fix", "layers", "evidence", "verified"}
     md = (tmp_path / "report.md").read_text()
     assert "Training-run audit: errors" in md and "`init-loss`" in md
 

@@ -68,6 +68,9 @@ def test_html_has_every_finding_with_its_figure_and_the_panels(audit_sample):
     assert outline.fetching == [] and outline.scripts == 0  # opens offline, runs nothing
     assert 'id="parameters"' in html and 'id="activations"' in html
     assert "errors" in html and "11,897 parameters" in html
+    verified = [f for f in report.findings if f.verified and "after" in f.verified]
+    assert len(verified) >= 2  # init-loss and saturated-units: the makemore fixes
+    assert html.count('class="proof"') == len(verified) and html.count("Fix verified.") == len(verified)
 
 
 def test_every_rule_draws_its_own_evidence(audit_sample):

@@ -1,0 +1,64 @@
+"""Fix verification: the fix is applied to copies, the probe re-run, the effect recorded; nothing of the
+caller's is touched."""
+
+import json
+
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import auditor
+from auditor.cli import cli
+from conftest import SAMPLES
+
+
+def test_makemore_fixes_are_verified(audit_sample):
+    report = audit_sample("makemore_raw")
+    by_rule = {f.rule: f.verified for f in report.findings}
+    init, sat = by_rule["init-loss"], by_rule["saturated-units"]
+    assert init["before"] > 20 and abs(init["after"] - 3.2958) < 0.3 and init["resolved"] is True
+    assert sat["before"] > 0.6 and sat["after"] < 0.3 and sat["resolved"] is True
+    assert "reason" in by_rule["loss-hockey-stick"]  # not mechanical: says why
+
+
+def test_every_finding_says_verified_or_why_not(tmp_path):
+    r = CliRunner().invoke(cli, [str(SAMPLES / "input_scale" / "model.py"), "--data",
+                                 str(SAMPLES / "input_scale" / "loader.py"), "--out", str(tmp_path),
+                                 "--format", "json"])
+    assert r.exit_code == 1, r.output
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["verify_seconds"] > 0
+    for f in data["findings"]:
+        v = f["verified"]
+        assert ("metric" in v and "before" in v and "after" in v) or v.get("reason"), f
+    scale = next(f for f in data["findings"] if f["rule"] == "input-scale")["verified"]
+    assert scale["before"] > 100 and abs(scale["after"] - 1) < 0.05
+    assert "fix verified" in r.output
+
+
+def test_no_verify_fixes(tmp_path):
+    r = CliRunner().invoke(cli, [str(SAMPLES / "init_loss" / "model.py"), "--data",
+                                 str(SAMPLES / "init_loss" / "loader.py"), "--out", str(tmp_path), "--format", "json",
+                                 "--no-verify-fixes"])
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["verify_seconds"] is None
+    assert all(f["verified"] is None for f in data["findings"]) and data["findings"]
+    assert "fix verified" not in r.output
+
+
+def test_verification_leaves_the_callers_objects_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 5))
+    with torch.no_grad():
+        model[0].weight.mul_(30)  # saturated tanh and a high initial loss: fixes that edit the model
+        model[2].weight.mul_(30)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-5)  # too low: a fix that changes the optimizer
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_state = json.dumps(opt.state_dict()["param_groups"])
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(32, 20, generator=g), torch.randint(0, 5, (32,), generator=g)) for _ in range(20)]
+    report = auditor.audit(model, data, optimizer=opt, steps=40)
+    verified = [f for f in report.findings if f.verified and "after" in f.verified]
+    assert {f.rule for f in verified} >= {"init-loss", "saturated-units"}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert json.dumps(opt.state_dict()["param_groups"]) == opt_state and not opt.state
