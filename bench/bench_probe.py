@@ -6,7 +6,8 @@ For each sample it times the user's plain training loop (next batch, forward, ba
 against the probe's own training loop (`run_probe`, with its hooks, statistics and their one read-back)
 over the same number of steps on the same device, and prints the ratio, for the default statistics
 schedule and for statistics on every step. Then it times the whole audit (load, probe, rules, every
-report format) of each sample. Runs are interleaved so drift in machine load hits both alike.
+report format) of each sample, with and without fix verification, and the training replay alone. Runs
+are interleaved so drift in machine load hits both alike.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__} on {name}; {args.steps} steps, median of {args.repeats} repeats")
     print(f"{'sample':<20}{'plain ms/step':>14}{'probed':>9}{'ratio':>7}{'every step':>12}{'ratio':>7}"
-          f"{'whole audit s':>15}")
+          f"{'audit s':>9}{'no verify':>11}{'replay only':>13}")
     for sample in args.samples.split(","):
         setup = load_files(ROOT / "samples" / sample / "model.py", ROOT / "samples" / sample / "loader.py")
         setup.model.to(device)
@@ -88,13 +89,29 @@ def main():
             probed.append(probed_loop(setup, args.steps, device, DEFAULT_STATS_EVERY))
             every.append(probed_loop(setup, args.steps, device, 1))
         p, q, e = (statistics.median(x) for x in (plain, probed, every))
-        with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
-            fresh = load_files(ROOT / "samples" / sample / "model.py", ROOT / "samples" / sample / "loader.py")
-            fresh.model.to(device)
-            audit_setup(fresh).write(out)
-            whole = time.perf_counter() - start
-        print(f"{sample:<20}{p * 1e3:>14.3f}{q * 1e3:>9.3f}{q / p:>7.2f}{e * 1e3:>12.3f}{e / p:>7.2f}{whole:>15.2f}")
+        whole = [_whole_audit(sample, device, verify) for verify in (True, False)]
+        replay = _replay_only(sample, device)
+        print(f"{sample:<20}{p * 1e3:>14.3f}{q * 1e3:>9.3f}{q / p:>7.2f}{e * 1e3:>12.3f}{e / p:>7.2f}"
+              f"{whole[0]:>9.2f}{whole[1]:>11.2f}{replay:>13.2f}")
+
+
+def _whole_audit(sample: str, device: torch.device, verify: bool) -> float:
+    """Load, probe, experiments, rules, fix verification (unless off) and all four report formats."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        setup = load_files(ROOT / "samples" / sample / "model.py", ROOT / "samples" / sample / "loader.py")
+        setup.model.to(device)
+        audit_setup(setup, verify_fixes=verify).write(out)
+        return time.perf_counter() - start
+
+
+def _replay_only(sample: str, device: torch.device) -> float:
+    """The foundation's probe alone: the training replay, without the experiments of checks.py."""
+    setup = load_files(ROOT / "samples" / sample / "model.py", ROOT / "samples" / sample / "loader.py")
+    setup.model.to(device)
+    start = time.perf_counter()
+    run_probe(setup, ProbeOptions(device=str(device), checks=False))
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

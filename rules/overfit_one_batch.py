@@ -18,7 +18,8 @@ Any network with more parameters than a handful of samples can memorise them. If
 learning rate, something is broken: the output cannot express the targets (a ReLU or softmax at the end),
 the loss compares the wrong things, labels do not match inputs, or gradients do not reach the weights. The
 probe trains a copy of the initial model on the first 8 samples of the first batch with Adam (lr 3e-3, 150
-steps): a known-good setting, so that a failure points at the model, loss or labels, not at the optimizer.
+steps, stopping early below 1% of the start): a known-good setting, so that a failure points at the model,
+loss or labels, not at the optimizer.
 """
     example = """
 self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1), nn.ReLU())  # cannot output < 0

@@ -2,6 +2,7 @@
 caller's is touched."""
 
 import json
+from pathlib import Path
 
 import torch
 from click.testing import CliRunner
@@ -9,7 +10,8 @@ from torch import nn
 
 import auditor
 from auditor.cli import cli
-from conftest import SAMPLES
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def test_makemore_fixes_are_verified(audit_sample):
