@@ -16,16 +16,21 @@ from ..load import call_user
 IGNORE_INDEX = -100  # F.cross_entropy's default: targets equal to it are skipped, so they are allowed
 
 
-def to_device(batch, device: torch.device):
+def map_tensors(batch, fn: Callable[[torch.Tensor], torch.Tensor]):
+    """The same batch structure (tensor, tuple, namedtuple, list, dict, nested) with fn applied to each tensor."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        return fn(batch)
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(to_device(b, device) for b in batch))
+        return type(batch)(*(map_tensors(b, fn) for b in batch))
     if isinstance(batch, list | tuple):
-        return type(batch)(to_device(b, device) for b in batch)
+        return type(batch)(map_tensors(b, fn) for b in batch)
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: map_tensors(v, fn) for k, v in batch.items()}
     return batch
+
+
+def to_device(batch, device: torch.device):
+    return map_tensors(batch, lambda t: t.to(device, non_blocking=True))
 
 
 def _describe(batch) -> str:

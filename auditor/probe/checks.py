@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batches import IGNORE_INDEX, LossComputer
+from .batches import IGNORE_INDEX, LossComputer, map_tensors
 from .state import copy_model
 
 OVERFIT_SAMPLES = 8  # few enough that no two share an input with different labels, as a language batch may
@@ -23,17 +23,6 @@ OVERFIT_DONE, OVERFIT_CHECK = 0.01, 25
 LR_RANGE = (1e-6, 10.0)
 LR_RANGE_STEPS = 80
 LR_RANGE_STOP = 4.0  # stop once the smoothed loss is this many times its best (Smith 2017)
-
-
-def _tensors(batch):
-    if isinstance(batch, torch.Tensor):
-        yield batch
-    elif isinstance(batch, list | tuple):
-        for b in batch:
-            yield from _tensors(b)
-    elif isinstance(batch, dict):
-        for b in batch.values():
-            yield from _tensors(b)
 
 
 def _float_input(batch, losses: LossComputer) -> torch.Tensor | None:
@@ -81,18 +70,6 @@ def probability_floor(classes: int) -> float:
     """The least cross-entropy reachable when probabilities in [0, 1] are fed as logits: one-hot p gives
     logit 1 on the target and 0 elsewhere, so the loss is log(e + C - 1) - 1."""
     return math.log(math.e + classes - 1) - 1
-
-
-def _slice(batch, n: int):
-    if isinstance(batch, torch.Tensor):
-        return batch[:n] if batch.ndim else batch
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(_slice(b, n) for b in batch))
-    if isinstance(batch, list | tuple):
-        return type(batch)(_slice(b, n) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _slice(v, n) for k, v in batch.items()}
-    return batch
 
 
 def batch_mixing(model: nn.Module, batch, losses: LossComputer) -> dict | None:
@@ -147,7 +124,7 @@ def overfit_one_batch(model: nn.Module, batch, compute: Callable, device: torch.
     """Adam on a copy of the initial model, on the first OVERFIT_SAMPLES samples only."""
     m = copy_model(model)
     m.train()
-    small = _slice(batch, OVERFIT_SAMPLES)
+    small = map_tensors(batch, lambda t: t[:OVERFIT_SAMPLES] if t.ndim else t)
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=OVERFIT_LR)
     losses = []
     for step in range(OVERFIT_STEPS):
