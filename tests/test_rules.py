@@ -95,3 +95,32 @@ def test_zero_init_parameters_never_give_infinite_ratios(audit_sample):
     import numpy as np
     assert not np.isinf(pos.update_data_ratio).any() and not np.isinf(pos.grad_data_ratio).any()
     assert "pos" not in [p.name for p in report.evidence.matrices()]
+
+
+def _blobs(n=10):
+    import torch
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(32, 20, generator=g), torch.randint(0, 5, (32,), generator=g)) for _ in range(n)]
+
+
+def test_info_branches_unused_parameters_and_dropout_in_a_classifier():
+    import torch
+    from torch import nn
+
+    import auditor
+
+    class WithSpare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 5))
+            self.spare = nn.Linear(20, 5)  # never called in forward
+
+        def forward(self, x):
+            return self.body(x)
+
+    torch.manual_seed(0)
+    report = auditor.audit(WithSpare(), _blobs(), steps=20, verify_fixes=False)
+    unused = next(f for f in report.findings if f.rule == "weights-not-updating")
+    assert unused.severity == "info" and set(unused.layers) == {"spare.weight", "spare.bias"}
+    drop = next(f for f in report.findings if f.rule == "dropout-before-output")
+    assert drop.severity == "info" and drop.layers == ["body.2", "body.3"]  # a classifier: info, not a warning
