@@ -8,8 +8,8 @@ class DropoutBeforeOutput(Rule):
     why = """
 Dropout zeroes inputs of the next layer at random and scales the rest by 1/(1-p). Feeding the output layer
 directly, that noise lands on the prediction itself: in regression (mean-squared error) the model is trained
-to fit noisy outputs, and at evaluation, without dropout, the output's variance differs from training's, a
-known source of miscalibrated regression networks. Classifiers tolerate it (VGG and AlexNet do it), since
+to fit noisy outputs, and at evaluation, without dropout, the output's variance differs from training's (the
+"variance shift" of Li et al. 2019). Classifiers tolerate it (VGG and AlexNet do it), since
 the argmax survives the noise; the rule reports those as info.
 """
     example = """
@@ -19,10 +19,10 @@ self.head = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.5), nn.Line
 self.head = nn.Sequential(nn.Linear(64, 64), nn.Dropout(0.5), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                           nn.Linear(64, 1))   # dropout earlier, a clean layer before the output
 """
-    references = ("N. Srivastava et al., 'Dropout', JMLR 2014",
-                  "Kim et al., 'Variance-Preserving ... dropout in regression' discussions; X. Li et al., "
-                  "'Understanding the Disharmony between Dropout and Batch Normalization by Variance Shift', "
-                  "CVPR 2019")
+    references = ("N. Srivastava et al., 'Dropout: A Simple Way to Prevent Neural Networks from Overfitting', "
+                  "JMLR 2014",
+                  "X. Li et al., 'Understanding the Disharmony between Dropout and Batch Normalization by Variance "
+                  "Shift', CVPR 2019 (the train/test variance shift dropout causes)")
 
     def check(self, ev, t):
         s = ev.structure
