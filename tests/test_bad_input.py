@@ -82,3 +82,12 @@ def test_nan_loss_at_step_zero_is_a_finding_not_a_crash(write, tmp_path):
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 1, result.output
     assert "loss-nan" in result.output
+
+
+def test_targets_out_of_range_in_a_later_batch(write):
+    # Only the first batch is checked up front on the CPU; a later bad batch must still name the labels.
+    loader = write("loader.py", "import torch\ng = torch.Generator().manual_seed(0)\n"
+                   "train_loader = [(torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)) "
+                   "for _ in range(9)]\ntrain_loader.append((torch.randn(8, 4), torch.full((8,), 5)))\n")
+    out = _audit(write("model.py", MODEL), "--data", loader)
+    assert "targets range from 5 to 5" in out and "3 classes" in out

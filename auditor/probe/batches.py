@@ -30,7 +30,7 @@ def map_tensors(batch, fn: Callable[[torch.Tensor], torch.Tensor]):
 
 
 def to_device(batch, device: torch.device):
-    return map_tensors(batch, lambda t: t.to(device, non_blocking=True))
+    return map_tensors(batch, lambda t: t if t.device == device else t.to(device, non_blocking=True))
 
 
 def _describe(batch) -> str:

@@ -157,6 +157,10 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
         except AuditError:
             raise
         except Exception as exc:
+            if losses.choice is not None and losses.choice.num_classes and losses.training_step is None:
+                # Checked only on failure on the CPU (an out-of-range target raises there); the clear message
+                # names the labels instead of cross_entropy's internals.
+                losses.check_targets(batch, losses.choice.num_classes, on_device=True)
             raise from_user_exception(exc, what) from None
 
     # Loss at initialisation, over a few batches, before the model has seen an update.
@@ -166,7 +170,9 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
             loss0, out0 = compute(first)
         structure.mark_output(out0)
         choice = losses.choice
-        if choice.num_classes:
+        if choice.num_classes and device.type == "cuda":
+            # On CUDA an out-of-range target is a device-side assert that kills the process: check each batch
+            # on the loader's host copy first, which costs the GPU nothing.
             stream.check = lambda b: losses.check_targets(b, choice.num_classes)
         init_losses, outputs = [loss0.detach().float()], [out0]
         for _ in range(INIT_BATCHES - 1):
@@ -237,8 +243,6 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
                 progress(step)
             if steps_run % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss.detach()).item():
                 break
-        zeroed = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0]) if (
-            options.checks and steps_run) else None
     finally:
         tracer.remove_hooks()
 
@@ -251,6 +255,8 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
     host = log.read_back()
     loop_seconds = time.perf_counter() - loop_started
+    zeroed = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0]) if (
+        options.checks and steps_run) else None
     info = ProbeInfo(
         steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=choice.name,
         loss_fn_reason=choice.reason, loss_fn_default=choice.default, optimizer=_describe_optimizer(opt),
