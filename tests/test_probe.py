@@ -137,3 +137,12 @@ def test_overshoot_rescore_replays_dropout_masks():
     measured = np.isfinite(ev.loss_after)
     assert measured.sum() >= 10
     assert np.allclose(ev.loss_after[measured], ev.loss[measured], rtol=1e-6)
+
+
+def test_a_generator_loader_serves_the_probe_and_its_experiments():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    data = iter(_data(n=30))  # can be iterated once only
+    report = auditor.audit(model, data, steps=50)
+    assert report.probe.steps_run == 30 and any("could not be iterated again" in n for n in report.probe.notes)
+    assert report.evidence.overfit and len(report.evidence.lr_range["lrs"]) > 10

@@ -120,7 +120,7 @@ def batch_mixing(model: nn.Module, batch, losses: LossComputer) -> dict | None:
             "batch": int(inputs.shape[0])}
 
 
-def overfit_one_batch(model: nn.Module, batch, compute: Callable, device: torch.device) -> dict:
+def overfit_one_batch(model: nn.Module, batch, compute: Callable) -> dict:
     """Adam on a copy of the initial model, on the first OVERFIT_SAMPLES samples only."""
     m = copy_model(model)
     m.train()

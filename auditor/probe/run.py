@@ -116,14 +116,17 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
         initial = copy_model(model) if options.checks else None  # the experiments start from the same init
         opt, opt_default = _build_optimizer(setup, model, optimizer)
         losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
-        evidence = _probe(setup, options, model, opt, opt_default, losses, device, started, progress)
+        evidence, stream, held = _probe(setup, options, model, opt, opt_default, losses, device, started, progress)
         if options.checks and evidence.probe.steps_run:
-            _experiments(setup, evidence, initial, optimizer, losses, device)
+            _experiments(setup, evidence, initial, optimizer, losses, stream, held)
         evidence.probe.seconds = time.perf_counter() - started
         return evidence
 
 
-def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: LossComputer, device) -> None:
+def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: LossComputer, stream: BatchStream,
+                 held: list) -> None:
+    """Runs on the probe's own batches: the ones it holds, then the rest of its stream, so that a loader
+    that can be iterated only once (a generator) serves the experiments too."""
     def compute(m, batch):
         try:
             return losses(m, batch)[0]
@@ -133,19 +136,26 @@ def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: Los
             raise from_user_exception(exc, f"running the model from {setup.model_file} in the auditor's "
                                            "experiments") from None
 
-    stream = BatchStream(setup.train_loader, device, setup.data_file)
-    first = stream.next()
+    first = held[0]
     ev.batch_mixing = checks.batch_mixing(initial, first, losses)
-    ev.overfit = checks.overfit_one_batch(initial, first, compute, device)
+    ev.overfit = checks.overfit_one_batch(initial, first, compute)
+
+    used = [0]
 
     def next_batch():
         b = stream.next()
-        return first if b is None else b  # a loader that cannot be re-iterated: repeat the first batch
+        if b is None:  # exhausted: cycle through the batches the probe holds
+            used[0] += 1
+            b = held[used[0] % len(held)]
+        return b
 
     ev.lr_range = checks.lr_range(initial, lambda m: _build_optimizer(setup, m, optimizer)[0], next_batch, compute)
 
 
-def _probe(setup, options, model, opt, opt_default, losses, device, started, progress) -> Evidence:
+def _probe(setup, options, model, opt, opt_default, losses, device, started, progress
+           ) -> tuple[Evidence, BatchStream, list]:
+    """The training replay. Returns the evidence, the batch stream (where the replay left it) and the
+    batches it holds on the device, for the experiments that follow."""
     log = DeviceLog()
     stream = BatchStream(setup.train_loader, device, setup.data_file)
     first = stream.next()
@@ -285,7 +295,7 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
     evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
                                                                           strict=True)]
     info.seconds = time.perf_counter() - started
-    return evidence
+    return evidence, stream, init_batches
 
 
 VAL_BATCHES = 4
