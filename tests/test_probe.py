@@ -146,3 +146,18 @@ def test_a_generator_loader_serves_the_probe_and_its_experiments():
     report = auditor.audit(model, data, steps=50)
     assert report.probe.steps_run == 30 and any("could not be iterated again" in n for n in report.probe.notes)
     assert report.evidence.overfit and len(report.evidence.lr_range["lrs"]) > 10
+
+
+def test_an_experiment_the_model_cannot_take_is_a_note_not_a_failure():
+    class FixedBatch(nn.Module):  # hard-codes the batch size: the 8-sample overfit batch cannot pass
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(6 * 16, 3 * 16)
+
+        def forward(self, x):
+            return self.lin(x.reshape(1, 16 * 6)).reshape(16, 3)
+
+    torch.manual_seed(0)
+    report = auditor.audit(FixedBatch(), _data(), steps=10, verify_fixes=False)
+    assert report.evidence.overfit is None
+    assert any("overfit-one-batch experiment could not run" in n for n in report.probe.notes)

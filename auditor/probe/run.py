@@ -136,9 +136,19 @@ def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: Los
             raise from_user_exception(exc, f"running the model from {setup.model_file} in the auditor's "
                                            "experiments") from None
 
+    def attempt(name: str, run):
+        # An experiment the model cannot take (a forward that hard-codes the batch size, say) costs its own
+        # rule its evidence, not the whole audit.
+        try:
+            return run()
+        except Exception as exc:
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            ev.probe.notes.append(f"the {name} experiment could not run on this model: {first_line}")
+            return None
+
     first = held[0]
-    ev.batch_mixing = checks.batch_mixing(initial, first, losses)
-    ev.overfit = checks.overfit_one_batch(initial, first, compute)
+    ev.batch_mixing = attempt("batch-mixing", lambda: checks.batch_mixing(initial, first, losses))
+    ev.overfit = attempt("overfit-one-batch", lambda: checks.overfit_one_batch(initial, first, compute))
 
     used = [0]
 
@@ -149,7 +159,8 @@ def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: Los
             b = held[used[0] % len(held)]
         return b
 
-    ev.lr_range = checks.lr_range(initial, lambda m: _build_optimizer(setup, m, optimizer)[0], next_batch, compute)
+    ev.lr_range = attempt("LR range", lambda: checks.lr_range(
+        initial, lambda m: _build_optimizer(setup, m, optimizer)[0], next_batch, compute))
 
 
 def _probe(setup, options, model, opt, opt_default, losses, device, started, progress
