@@ -276,8 +276,12 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
     host = log.read_back()
     loop_seconds = time.perf_counter() - loop_started
-    zeroed = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0]) if (
-        options.checks and steps_run) else None
+    zeroed, zeroed_note = None, None
+    if options.checks and steps_run:
+        try:
+            zeroed = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0])
+        except AuditError as exc:
+            zeroed_note = f"the input-independence experiment could not run on this model: {exc}"
     info = ProbeInfo(
         steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=choice.name,
         loss_fn_reason=choice.reason, loss_fn_default=choice.default, optimizer=_describe_optimizer(opt),
@@ -290,6 +294,8 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
     )
     if opt_default:
         info.notes.append(f"no make_optimizer() in {setup.model_file}: probed with the default {DEFAULT_OPTIMIZER}")
+    if zeroed_note:
+        info.notes.append(zeroed_note)
     if stream.exhausted:
         info.notes.append(f"the loader could not be iterated again: the probe ran {steps_run} steps")
     init = np.array([a.item() for a in host["init_loss"][1]])
