@@ -127,6 +127,7 @@ def activation_histograms(ax, ev: Evidence, names: list[str] | None = None, step
         ax.axvspan(band, ax.get_xlim()[1], color="C3", alpha=0.08)
         ax.axvspan(ax.get_xlim()[0], -band, color="C3", alpha=0.08, label=f"saturated: |x| > {band}")
     ax.set_xlabel("gradient at the activation's output" if gradients else "activation value")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))  # gradients of 1e-4 need an offset, not 0.0001
     ax.set_ylabel("density")
     ax.set_title(f"step {step if step is not None else 0}", fontsize=8)
     ax.legend(fontsize=6.5, loc="upper right")
@@ -210,7 +211,8 @@ def grad_norm(ax, ev: Evidence) -> None:
     if not ok.any():
         return _empty(ax, "no finite gradient norm was measured")
     ax.plot(np.flatnonzero(ok), ev.grad_norm[ok], lw=1, color="C2")
-    ax.set_yscale("log")
+    if ev.grad_norm[ok].max() > 10 * ev.grad_norm[ok].min():
+        ax.set_yscale("log")
     ax.set_xlabel("probe step")
     ax.set_ylabel("global gradient norm")
     ax.grid(alpha=0.3)
