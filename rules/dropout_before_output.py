@@ -45,7 +45,8 @@ self.head = nn.Sequential(nn.Linear(64, 64), nn.Dropout(0.5), nn.ReLU(), nn.Line
             [drops[0], out], p=p, output_layer=out)
 
     def draw(self, ax, ev, finding):
-        figures.loss_curve(ax, ev)
+        figures.chain(ax, [(c.name, c.type + (f"(p={c.dropout_p})" if c.dropout_p else "")) for c in
+                           ev.structure.calls], highlight=finding.layers[:1])
 
 
 RULE = DropoutBeforeOutput()

@@ -279,3 +279,21 @@ def before_after(axes, ev, after, verified: dict) -> None:
         right.text(i, v, f"{v:.3g}", ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
     right.set_title(verified["metric"], fontsize=7.5, wrap=True)
     right.grid(alpha=0.3, axis="y")
+
+
+def chain(ax, calls: list[tuple[str, str]], highlight=()) -> None:
+    """The last layers of the forward pass as boxes, left to right, the flagged ones in red."""
+    calls = calls[-6:]
+    if not calls:
+        return _empty(ax, "no layers were traced")
+    for i, (name, kind) in enumerate(calls):
+        colour = "#fdecea" if name in set(highlight) else "#eef2f7"
+        edge = "C3" if name in set(highlight) else "0.5"
+        ax.text(i, 0, f"{kind}\n{_label(name, 14)}", ha="center", va="center", fontsize=7.5,
+                bbox={"boxstyle": "round,pad=0.5", "facecolor": colour, "edgecolor": edge})
+        if i:
+            ax.annotate("", xy=(i - 0.42, 0), xytext=(i - 0.58, 0), arrowprops={"arrowstyle": "->", "color": "0.4"})
+    ax.set_xlim(-0.6, len(calls) - 0.4)
+    ax.set_ylim(-1, 1)
+    ax.set_axis_off()
+    ax.set_title("the last layers of the forward pass, input side left", fontsize=8)
