@@ -84,6 +84,10 @@ class Rule:
     def measure(self, ev: Evidence, finding: Finding) -> float | None:
         return None
 
+    def draw_fixed(self, ax, ev: Evidence, after: Evidence, finding: Finding) -> bool:
+        """Optionally draw the metric before and after the fix; False leaves the report's default bars."""
+        return False
+
     def draw(self, ax, ev: Evidence, finding: Finding) -> None:
         """The finding's evidence figure on a matplotlib Axes; the loss curve unless the rule overrides it."""
         from .report import figures

@@ -58,7 +58,7 @@ Leaky ReLU keeps a slope everywhere and is never reported.
 
     def draw(self, ax, ev, finding):
         acts = {a.name: a.dead for a in ev.activations if a.name in finding.layers}
-        figures.per_step(ax, acts, "fraction of units dead for the whole batch",
+        figures.per_step(ax, acts, "dead fraction (whole batch)",
                          guide=self.thresholds["warn_fraction"].default, guide_label="warning threshold (default)")
 
 

@@ -68,6 +68,19 @@ for layer in model.layers:
                 f"        {call}",
                 [acts[0].name, acts[-1].name], kind=kind, ratio=ratio, profile=profile)
 
+    def draw_fixed(self, ax, ev, after, finding):
+        kind = finding.evidence["kind"]
+        rows = [(a.name, float(a.std[0])) for a in ev.activations if a.kind == kind and a.std.size]
+        fixed = {a.name: float(a.std[0]) for a in after.activations if a.kind == kind and a.std.size}
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [max(v, 1e-12) for _, v in rows], 0.4, color="C3", label="as is")
+        ax.bar(x + 0.2, [max(fixed.get(n, np.nan), 1e-12) for n, _ in rows], 0.4, color="C2", label="with the fix")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [n for n, _ in rows], rotation=45, ha="right", fontsize=6.5)
+        ax.set_title(f"{kind} output std at init, per layer", fontsize=7.5)
+        ax.legend(fontsize=7)
+        return True
+
     def draw(self, ax, ev, finding):
         profile = finding.evidence["profile"]
         figures.bars(ax, list(profile), list(np.maximum(list(profile.values()), 1e-12)),

@@ -257,8 +257,9 @@ def curves(ax, lines: dict[str, tuple], xlabel: str, ylabel: str, logx: bool = F
     ax.grid(alpha=0.3)
 
 
-def before_after(axes, ev, after, verified: dict) -> None:
-    """The fix's proof: loss curves of the probe and of the fixed copy overlaid, and the rule's metric."""
+def before_after(axes, ev, after, verified: dict, draw_metric=None) -> None:
+    """The fix's proof: loss curves of the probe and of the fixed copy overlaid, and the rule's metric
+    (or the rule's own before/after panel, `draw_metric(ax)`)."""
     left, right = axes
     for label, e, colour in (("as is", ev, "C3"), ("with the fix", after, "C2")):
         ok = np.isfinite(e.loss)
@@ -271,6 +272,8 @@ def before_after(axes, ev, after, verified: dict) -> None:
     left.set_ylabel(f"loss ({ev.probe.loss_fn})")
     left.legend(fontsize=7)
     left.grid(alpha=0.3)
+    if draw_metric is not None and draw_metric(right):
+        return
     values = [verified.get("before"), verified.get("after")]
     if None in values:
         return _empty(right, "metric not measurable")

@@ -47,8 +47,13 @@ def _finding_figures(report) -> list[tuple[str, str | None]]:
         rule = rules.get(f.rule)
         evidence = figures.render(lambda ax, rule=rule, f=f: rule.draw(ax, report.evidence, f))
         after = getattr(f, "after", None)
-        proof = figures.render(lambda axes, f=f, after=after: figures.before_after(
-            axes, report.evidence, after, f.verified), width=7.2, height=2.6, panels=2) if after else None
+        proof = None
+        if after is not None:
+            def own(ax, rule=rule, f=f, after=after):
+                return rule.draw_fixed(ax, report.evidence, after, f)
+
+            proof = figures.render(lambda axes, f=f, after=after, own=own: figures.before_after(
+                axes, report.evidence, after, f.verified, own), width=7.2, height=2.6, panels=2)
         out.append((evidence, proof))
     return out
 

@@ -1,6 +1,6 @@
 """Pathology: a deep ReLU MLP initialised with normal(0, 0.01): each layer shrinks the signal ~10x.
 
-Expected: init-scale (and vanishing-gradients, the same cause seen in the backward pass).
+Expected: init-scale (and dead-units: with signals this small, AdamW's first steps push many units below zero).
 """
 
 import torch
