@@ -15,6 +15,9 @@ class GradSpikes(Rule):
     thresholds = {
         "factor": Threshold(10.0, "a step spikes when its gradient norm is this many times the running median "
                             "(15 steps)", "measured: at most 5.6x on the healthy samples (the GPT's first steps)"),
+        "skip": Threshold(5, "steps at the start not judged: the gradient falls from its initial scale there",
+                          "measured: the first step's gradient is 15x the later median on the loss-oscillation "
+                          "sample, an init transient, not an outlier batch"),
         "max_share": Threshold(0.1, "spikes must be rare: at most this share of steps (more is divergence or noise)",
                                "rare outliers, by definition"),
     }
@@ -42,6 +45,7 @@ optimizer.step()
         med = running_median(g)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = g / med
+        ratio[: int(t.skip)] = np.nan
         spikes = np.flatnonzero(np.isfinite(ratio) & (ratio > t.factor))
         if not spikes.size or spikes.size > t.max_share * g.size:
             return

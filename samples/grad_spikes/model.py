@@ -1,6 +1,6 @@
 """Pathology: regression data with rare corrupt targets (x300): the batches holding one give gradient spikes.
 
-Expected: grad-spikes.
+Expected: grad-spikes (and loss-divergence, loss-oscillation, lr-range: momentum carries each spike on).
 """
 
 import torch

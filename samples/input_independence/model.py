@@ -1,6 +1,6 @@
 """Pathology: the input is multiplied by a buffer meant to be filled from data statistics, left at zero.
 
-Expected: input-independence.
+Expected: input-independence (and overfit-one-batch, loss-plateau, dead-units: nothing reaches the network).
 """
 
 import torch

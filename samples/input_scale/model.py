@@ -1,6 +1,7 @@
 """Pathology: a conv net fed raw 0-255 pixel values.
 
-Expected: input-scale.
+Expected: input-scale, with its consequences: dead-units, init-loss (pre-activations ~100x too large),
+loss-hockey-stick and loss-plateau.
 """
 
 import torch

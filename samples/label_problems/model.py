@@ -1,6 +1,6 @@
 """Pathology: the dataset is sorted by class and the loader does not shuffle: every batch is one class.
 
-Expected: label-problems.
+Expected: label-problems (and loss-plateau: each batch pulls towards its own class).
 """
 
 import torch

@@ -1,6 +1,6 @@
 """Pathology: a ReLU after the output layer of a regression model: it can never predict a negative target.
 
-Expected: overfit-one-batch.
+Expected: overfit-one-batch (and dead-units, loss-plateau, lr-range: the clamped output stalls training).
 """
 
 import torch

@@ -1,6 +1,6 @@
 """Pathology: the optimizer is built from the last layer's parameters only; the body never moves.
 
-Expected: weights-not-updating.
+Expected: weights-not-updating (and loss-plateau: with the body frozen the loss barely moves).
 """
 
 import torch
