@@ -199,3 +199,33 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray) -> dict:
     slope = np.gradient(s, np.log10(lrs))
     i_steep = int(np.argmin(slope[: i_min + 1])) if i_min > 0 else 0
     return {"suggested": float(lrs[i_min] / 10), "good_low": float(lrs[i_steep]), "good_high": float(lrs[i_min])}
+
+
+def run_experiments(ev, initial: nn.Module, make_opt: Callable, losses: LossComputer, compute: Callable, stream,
+                    held: list) -> None:
+    """Runs on the probe's own batches: the ones it holds, then the rest of its stream, so that a loader
+    that can be iterated only once (a generator) serves the experiments too."""
+
+    def attempt(name: str, run):
+        # An experiment the model cannot take (a forward that hard-codes the batch size, say) costs its own
+        # rule its evidence, not the whole audit.
+        try:
+            return run()
+        except Exception as exc:
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            ev.probe.notes.append(f"the {name} experiment could not run on this model: {first_line}")
+            return None
+
+    first = held[0]
+    ev.batch_mixing = attempt("batch-mixing", lambda: batch_mixing(initial, first, losses))
+    ev.overfit = attempt("overfit-one-batch", lambda: overfit_one_batch(initial, first, compute))
+    used = [0]
+
+    def next_batch():
+        b = stream.next()
+        if b is None:  # exhausted: cycle through the batches the probe holds
+            used[0] += 1
+            b = held[used[0] % len(held)]
+        return b
+
+    ev.lr_range = attempt("LR range", lambda: lr_range(initial, make_opt, next_batch, compute))

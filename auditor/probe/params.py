@@ -60,3 +60,27 @@ class ParamTracker:
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return list(torch._foreach_norm(tensors, 2, dtype=torch.float32)) if tensors else []
+
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def _role(module: nn.Module, param: nn.Parameter) -> str:
+    if isinstance(module, nn.Embedding):
+        return "embedding"
+    if isinstance(module, _NORM_TYPES) or type(module).__name__.lower().endswith("norm"):
+        return "norm"
+    return "weight" if param.ndim >= 2 else "bias"
+
+
+def param_table(model: nn.Module, module_order: list[str]) -> list[tuple[str, nn.Parameter, str, str, int]]:
+    rank = {name: i for i, name in enumerate(module_order)}
+    rows = []
+    for index, (name, param) in enumerate(model.named_parameters()):
+        if not param.requires_grad:
+            continue
+        owner_name = name.rpartition(".")[0]
+        owner = model.get_submodule(owner_name)
+        order = rank.get(owner_name, len(rank)) * 10_000 + index
+        rows.append((name, param, _role(owner, param), type(owner).__name__, order))
+    return rows

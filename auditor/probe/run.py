@@ -17,7 +17,7 @@ from . import checks
 from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss
 from .devicelog import DeviceLog, stacked
-from .params import ParamTracker
+from .params import ParamTracker, param_table
 from .state import copy_model, copy_optimizer, preserved_rng, replayed_rng, seed_everything, torch_rng_state
 from .structure import StructureTracer
 
@@ -32,8 +32,6 @@ DEFAULT_OPTIMIZER = "AdamW(lr=1e-3)"
 # extra step, and the rules read medians over windows, which the 16 samples of a 100-step probe estimate
 # well. Odd, so a period-2 cycle is seen in both phases. bench/bench_probe.py measures the trade.
 DEFAULT_STATS_EVERY = 7
-
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 
 @dataclass
@@ -79,27 +77,6 @@ def _build_optimizer(setup: UserSetup, model: nn.Module, optimizer):
     return opt, False
 
 
-def _role(module: nn.Module, param: nn.Parameter) -> str:
-    if isinstance(module, nn.Embedding):
-        return "embedding"
-    if isinstance(module, _NORM_TYPES) or type(module).__name__.lower().endswith("norm"):
-        return "norm"
-    return "weight" if param.ndim >= 2 else "bias"
-
-
-def _param_table(model: nn.Module, module_order: list[str]) -> list[tuple[str, nn.Parameter, str, str, int]]:
-    rank = {name: i for i, name in enumerate(module_order)}
-    rows = []
-    for index, (name, param) in enumerate(model.named_parameters()):
-        if not param.requires_grad:
-            continue
-        owner_name = name.rpartition(".")[0]
-        owner = model.get_submodule(owner_name)
-        order = rank.get(owner_name, len(rank)) * 10_000 + index
-        rows.append((name, param, _role(owner, param), type(owner).__name__, order))
-    return rows
-
-
 def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=None,
               progress: Callable[[int], None] | None = None) -> Evidence:
     options = options or ProbeOptions()
@@ -125,8 +102,6 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
 
 def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: LossComputer, stream: BatchStream,
                  held: list) -> None:
-    """Runs on the probe's own batches: the ones it holds, then the rest of its stream, so that a loader
-    that can be iterated only once (a generator) serves the experiments too."""
     def compute(m, batch):
         try:
             return losses(m, batch)[0]
@@ -136,31 +111,8 @@ def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: Los
             raise from_user_exception(exc, f"running the model from {setup.model_file} in the auditor's "
                                            "experiments") from None
 
-    def attempt(name: str, run):
-        # An experiment the model cannot take (a forward that hard-codes the batch size, say) costs its own
-        # rule its evidence, not the whole audit.
-        try:
-            return run()
-        except Exception as exc:
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            ev.probe.notes.append(f"the {name} experiment could not run on this model: {first_line}")
-            return None
-
-    first = held[0]
-    ev.batch_mixing = attempt("batch-mixing", lambda: checks.batch_mixing(initial, first, losses))
-    ev.overfit = attempt("overfit-one-batch", lambda: checks.overfit_one_batch(initial, first, compute))
-
-    used = [0]
-
-    def next_batch():
-        b = stream.next()
-        if b is None:  # exhausted: cycle through the batches the probe holds
-            used[0] += 1
-            b = held[used[0] % len(held)]
-        return b
-
-    ev.lr_range = attempt("LR range", lambda: checks.lr_range(
-        initial, lambda m: _build_optimizer(setup, m, optimizer)[0], next_batch, compute))
+    checks.run_experiments(ev, initial, lambda m: _build_optimizer(setup, m, optimizer)[0], losses, compute,
+                           stream, held)
 
 
 def _probe(setup, options, model, opt, opt_default, losses, device, started, progress
@@ -239,7 +191,7 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
                     raise AuditError(f"{setup.model_file}: the loss does not depend on any trainable parameter "
                                      "(it has no grad_fn); check that nothing detaches it or runs under no_grad")
                 # The first forward has fixed the module order, so the table holds for the whole probe.
-                table = _param_table(model, tracer.module_order)
+                table = param_table(model, tracer.module_order)
                 params = ParamTracker([(n, p) for n, p, *_ in table], log)
             log.put("loss", loss.detach().float().reshape(()), step)
             try:
