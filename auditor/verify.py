@@ -13,9 +13,9 @@ import torch
 from .engine import Finding, FixPlan, Rule, run_rules
 from .errors import AuditError
 from .evidence import Evidence
-from .load import UserSetup, call_user
+from .load import UserSetup
 from .probe.run import ProbeOptions, run_probe
-from .probe.state import copy_model
+from .probe.state import copy_model, copy_optimizer
 
 
 class _Transformed:
@@ -28,33 +28,17 @@ class _Transformed:
         return (self.transform(b) for b in self.loader)
 
 
-def _variant(setup: UserSetup, plan: FixPlan, optimizer) -> tuple[UserSetup, object]:
+def _variant(setup: UserSetup, plan: FixPlan, optimizer) -> tuple[UserSetup, torch.optim.Optimizer | None]:
+    """The user's setup with the plan's model and data edits, on copies. The optimizer is built by the probe
+    as for the original run (the caller's instance re-targeted at the edited copy keeps its groups)."""
     model = copy_model(setup.model)
     if plan.model_edit is not None:
         with torch.no_grad():
             plan.model_edit(model)
-
-    def make_optimizer(params):
-        params = list(params)
-        if optimizer is not None:  # the caller's instance: same class and hyper-parameters, fresh state
-            opt = type(optimizer)(params, **{k: v for k, v in optimizer.defaults.items()})
-        elif setup.make_optimizer is not None:
-            opt = call_user(setup.make_optimizer, params, what=f"calling make_optimizer() in {setup.model_file}")
-        else:
-            opt = torch.optim.AdamW(params, lr=1e-3)
-        if plan.add_missing_params:
-            have = {id(p) for g in opt.param_groups for p in g["params"]}
-            missing = [p for p in params if id(p) not in have and p.requires_grad]
-            if missing:
-                opt.add_param_group({"params": missing})
-        if plan.lr is not None:
-            for group in opt.param_groups:
-                group["lr"] = plan.lr
-        return opt
-
+    opt = copy_optimizer(optimizer, setup.model, model) if optimizer is not None else None
     loader = setup.train_loader if plan.batch_transform is None else _Transformed(setup.train_loader,
                                                                                   plan.batch_transform)
-    return replace(setup, model=model, make_optimizer=make_optimizer, train_loader=loader, val_loader=None), None
+    return replace(setup, model=model, train_loader=loader, val_loader=None), opt
 
 
 def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], rules: dict[str, Rule],
@@ -71,9 +55,10 @@ def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], 
             continue
         before = rule.measure(evidence, f)
         try:
-            variant, _ = _variant(setup, plan, optimizer)
-            after_ev = run_probe(variant, replace(options, checks=rule.needs_checks,
-                                                               clip_grad_norm=plan.clip_grad_norm))
+            variant, opt = _variant(setup, plan, optimizer)
+            after_ev = run_probe(variant, replace(options, checks=rule.needs_checks, clip_grad_norm=plan.clip_grad_norm,
+                                                  lr=plan.lr, add_missing_params=plan.add_missing_params),
+                                 optimizer=opt)
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}
             continue

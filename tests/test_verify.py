@@ -55,7 +55,8 @@ def test_verification_leaves_the_callers_objects_alone():
     with torch.no_grad():
         model[0].weight.mul_(30)  # saturated tanh and a high initial loss: fixes that edit the model
         model[2].weight.mul_(30)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-5)  # too low: a fix that changes the optimizer
+    # Too low: a fix that changes the optimizer. Two groups: the fixed run must keep them, as the caller's run did.
+    opt = torch.optim.SGD([{"params": model[0].parameters()}, {"params": model[2].parameters()}], lr=1e-5)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     opt_state = json.dumps(opt.state_dict()["param_groups"])
     g = torch.Generator().manual_seed(0)
@@ -63,5 +64,6 @@ def test_verification_leaves_the_callers_objects_alone():
     report = auditor.audit(model, data, optimizer=opt, steps=40)
     verified = [f for f in report.findings if f.verified and "after" in f.verified]
     assert {f.rule for f in verified} >= {"init-loss", "saturated-units"}
+    assert all("2 groups" in f.after.probe.optimizer for f in verified)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert json.dumps(opt.state_dict()["param_groups"]) == opt_state and not opt.state

@@ -41,7 +41,10 @@ class ProbeOptions:
     device: str | None = None
     stats_every: int = DEFAULT_STATS_EVERY
     checks: bool = True  # the experiments beyond the replay (overfit one batch, LR range test, ...)
-    clip_grad_norm: float | None = None  # used by fix verification to try gradient clipping
+    # Set by fix verification to try an optimizer-side fix on the probe's own copy of the optimizer.
+    clip_grad_norm: float | None = None
+    lr: float | None = None  # every parameter group's learning rate
+    add_missing_params: bool = False  # trainable parameters the optimizer left out get a group of their own
 
     def measured(self, step: int) -> bool:
         return step % self.stats_every == 0 or step == self.steps - 1
@@ -77,6 +80,17 @@ def _build_optimizer(setup: UserSetup, model: nn.Module, optimizer):
     return opt, False
 
 
+def _adjust_optimizer(opt: torch.optim.Optimizer, model: nn.Module, options: ProbeOptions) -> None:
+    if options.add_missing_params:
+        have = {id(p) for group in opt.param_groups for p in group["params"]}
+        missing = [p for p in model.parameters() if p.requires_grad and id(p) not in have]
+        if missing:
+            opt.add_param_group({"params": missing})
+    if options.lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = options.lr
+
+
 def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=None,
               progress: Callable[[int], None] | None = None) -> Evidence:
     options = options or ProbeOptions()
@@ -92,6 +106,7 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
         model.train()
         initial = copy_model(model) if options.checks else None  # the experiments start from the same init
         opt, opt_default = _build_optimizer(setup, model, optimizer)
+        _adjust_optimizer(opt, model, options)
         losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
         evidence, stream, held = _probe(setup, options, model, opt, opt_default, losses, device, started, progress)
         if options.checks and evidence.probe.steps_run:
