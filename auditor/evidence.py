@@ -157,10 +157,16 @@ def pct(fraction: float) -> str:
 
 
 def smooth(values: np.ndarray, window: int = 5) -> np.ndarray:
-    """Centred running median: keeps steps and jumps, drops single-batch noise."""
+    """Centred running median: keeps steps and jumps, drops single-batch noise. NaN (an unmeasured or
+    non-finite step) is skipped; a window with nothing finite gives NaN."""
     values = np.asarray(values, dtype=float)
     half = window // 2
-    return np.array([np.nanmedian(values[max(0, i - half): i + half + 1]) for i in range(values.size)])
+    out = np.full(values.size, np.nan)
+    for i in range(values.size):
+        chunk = values[max(0, i - half): i + half + 1]
+        if np.isfinite(chunk).any():
+            out[i] = np.nanmedian(chunk)
+    return out
 
 
 def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:

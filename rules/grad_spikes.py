@@ -1,12 +1,8 @@
 import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import fmt
+from auditor.evidence import fmt, smooth
 from auditor.report import figures
-
-
-def running_median(values: np.ndarray, half: int = 7) -> np.ndarray:
-    return np.array([np.nanmedian(values[max(0, i - half): i + half + 1]) for i in range(values.size)])
 
 
 class GradSpikes(Rule):
@@ -42,7 +38,7 @@ optimizer.step()
         g = ev.grad_norm
         if g.size < 20 or not np.isfinite(ev.loss).all():
             return
-        med = running_median(g)
+        med = smooth(g, 15)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = g / med
         ratio[: int(t.skip)] = np.nan

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..evidence import Evidence, nanmedian  # noqa: E402
+from ..evidence import Evidence, nanmedian, smooth  # noqa: E402
 
 GUIDE_UPDATE = -3.0  # log10 update-to-data ratio the makemore lecture calls healthy (~1e-3)
 MAX_LINES = 8  # layers per panel before the legend stops being readable
@@ -62,7 +62,7 @@ def loss_curve(ax, ev: Evidence, expected: bool = True, mark: list[int] | None =
     if not finite.any():
         return _empty(ax, "the loss was never finite")
     ax.plot(steps[finite], ev.loss[finite], lw=1, color="C0", label="training loss (per batch)")
-    ax.plot(steps, _running_median(ev.loss), lw=2, color="C1", label="running median (9 steps)")
+    ax.plot(steps, smooth(ev.loss, 9), lw=2, color="C1", label="running median (9 steps)")
     if expected and ev.probe.expected_initial_loss is not None:
         ax.axhline(ev.probe.expected_initial_loss, ls="--", color="0.3", lw=1,
                    label=f"expected at init: {ev.probe.expected_initial_loss:.3g}")
@@ -74,16 +74,6 @@ def loss_curve(ax, ev: Evidence, expected: bool = True, mark: list[int] | None =
     ax.set_ylabel(f"loss ({ev.probe.loss_fn})")
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3)
-
-
-def _running_median(values: np.ndarray, window: int = 9) -> np.ndarray:
-    half = window // 2
-    out = np.full(values.size, np.nan)
-    for i in range(values.size):
-        chunk = values[max(0, i - half): i + half + 1]
-        if np.isfinite(chunk).any():
-            out[i] = np.nanmedian(chunk)
-    return out
 
 
 def initial_loss(ax, ev: Evidence) -> None:
@@ -264,7 +254,7 @@ def before_after(axes, ev, after, verified: dict, draw_metric=None) -> None:
     for label, e, colour in (("as is", ev, "C3"), ("with the fix", after, "C2")):
         ok = np.isfinite(e.loss)
         left.plot(np.flatnonzero(ok), e.loss[ok], lw=1, color=colour, alpha=0.45)
-        left.plot(np.arange(e.loss.size), _running_median(e.loss), lw=2, color=colour, label=label)
+        left.plot(np.arange(e.loss.size), smooth(e.loss, 9), lw=2, color=colour, label=label)
     finite = np.concatenate([e.loss[np.isfinite(e.loss)] for e in (ev, after)])
     if finite.size and finite.max() / max(np.abs(finite).min(), 1e-12) > 50:
         left.set_yscale("log")
