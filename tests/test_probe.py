@@ -161,3 +161,10 @@ def test_an_experiment_the_model_cannot_take_is_a_note_not_a_failure():
     report = auditor.audit(FixedBatch(), _data(), steps=10, verify_fixes=False)
     assert report.evidence.overfit is None
     assert any("overfit-one-batch experiment could not run" in n for n in report.probe.notes)
+
+
+def test_label_counts_skip_ignored_and_out_of_range_targets():
+    from auditor.probe.checks import label_counts
+
+    counts = label_counts(torch.tensor([[0, 2, -100], [5, 2, 1]]), 3)
+    assert counts.tolist() == [1, 1, 2]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batches import IGNORE_INDEX, LossComputer, map_tensors
+from .batches import LossComputer, map_tensors
 from .state import copy_model
 
 OVERFIT_SAMPLES = 8  # few enough that no two share an input with different labels, as a language batch may
@@ -50,9 +50,12 @@ def input_stats(batches: list, losses: LossComputer) -> dict | None:
 
 
 def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    t = target.reshape(-1)
-    t = t[(t != IGNORE_INDEX) & (t >= 0) & (t < num_classes)]
-    return torch.bincount(t, minlength=num_classes)
+    """Class counts of one batch, without a host sync: boolean-mask indexing and `bincount` both ask the
+    device for a size, so ignored and out-of-range targets go to an extra bin that is then dropped."""
+    t = target.reshape(-1).long()
+    t = torch.where((t >= 0) & (t < num_classes), t, num_classes)
+    counts = torch.zeros(num_classes + 1, dtype=torch.int64, device=t.device)
+    return counts.index_add_(0, t, torch.ones_like(t))[:num_classes]
 
 
 def output_form(outputs: list, class_dim: int | None) -> dict | None:

@@ -28,13 +28,20 @@ class DeviceLog:
 
     def read_back(self) -> dict[str, tuple[list[int], list[np.ndarray]]]:
         """Return `{key: (steps, [array per entry])}` after a single device-to-host copy."""
-        keys = list(self._values)
-        entries = [t for k in keys for t in self._values[k]]
-        if not entries:
+        keys = [k for k in self._values if self._values[k]]
+        if not keys:
             return {}
-        device = entries[0].device
-        flat = torch.cat([t.reshape(-1).to(device=device, dtype=torch.float32) for t in entries])
-        host = flat.cpu().numpy()
+        device = self._values[keys[0]][0].device
+        # One stack per key where the entries agree in shape and dtype (per-step scalars and vectors, the
+        # bulk of the log): a few hundred tiny reshape/convert calls become a handful.
+        parts = []
+        for key in keys:
+            values = self._values[key]
+            if all(v.shape == values[0].shape and v.dtype == values[0].dtype for v in values):
+                parts.append(torch.stack(values).reshape(-1).to(device=device, dtype=torch.float32))
+            else:
+                parts.extend(t.reshape(-1).to(device=device, dtype=torch.float32) for t in values)
+        host = torch.cat(parts).cpu().numpy()
         out, offset = {}, 0
         for key in keys:
             arrays = []

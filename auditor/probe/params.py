@@ -4,7 +4,7 @@ Each tensor's scale is its RMS, ‖x‖/√n, so the ratios the rules read are �
 relative step sizes of LARS/LAMB (You et al. 2017). For zero-mean weights this equals the makemore
 lecture's std(Δw)/std(w); unlike std it stays meaningful for norm-layer gains, whose mean is 1 and
 whose std is 0 at init. Norms of all tensors come from one fused `_foreach_norm` launch, so the cost per
-step does not grow with the number of tensors: three norm launches, one copy and one subtraction.
+step does not grow with the number of tensors: two norm launches, one copy and one subtraction.
 
 Gradient norms are taken every step (a rare spike or a NaN must not slip between samples); the weight
 and update norms only on the probe's measured steps (see `ProbeOptions.stats_every`).
@@ -35,18 +35,21 @@ class ParamTracker:
         with torch.no_grad():
             grads = [p.grad for p in self.params]
             mask = [g is not None for g in grads]
-            if all(mask) and not any(g.is_sparse for g in grads):  # the common case, in one launch
-                self.log.put("param/grad_norm", torch.stack(_norms(grads)), step)
+            data = [p.detach() for p in self.params] if measure else []
+            n = len(grads)
+            if all(mask) and not any(g.is_sparse for g in grads):
+                # The common case: gradient and (on measured steps) weight norms in one launch.
+                norms = torch.stack(_norms(grads + data))
             else:
-                norms = iter(_norms([g.to_dense() if g.is_sparse else g for g in grads if g is not None]))
-                self.log.put("param/grad_norm", torch.stack([next(norms) if m else self._nan for m in mask]), step)
+                dense = iter(_norms([g.to_dense() if g.is_sparse else g for g in grads if g is not None] + data))
+                norms = torch.stack([next(dense) if m else self._nan for m in mask] + [next(dense) for _ in data])
+            self.log.put("param/grad_norm", norms[:n], step)
             # NaN in grad_norm alone could be "no gradient" or "a NaN gradient"; this tells them apart.
             self.has_grad[step] = mask
             self._measuring = measure
             if not measure:
                 return
-            data = [p.detach() for p in self.params]
-            self.log.put("param/data_norm", torch.stack(_norms(data)), step)
+            self.log.put("param/data_norm", norms[n:], step)
             torch._foreach_copy_(self._before, data)
 
     def after_step(self, step: int) -> None:
@@ -59,7 +62,12 @@ class ParamTracker:
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    return list(torch._foreach_norm(tensors, 2, dtype=torch.float32)) if tensors else []
+    if not tensors:
+        return []
+    if all(t.dtype == torch.float32 for t in tensors):
+        return list(torch._foreach_norm(tensors, 2))  # the dtype argument takes a slower path on the CPU
+    # Half-precision norms overflow past 65504: accumulate and return them in float32.
+    return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))
 
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)

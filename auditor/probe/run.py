@@ -28,10 +28,11 @@ INIT_BATCHES = 4
 NAN_CHECK_EVERY = 10
 DEFAULT_OPTIMIZER = "AdamW(lr=1e-3)"
 # Activation, weight and update statistics are taken every this many steps (loss and gradient norms every
-# step), as Cockpit's track schedules do: on a sub-millisecond step each measured step costs about one
-# extra step, and the rules read medians over windows, which the 16 samples of a 100-step probe estimate
-# well. Odd, so a period-2 cycle is seen in both phases. bench/bench_probe.py measures the trade.
-DEFAULT_STATS_EVERY = 7
+# step), as Cockpit's track schedules do: on a sub-millisecond step each measured step costs about 1.5
+# extra steps (the traced forward, the statistics and the own-batch re-score), and the rules read medians
+# over windows, which the 10 samples of a 100-step probe (steps 0, 11, ..., 99) estimate well. Odd, so a
+# period-2 cycle is seen in both phases. bench/bench_probe.py measures the trade.
+DEFAULT_STATS_EVERY = 11
 
 
 @dataclass
