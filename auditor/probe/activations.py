@@ -44,6 +44,7 @@ _ACTIVATION_KINDS = {
 }
 # nn.ReLU6 and nn.Hardtanh reach F.hardtanh; only count it when an activation module called it.
 _HARDTANH = {F.hardtanh, F.hardtanh_}
+_TRACED = set(_ACTIVATION_KINDS) | _HARDTANH
 
 _SKIP_DIRS = (str(Path(torch.__file__).resolve().parent), str(Path(__file__).resolve().parents[1]))
 
@@ -60,14 +61,20 @@ def _reduce_dims(ndim: int) -> tuple[int, ...]:
     return tuple(d for d in range(ndim) if d != u)
 
 
+_SITES: dict[tuple, str] = {}
+
+
 def _call_site(func) -> str:
     frame = sys._getframe(3)
     while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
         frame = frame.f_back
-    fname = getattr(func, "__name__", "act")
-    if frame is None:
-        return fname
-    return f"{fname}@{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+    key = (func, frame.f_code, frame.f_lineno) if frame is not None else (func,)
+    site = _SITES.get(key)
+    if site is None:
+        fname = getattr(func, "__name__", "act")
+        where = "" if frame is None else f"@{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+        site = _SITES[key] = fname + where
+    return site
 
 
 class ActivationTracer(TorchFunctionMode):
@@ -87,6 +94,7 @@ class ActivationTracer(TorchFunctionMode):
         self._seen_modules: set[str] = set()
         self._handles = []
         self._nan: dict[torch.device, torch.Tensor] = {}
+        self._shapes: dict[str, tuple] = {}  # per activation: the dims reduced to per-unit values, the device
         # Global module hooks, registered only while a measured forward runs: unmeasured steps keep every
         # module on PyTorch's hook-free fast path.
         self._names = {id(module): name for name, module in model.named_modules()}
@@ -125,6 +133,8 @@ class ActivationTracer(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func not in _TRACED:  # nearly every call: one set lookup on the way through
+            return func(*args, **kwargs)
         kind = _ACTIVATION_KINDS.get(func)
         if kind is None and func in _HARDTANH and self._in_activation_module():
             kind = "relu" if args[1:3] == (0.0, 6.0) else "hardtanh"
@@ -155,46 +165,48 @@ class ActivationTracer(TorchFunctionMode):
         return base if n == 1 else f"{base}#{n}"
 
     def _record(self, name: str, kind: str, out: torch.Tensor, pre_max) -> None:
-        # Sums and counts only: each is one cheap kernel, where std_mean or a float mean of a mask costs
-        # several; `moments()` turns them into means, stds and fractions on the host after the probe.
+        # Sums and counts only, stacked into one small tensor: each is one cheap kernel, where std_mean or a
+        # float mean of a mask costs several; `moments()` turns them into means, stds and fractions on the
+        # host after the probe. Ops on a detached tensor record no graph, so no no_grad() block is needed.
         step = self.step
-        self.kinds.setdefault(name, kind)
-        with torch.no_grad():
-            o = out.detach()
-            if o.dtype in (torch.float16, torch.bfloat16):
-                o = o.float()
-            self.units.setdefault(name, o.shape[unit_dim(o.ndim)] if o.ndim > 1 else o.numel())
-            self.numel.setdefault(name, {})[step] = o.numel()
-            dims = _reduce_dims(o.ndim) if o.ndim > 1 else ()
-            nan = self._nan.get(o.device)
-            if nan is None:
-                nan = self._nan[o.device] = torch.full((), float("nan"), device=o.device)
-            if kind in ("tanh", "sigmoid"):
-                a = o.abs() if kind == "tanh" else (o - 0.5).abs()
-                sat_at, dead_at = (TANH_SATURATED, TANH_DEAD) if kind == "tanh" else (
-                    0.5 - SIGMOID_SATURATED, 0.5 - SIGMOID_DEAD)
-                saturated = (a > sat_at).sum()
-                dead = ((a.amin(dim=dims) if dims else a) > dead_at).sum()
-            elif kind == "relu":
-                saturated = nan
-                dead = ((o.amax(dim=dims) if dims else o) <= 0).sum()
-            elif kind == "smooth" and pre_max is not None:
-                saturated = nan
-                dead = (pre_max < SMOOTH_DEAD_BELOW).sum()
-            else:  # leaky ReLU keeps a slope everywhere: it cannot die
-                saturated = dead = nan
-            self.log.put(f"act/{name}", torch.stack([o.sum(), o.square().sum(), saturated, dead]), step)
-            if step in self.histogram_steps:
-                self.log.put(f"acthist/{name}", _sample(o), step)
+        o = out.detach()
+        if o.dtype in (torch.float16, torch.bfloat16):
+            o = o.float()
+        shape = self._shapes.get(name)
+        if shape is None:
+            self.kinds[name] = kind
+            self.units[name] = o.shape[unit_dim(o.ndim)] if o.ndim > 1 else o.numel()
+            shape = self._shapes[name] = (_reduce_dims(o.ndim) if o.ndim > 1 else (), o.device)
+        dims, device = shape
+        self.numel.setdefault(name, {})[step] = o.numel()
+        if kind in ("tanh", "sigmoid"):
+            a = o.abs() if kind == "tanh" else (o - 0.5).abs()
+            sat_at, dead_at = (TANH_SATURATED, TANH_DEAD) if kind == "tanh" else (
+                0.5 - SIGMOID_SATURATED, 0.5 - SIGMOID_DEAD)
+            counts = [(a > sat_at).sum(), ((a.amin(dim=dims) if dims else a) > dead_at).sum()]
+        elif kind == "relu":
+            counts = [self._nan_on(device), ((o.amax(dim=dims) if dims else o) <= 0).sum()]
+        elif kind == "smooth" and pre_max is not None:
+            counts = [self._nan_on(device), (pre_max < SMOOTH_DEAD_BELOW).sum()]
+        else:  # leaky ReLU keeps a slope everywhere: it cannot die
+            counts = [self._nan_on(device), self._nan_on(device)]
+        self.log.put(f"act/{name}", torch.stack([o.sum(), o.square().sum(), *counts]), step)
+        if step in self.histogram_steps:
+            self.log.put(f"acthist/{name}", _sample(o), step)
         if out.requires_grad:
             out.register_hook(partial(self._record_grad, name, step))
 
+    def _nan_on(self, device: torch.device) -> torch.Tensor:
+        nan = self._nan.get(device)
+        if nan is None:
+            nan = self._nan[device] = torch.full((), float("nan"), device=device)
+        return nan
+
     def _record_grad(self, name: str, step: int, grad: torch.Tensor):
-        with torch.no_grad():
-            g = grad.detach().float()
-            self.log.put(f"actgrad/{name}", torch.stack([g.sum(), g.square().sum()]), step)
-            if step in self.histogram_steps:
-                self.log.put(f"actgradhist/{name}", _sample(g), step)
+        g = grad.detach().float()
+        self.log.put(f"actgrad/{name}", torch.stack([g.sum(), g.square().sum()]), step)
+        if step in self.histogram_steps:
+            self.log.put(f"actgradhist/{name}", _sample(g), step)
         return None
 
     def moments(self, name: str, host, steps: int) -> dict[str, np.ndarray]:

@@ -34,21 +34,30 @@ class DeviceLog:
         device = self._values[keys[0]][0].device
         # One stack per key where the entries agree in shape and dtype (per-step scalars and vectors, the
         # bulk of the log): a few hundred tiny reshape/convert calls become a handful.
-        parts = []
+        parts, uniform = [], {}
         for key in keys:
             values = self._values[key]
-            if all(v.shape == values[0].shape and v.dtype == values[0].dtype for v in values):
+            first = values[0]
+            uniform[key] = all(v.shape == first.shape and v.dtype == first.dtype for v in values)
+            if uniform[key]:
                 parts.append(torch.stack(values).reshape(-1).to(device=device, dtype=torch.float32))
             else:
                 parts.extend(t.reshape(-1).to(device=device, dtype=torch.float32) for t in values)
         host = torch.cat(parts).cpu().numpy()
         out, offset = {}, 0
         for key in keys:
-            arrays = []
-            for t in self._values[key]:
-                n = t.numel()
-                arrays.append(host[offset:offset + n].reshape(tuple(t.shape)))
-                offset += n
+            values = self._values[key]
+            if uniform[key]:
+                shape = (len(values), *values[0].shape)
+                size = int(np.prod(shape))
+                arrays = list(host[offset:offset + size].reshape(shape))
+                offset += size
+            else:
+                arrays = []
+                for t in values:
+                    n = t.numel()
+                    arrays.append(host[offset:offset + n].reshape(tuple(t.shape)))
+                    offset += n
             out[key] = (list(self._steps[key]), arrays)
         return out
 
