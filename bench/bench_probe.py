@@ -1,6 +1,6 @@
 """Probe overhead and whole-audit time, measured in one run.
 
-    python bench/bench_probe.py [--repeats 5] [--steps 100] [--device cuda] [--samples a,b]
+    python bench/bench_probe.py [--repeats 5] [--steps 100] [--device cuda] [--samples a,b] [--stats-every 13]
 
 For each sample it times the user's plain training loop (next batch, forward, backward, optimizer step)
 against the probe's own training loop (`run_probe`, with its hooks, statistics and their one read-back)
@@ -74,6 +74,8 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--samples", default=",".join(SAMPLES))
+    parser.add_argument("--stats-every", type=int, default=DEFAULT_STATS_EVERY,
+                        help="the probe's statistics interval for the 'probed' column")
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
@@ -87,7 +89,7 @@ def main():
         plain, probed, every = [], [], []
         for _ in range(args.repeats):
             plain.append(plain_loop(setup, args.steps, device))
-            probed.append(probed_loop(setup, args.steps, device, DEFAULT_STATS_EVERY))
+            probed.append(probed_loop(setup, args.steps, device, args.stats_every))
             every.append(probed_loop(setup, args.steps, device, 1))
         p, q, e = (statistics.median(x) for x in (plain, probed, every))
         # The ratio is the median of each repeat's own ratio: plain and probed runs of a repeat sit side by
