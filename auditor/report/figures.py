@@ -268,6 +268,8 @@ def before_after(axes, ev, after, verified: dict, draw_metric=None) -> None:
     if None in values:
         return _empty(right, "metric not measurable")
     right.bar(["as is", "with the fix"], values, color=["C3", "C2"])
+    if all(np.isfinite(values)) and min(values) >= 0 and max(values) > 0:
+        right.set_ylim(0, max(values) * 1.15)  # headroom: the value labels stay clear of the title
     for i, v in enumerate(values):
         right.text(i, v, f"{v:.3g}", ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
     right.set_title(verified["metric"], fontsize=7.5, wrap=True)
