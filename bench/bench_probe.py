@@ -4,11 +4,10 @@
 
 For each sample it times the user's plain training loop (next batch, forward, backward, optimizer step)
 against the probe's own training loop (`run_probe`, with its hooks, statistics and their one read-back)
-over the same number of steps on the same device, and prints the ratio, for the default statistics
-schedule and for statistics on every step (the ratio is the median over repeats of each repeat's ratio).
-Then it times the whole audit (load, probe, rules, every
-report format) of each sample, with and without fix verification, and the training replay alone. Runs
-are interleaved so drift in machine load hits both alike.
+over the same number of steps on the same device, and prints the ratio (the median over repeats of each
+repeat's own ratio), for the default statistics schedule and for statistics on every step. Then it times
+the whole audit (load, probe, rules, every report format) of each sample, with and without fix
+verification, and the training replay alone. Runs are interleaved so drift in machine load hits both alike.
 """
 
 from __future__ import annotations

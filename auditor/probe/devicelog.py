@@ -32,33 +32,27 @@ class DeviceLog:
         if not keys:
             return {}
         device = self._values[keys[0]][0].device
-        # One stack per key where the entries agree in shape and dtype (per-step scalars and vectors, the
-        # bulk of the log): a few hundred tiny reshape/convert calls become a handful.
-        parts, uniform = [], {}
+        # One block per key where the entries agree in shape and dtype (per-step scalars and vectors, the
+        # bulk of the log), else one per entry: a few hundred tiny reshape/convert calls become a handful.
+        blocks = []  # (key, tensor, shape of one entry, entries in the block or None for a single entry)
         for key in keys:
             values = self._values[key]
             first = values[0]
-            uniform[key] = all(v.shape == first.shape and v.dtype == first.dtype for v in values)
-            if uniform[key]:
-                parts.append(torch.stack(values).reshape(-1).to(device=device, dtype=torch.float32))
+            if all(v.shape == first.shape and v.dtype == first.dtype for v in values):
+                blocks.append((key, torch.stack(values), first.shape, len(values)))
             else:
-                parts.extend(t.reshape(-1).to(device=device, dtype=torch.float32) for t in values)
-        host = torch.cat(parts).cpu().numpy()
-        out, offset = {}, 0
-        for key in keys:
-            values = self._values[key]
-            if uniform[key]:
-                shape = (len(values), *values[0].shape)
-                size = int(np.prod(shape))
-                arrays = list(host[offset:offset + size].reshape(shape))
-                offset += size
+                blocks.extend((key, t, t.shape, None) for t in values)
+        host = torch.cat([t.reshape(-1).to(device=device, dtype=torch.float32) for _, t, _, _ in blocks])
+        host = host.cpu().numpy()
+        out = {key: (list(self._steps[key]), []) for key in keys}
+        offset = 0
+        for key, t, shape, count in blocks:
+            chunk = host[offset:offset + t.numel()]
+            offset += t.numel()
+            if count is None:
+                out[key][1].append(chunk.reshape(tuple(shape)))
             else:
-                arrays = []
-                for t in values:
-                    n = t.numel()
-                    arrays.append(host[offset:offset + n].reshape(tuple(t.shape)))
-                    offset += n
-            out[key] = (list(self._steps[key]), arrays)
+                out[key][1].extend(chunk.reshape((count, *shape)))
         return out
 
 

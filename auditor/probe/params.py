@@ -43,7 +43,7 @@ class ParamTracker:
             else:
                 dense = iter(_norms([g.to_dense() if g.is_sparse else g for g in grads if g is not None] + data))
                 norms = torch.stack([next(dense) if m else self._nan for m in mask] + [next(dense) for _ in data])
-            self.log.put("param/grad_norm", norms[:n] if measure else norms, step)
+            self.log.put("param/grad_norm", norms[:n], step)
             # NaN in grad_norm alone could be "no gradient" or "a NaN gradient"; this tells them apart.
             self.has_grad[step] = mask
             self._measuring = measure
