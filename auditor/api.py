@@ -17,7 +17,7 @@ from .verify import verify_fixes as verify
 
 def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
                 seed: int = 0, device: str | None = None,
-                optimizer=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
+                optimizer=None, scheduler=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
                 progress: Callable[[int], None] | None = None, verify_fixes: bool = True) -> Report:
     rules = load_rules()
     resolved = resolve_thresholds(rules, thresholds or {})
@@ -25,15 +25,16 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
     if unknown:  # before the probe, so a typo costs nothing
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
     options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every)
-    evidence = run_probe(setup, options, optimizer=optimizer, progress=progress)
+    evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
     if verify_fixes:
-        report.verify_seconds = verify(setup, evidence, findings, rules, resolved, options, optimizer)
+        report.verify_seconds = verify(setup, evidence, findings, rules, resolved, options, optimizer,
+                                       scheduler)
     return report
 
 
-def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None, optimizer=None,
+def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None, optimizer=None, scheduler=None,
           make_optimizer: Callable | None = None, training_step: Callable | None = None,
           val_loader: Iterable | None = None, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
           seed: int = 0,
@@ -41,9 +42,11 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
           verify_fixes: bool = True) -> Report:
     """Probe `steps` training steps on a copy of `model` and return a Report.
 
-    `optimizer` may be your own optimizer instance: the probe trains a copy of it (same class, groups and
-    state) over a copy of the model. Your model, optimizer and the random state of python, numpy and torch
-    (CPU and CUDA) are left exactly as they were. `thresholds` overrides rule thresholds:
+    `optimizer` may be your own optimizer instance, bare or as a trainer wraps it (accelerate's
+    AcceleratedOptimizer, Lightning's LightningOptimizer): the probe trains a copy of it (same class, groups,
+    settings and state) over a copy of the model. `scheduler`, an LR scheduler built on that optimizer, is
+    copied too and stepped after every probe step. Your model, optimizer, scheduler and the random state of
+    python, numpy and torch (CPU and CUDA) are left exactly as they were. `thresholds` overrides rule thresholds:
     `{"update-ratio": {"high": -1.5}}`. `verify_fixes` re-runs the probe with each mechanical fix applied
     to copies and records the effect in `finding.verified`.
     """
@@ -52,4 +55,4 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
     setup = UserSetup(model=model, train_loader=loader, val_loader=val_loader, loss_fn=loss_fn,
                       make_optimizer=make_optimizer, training_step=training_step)
     return audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, optimizer=optimizer,
-                       ignore=ignore, thresholds=thresholds, verify_fixes=verify_fixes)
+                       scheduler=scheduler, ignore=ignore, thresholds=thresholds, verify_fixes=verify_fixes)

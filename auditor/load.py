@@ -1,7 +1,7 @@
 """Step 1 of the data flow: import the user's model.py and loader.py and resolve the contract.
 
 model.py:  `model` (an nn.Module) or `build_model()`; optional `loss_fn(output, target)`,
-           `make_optimizer(params)`, `training_step(model, batch)`.
+           `make_optimizer(params)`, `make_scheduler(optimizer)`, `training_step(model, batch)`.
 loader.py: `train_loader` (or `loader`) or `build_loader()`; optional `val_loader`.
 """
 
@@ -28,6 +28,7 @@ class UserSetup:
     loss_fn: Callable | None = None
     make_optimizer: Callable | None = None
     training_step: Callable | None = None
+    make_scheduler: Callable | None = None
     model_file: str = "<api>"
     data_file: str = "<api>"
 
@@ -130,6 +131,7 @@ def load_files(model_path: str | Path, data_path: str | Path | None) -> UserSetu
         loss_fn=_optional_callable(model_module, "loss_fn", str(model_path)),
         make_optimizer=_optional_callable(model_module, "make_optimizer", str(model_path)),
         training_step=_optional_callable(model_module, "training_step", str(model_path)),
+        make_scheduler=_optional_callable(model_module, "make_scheduler", str(model_path)),
         model_file=str(model_path),
         data_file=data_file,
     )

@@ -14,8 +14,9 @@ from .engine import Finding, FixPlan, Rule, run_rules
 from .errors import AuditError
 from .evidence import Evidence
 from .load import UserSetup
+from .probe.optim import copy_optimizer, copy_scheduler
 from .probe.run import ProbeOptions, run_probe
-from .probe.state import copy_model, copy_optimizer
+from .probe.state import copy_model
 
 
 class _Transformed:
@@ -28,21 +29,23 @@ class _Transformed:
         return (self.transform(b) for b in self.loader)
 
 
-def _variant(setup: UserSetup, plan: FixPlan, optimizer) -> tuple[UserSetup, torch.optim.Optimizer | None]:
+def _variant(setup: UserSetup, plan: FixPlan, optimizer, scheduler):
     """The user's setup with the plan's model and data edits, on copies. The optimizer is built by the probe
-    as for the original run (the caller's instance re-targeted at the edited copy keeps its groups)."""
+    as for the original run (the caller's instance re-targeted at the edited copy keeps its groups, and the
+    caller's scheduler follows it)."""
     model = copy_model(setup.model)
     if plan.model_edit is not None:
         with torch.no_grad():
             plan.model_edit(model)
     opt = copy_optimizer(optimizer, setup.model, model) if optimizer is not None else None
+    sched = copy_scheduler(scheduler, optimizer, opt) if scheduler is not None and opt is not None else None
     loader = setup.train_loader if plan.batch_transform is None else _Transformed(setup.train_loader,
                                                                                   plan.batch_transform)
-    return replace(setup, model=model, train_loader=loader, val_loader=None), opt
+    return replace(setup, model=model, train_loader=loader, val_loader=None), opt, sched
 
 
 def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], rules: dict[str, Rule],
-                 thresholds: dict, options: ProbeOptions, optimizer=None) -> float:
+                 thresholds: dict, options: ProbeOptions, optimizer=None, scheduler=None) -> float:
     """Fill `finding.verified` for every finding; return the seconds it took."""
     started = time.perf_counter()
     for f in findings:
@@ -55,10 +58,10 @@ def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], 
             continue
         before = rule.measure(evidence, f)
         try:
-            variant, opt = _variant(setup, plan, optimizer)
+            variant, opt, sched = _variant(setup, plan, optimizer, scheduler)
             after_ev = run_probe(variant, replace(options, checks=rule.needs_checks, clip_grad_norm=plan.clip_grad_norm,
                                                   lr=plan.lr, add_missing_params=plan.add_missing_params),
-                                 optimizer=opt)
+                                 optimizer=opt, scheduler=sched)
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}
             continue

@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.api import audit_setup  # noqa: E402
 from auditor.load import load_files  # noqa: E402
+from auditor.probe import optim  # noqa: E402
 from auditor.probe.batches import LossComputer, to_device  # noqa: E402
-from auditor.probe.run import DEFAULT_STATS_EVERY, ProbeOptions, _build_optimizer, run_probe  # noqa: E402
+from auditor.probe.run import DEFAULT_STATS_EVERY, ProbeOptions, run_probe  # noqa: E402
 from auditor.probe.state import copy_model  # noqa: E402
 
 SAMPLES = ["makemore_fixed", "makemore_raw", "healthy_mlp_adamw", "healthy_convnet", "healthy_gpt"]
@@ -42,7 +43,7 @@ def plain_loop(setup, steps: int, device: torch.device) -> float:
     """Seconds per step of the loop a user writes, on a copy of the model."""
     model = copy_model(setup.model).to(device)
     model.train()
-    opt, _ = _build_optimizer(setup, model, None)
+    opt, _ = optim.build(setup, model, None)
     losses = LossComputer(setup.loss_fn, setup.training_step, "model.py", "loader.py")
     batches, done = iter(setup.train_loader), 0
     _sync(device)

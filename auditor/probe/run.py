@@ -12,13 +12,14 @@ from torch import nn
 
 from ..errors import AuditError, from_user_exception
 from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
-from ..load import UserSetup, call_user
-from . import checks
+from ..load import UserSetup
+from . import checks, optim
 from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss
 from .devicelog import DeviceLog, stacked
+from .optim import DEFAULT_OPTIMIZER
 from .params import ParamTracker, param_table
-from .state import copy_model, copy_optimizer, preserved_rng, replayed_rng, seed_everything, torch_rng_state
+from .state import copy_model, preserved_rng, replayed_rng, seed_everything, torch_rng_state
 from .structure import StructureTracer
 
 DEFAULT_STEPS = 100
@@ -26,7 +27,6 @@ INIT_BATCHES = 4
 # The loss is checked for NaN every this many steps, so that a probe that blew up stops early without
 # a host sync on every step.
 NAN_CHECK_EVERY = 10
-DEFAULT_OPTIMIZER = "AdamW(lr=1e-3)"
 # Activation, weight and update statistics are taken every this many steps (loss and gradient norms every
 # step), as Cockpit's track schedules do: on a sub-millisecond step each measured step costs about 1.5
 # extra steps (the traced forward, the statistics and the own-batch re-score), and the rules read medians
@@ -62,40 +62,9 @@ def _model_device(model: nn.Module, override: str | None) -> torch.device:
     return next(model.parameters()).device
 
 
-def _describe_optimizer(opt: torch.optim.Optimizer) -> str:
-    group = opt.param_groups[0]
-    keys = ("lr", "momentum", "betas", "weight_decay", "nesterov")
-    shown = [f"{k}={group[k]}" for k in keys if k in group and group[k] not in (None, False)]
-    more = f", {len(opt.param_groups)} groups" if len(opt.param_groups) > 1 else ""
-    return f"{type(opt).__name__}({', '.join(shown)}{more})"
-
-
-def _build_optimizer(setup: UserSetup, model: nn.Module, optimizer):
-    if optimizer is not None:
-        return copy_optimizer(optimizer, setup.model, model), False
-    if setup.make_optimizer is None:
-        return torch.optim.AdamW(model.parameters(), lr=1e-3), True
-    opt = call_user(setup.make_optimizer, model.parameters(),
-                    what=f"calling make_optimizer() in {setup.model_file}")
-    if not isinstance(opt, torch.optim.Optimizer):
-        raise AuditError(f"{setup.model_file}: make_optimizer() returned a {type(opt).__name__}, expected a "
-                         "torch.optim.Optimizer")
-    return opt, False
-
-
-def _adjust_optimizer(opt: torch.optim.Optimizer, model: nn.Module, options: ProbeOptions) -> None:
-    if options.add_missing_params:
-        have = {id(p) for group in opt.param_groups for p in group["params"]}
-        missing = [p for p in model.parameters() if p.requires_grad and id(p) not in have]
-        if missing:
-            opt.add_param_group({"params": missing})
-    if options.lr is not None:
-        for group in opt.param_groups:
-            group["lr"] = options.lr
-
-
 def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=None,
-              progress: Callable[[int], None] | None = None) -> Evidence:
+              progress: Callable[[int], None] | None = None, scheduler=None) -> Evidence:
+    """`optimizer` and `scheduler` are the caller's own instances, or None: the probe trains copies."""
     options = options or ProbeOptions()
     if options.steps < 1:
         raise AuditError(f"--steps must be at least 1, got {options.steps}")
@@ -108,14 +77,37 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
         model = copy_model(setup.model).to(device)
         model.train()
         initial = copy_model(model) if options.checks else None  # the experiments start from the same init
-        opt, opt_default = _build_optimizer(setup, model, optimizer)
-        _adjust_optimizer(opt, model, options)
+        opt, opt_default = optim.build(setup, model, optimizer)
+        optim.adjust(opt, model, lr=options.lr, add_missing_params=options.add_missing_params)
+        sched = optim.build_scheduler(setup, opt, optimizer, scheduler)
+        notes = _optimizer_notes(setup, optimizer, sched, opt_default)
+        if sched is not None and optim.scheduler_needs_metric(sched):
+            sched = None
+        if sched is not None and options.lr is not None and hasattr(sched, "base_lrs"):
+            sched.base_lrs = [options.lr] * len(sched.base_lrs)  # an LR fix moves the whole schedule
         losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
-        evidence, stream, held = _probe(setup, options, model, opt, opt_default, losses, device, started, progress)
+        evidence, stream, held = _probe(setup, options, model, opt, sched, losses, device, started, progress)
+        evidence.probe.optimizer_default = opt_default
+        evidence.probe.notes[:0] = notes
         if options.checks and evidence.probe.steps_run:
             _experiments(setup, evidence, initial, optimizer, losses, stream, held)
         evidence.probe.seconds = time.perf_counter() - started
         return evidence
+
+
+def _optimizer_notes(setup: UserSetup, optimizer, sched, opt_default: bool) -> list[str]:
+    notes = []
+    if opt_default:
+        notes.append(f"no make_optimizer() in {setup.model_file}: probed with the default {DEFAULT_OPTIMIZER}")
+    if optimizer is not None and optim.hooks_left_out(optimizer):
+        notes.append(f"the optimizer's {optim.hooks_left_out(optimizer)} step hook(s) were not run in the probe: "
+                     "they may act on your own objects")
+    if sched is not None and optim.scheduler_needs_metric(sched):
+        notes.append(f"{type(sched).__name__} steps on a validation metric once an epoch: the probe keeps the "
+                     "learning rate it starts with")
+    elif sched is not None:
+        notes.append(f"learning rate scheduled by {type(sched).__name__}, stepped after every optimizer step")
+    return notes
 
 
 def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: LossComputer, stream: BatchStream,
@@ -129,11 +121,11 @@ def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: Los
             raise from_user_exception(exc, f"running the model from {setup.model_file} in the auditor's "
                                            "experiments") from None
 
-    checks.run_experiments(ev, initial, lambda m: _build_optimizer(setup, m, optimizer)[0], losses, compute,
+    checks.run_experiments(ev, initial, lambda m: optim.build(setup, m, optimizer)[0], losses, compute,
                            stream, held)
 
 
-def _probe(setup, options, model, opt, opt_default, losses, device, started, progress
+def _probe(setup, options, model, opt, sched, losses, device, started, progress
            ) -> tuple[Evidence, BatchStream, list]:
     """The training replay. Returns the evidence, the batch stream (where the replay left it) and the
     batches it holds on the device, for the experiments that follow."""
@@ -184,6 +176,8 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
     histogram_steps = {0, mid - mid % options.stats_every, options.steps - 1}
     tracer = ActivationTracer(model, log, histogram_steps)
     steps_run = 0
+    described = optim.describe(opt)  # before a scheduler moves the rate
+    peak_lr = _lr(opt)  # with a scheduler (warm-up, decay), the highest rate the probe trained at
     loop_started = time.perf_counter()
     try:
         pending = list(init_batches)
@@ -220,7 +214,12 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
             if options.clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad_norm)
             try:
-                opt.step()
+                optim.take_step(opt, lambda batch=batch: _closure(opt, compute, batch))
+                if sched is not None:
+                    optim.step_scheduler(sched)
+                    peak_lr = max(peak_lr, _lr(opt)) if peak_lr is not None else None
+            except AuditError:
+                raise
             except Exception as exc:
                 raise from_user_exception(exc, f"taking an optimizer step at probe step {step}") from None
             params.after_step(step)
@@ -254,16 +253,14 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
             zeroed_note = f"the input-independence experiment could not run on this model: {exc}"
     info = ProbeInfo(
         steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=choice.name,
-        loss_fn_reason=choice.reason, loss_fn_default=choice.default, optimizer=_describe_optimizer(opt),
-        optimizer_default=opt_default, seed=options.seed, stats_every=options.stats_every,
+        loss_fn_reason=choice.reason, loss_fn_default=choice.default, optimizer=described,
+        optimizer_default=False, seed=options.seed, stats_every=options.stats_every,
         parameters=sum(p.numel() for p in model.parameters()),
         expected_initial_loss=expected, expected_initial_loss_reason=expected_reason,
-        num_classes=choice.num_classes, batch_size=_batch_size(first), lr=opt.param_groups[0].get("lr"),
+        num_classes=choice.num_classes, batch_size=_batch_size(first), lr=peak_lr,
         input_nonfinite=_nonfinite_inputs(init_batches),
         model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds,
     )
-    if opt_default:
-        info.notes.append(f"no make_optimizer() in {setup.model_file}: probed with the default {DEFAULT_OPTIMIZER}")
     if zeroed_note:
         info.notes.append(zeroed_note)
     if stream.exhausted:
@@ -283,6 +280,19 @@ def _probe(setup, options, model, opt, opt_default, losses, device, started, pro
                                                                           strict=True)]
     info.seconds = time.perf_counter() - started
     return evidence, stream, init_batches
+
+
+def _lr(opt) -> float | None:
+    lr = opt.param_groups[0].get("lr")
+    return float(lr) if isinstance(lr, int | float | torch.Tensor) else None
+
+
+def _closure(opt, compute, batch) -> torch.Tensor:
+    """For optimizers that re-evaluate the loss inside step() (LBFGS): the same batch, from scratch."""
+    opt.zero_grad(set_to_none=True)
+    loss = compute(batch)[0]
+    loss.backward()
+    return loss
 
 
 VAL_BATCHES = 4

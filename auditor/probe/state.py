@@ -67,19 +67,3 @@ def copy_model(model: nn.Module) -> nn.Module:
     except Exception as exc:
         raise AuditError(f"the model cannot be copied for the probe (copy.deepcopy failed: {exc}); "
                          "the auditor never trains your own instance") from None
-
-
-def copy_optimizer(optimizer: torch.optim.Optimizer, original: nn.Module, clone: nn.Module):
-    """The same optimizer class, groups and state, over the clone's parameters."""
-    mapping = {id(p): q for p, q in zip(original.parameters(), clone.parameters(), strict=True)}
-    groups = []
-    for group in optimizer.param_groups:
-        missing = [p for p in group["params"] if id(p) not in mapping]
-        if missing:
-            raise AuditError("the optimizer holds parameters that are not part of the model; "
-                             "pass the optimizer built for this model")
-        groups.append({**group, "params": [mapping[id(p)] for p in group["params"]]})
-    clone_opt = type(optimizer)(groups, **optimizer.defaults)
-    # deepcopy: load_state_dict may alias the caller's state tensors, which the probe would then mutate.
-    clone_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
-    return clone_opt

@@ -1,0 +1,186 @@
+"""The optimizer and LR scheduler the probe trains with.
+
+The caller's own optimizer is copied, state and all, without calling its constructor: a constructor's
+keywords change between torch releases (AdamW gained `decoupled_weight_decay` in its `defaults` in 2.14 and
+does not accept it back), and third-party optimizers take whatever they like. Instead the copy is
+`copy.deepcopy` with the caller's parameters mapped onto the probe's clone, which works for any
+`torch.optim.Optimizer` subclass, and the state is then loaded with `load_state_dict`, which moves it to the
+clone's device the way torch itself does.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..errors import AuditError
+from ..load import UserSetup, call_user
+
+DEFAULT_OPTIMIZER = "AdamW(lr=1e-3)"
+
+# Set on the instance by torch's LRScheduler (and by accelerate when it uses a grad scaler): a wrapper that
+# closes over the *original* optimizer. A copy that kept it would step the caller's parameters.
+_INSTANCE_PATCHES = ("step", "zero_grad", "_opt_called", "_with_counter")
+
+
+def unwrap(optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer inside a trainer's wrapper: accelerate's `AcceleratedOptimizer` (`.optimizer`),
+    Lightning's `LightningOptimizer` (`._optimizer`), nested ones too."""
+    seen = set()
+    while id(optimizer) not in seen:
+        seen.add(id(optimizer))
+        inner = next((getattr(optimizer, a) for a in ("optimizer", "_optimizer")
+                      if isinstance(getattr(optimizer, a, None), torch.optim.Optimizer)), None)
+        if inner is None or inner is optimizer:
+            break
+        optimizer = inner
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise AuditError(f"optimizer= needs a torch.optim.Optimizer (or a trainer's wrapper around one), got "
+                         f"{type(optimizer).__name__}")
+    return optimizer
+
+
+def copy_optimizer(optimizer, original: nn.Module, clone: nn.Module) -> torch.optim.Optimizer:
+    """The same optimizer class, groups, settings and state, over the clone's parameters."""
+    optimizer = unwrap(optimizer)
+    mapping = {id(p): q for p, q in zip(original.parameters(), clone.parameters(), strict=True)}
+    for group in optimizer.param_groups:
+        if any(id(p) not in mapping for p in group["params"]):
+            raise AuditError("the optimizer holds parameters that are not part of the model; "
+                             "pass the optimizer built for this model")
+    memo = dict(mapping)
+    memo[id(optimizer.state)] = defaultdict(dict)  # filled by load_state_dict below, on the clone's device
+    for name, value in vars(optimizer).items():
+        if name.endswith("_hooks") and isinstance(value, dict):
+            # Hooks may act on the caller's own objects (an EMA of their model, a logger): not run in the probe.
+            memo[id(value)] = type(value)()
+    try:
+        # Optimizer.__getstate__ carries defaults, state and param_groups; anything a subclass keeps beside
+        # them (LBFGS keeps its parameter list) is copied through the same memo, so aliases stay aliases.
+        clone_opt = copy.deepcopy(optimizer, memo)
+        for name, value in vars(optimizer).items():
+            if name not in vars(clone_opt) and name not in _INSTANCE_PATCHES:
+                setattr(clone_opt, name, copy.deepcopy(value, memo))
+        for name in _INSTANCE_PATCHES:
+            vars(clone_opt).pop(name, None)
+        # deepcopy first: load_state_dict keeps tensors that are already on the right device, which would
+        # alias the caller's state and let the probe mutate it.
+        clone_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    except AuditError:
+        raise
+    except Exception as exc:
+        raise AuditError(f"the optimizer ({type(optimizer).__name__}) cannot be copied for the probe: "
+                         f"{type(exc).__name__}: {exc}; pass make_optimizer instead") from None
+    return clone_opt
+
+
+def hooks_left_out(optimizer) -> int:
+    optimizer = unwrap(optimizer)
+    return sum(len(v) for k, v in vars(optimizer).items() if k.endswith("_hooks") and isinstance(v, dict)
+               and "step" in k)
+
+
+def copy_scheduler(scheduler, optimizer, clone_opt: torch.optim.Optimizer):
+    """The caller's LR scheduler re-attached to the probe's optimizer, at the same point of its schedule."""
+    inner = unwrap(optimizer)
+    target = getattr(scheduler, "optimizer", None)
+    if target is not None and unwrap(target) is not inner:
+        raise AuditError("the scheduler is attached to a different optimizer than the one passed; pass the "
+                         "optimizer the scheduler was built on")
+    memo = {id(inner): clone_opt}
+    if target is not None:
+        memo[id(target)] = clone_opt
+    try:
+        return copy.deepcopy(scheduler, memo)
+    except Exception as exc:
+        raise AuditError(f"the LR scheduler ({type(scheduler).__name__}) cannot be copied for the probe: "
+                         f"{type(exc).__name__}: {exc}") from None
+
+
+def scheduler_needs_metric(scheduler) -> bool:
+    """ReduceLROnPlateau steps on a validation metric, once an epoch: nothing a 100-step probe can replay."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def step_scheduler(scheduler) -> None:
+    with warnings.catch_warnings():
+        # The first step warns that optimizer.step was "overridden": the copy calls the class's own step.
+        warnings.simplefilter("ignore", UserWarning)
+        scheduler.step()
+
+
+def needs_closure(opt: torch.optim.Optimizer) -> bool:
+    """LBFGS and its kind re-evaluate the loss inside step(): they take a closure without a default."""
+    try:
+        param = inspect.signature(type(opt).step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.default is inspect.Parameter.empty
+
+
+def take_step(opt: torch.optim.Optimizer, closure: Callable[[], torch.Tensor]) -> None:
+    """One optimizer step; `closure` (zero the gradients, forward, backward, return the loss) is only
+    called by optimizers that need it, since it costs a forward and a backward each time."""
+    if needs_closure(opt):
+        opt.step(closure)
+    else:
+        opt.step()
+
+
+def build(setup: UserSetup, model: nn.Module, optimizer) -> tuple[torch.optim.Optimizer, bool]:
+    """The probe's optimizer over `model`, and whether it is the auditor's default."""
+    if optimizer is not None:
+        return copy_optimizer(optimizer, setup.model, model), False
+    if setup.make_optimizer is None:
+        return torch.optim.AdamW(model.parameters(), lr=1e-3), True
+    opt = call_user(setup.make_optimizer, model.parameters(),
+                    what=f"calling make_optimizer() in {setup.model_file}")
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise AuditError(f"{setup.model_file}: make_optimizer() returned a {type(opt).__name__}, expected a "
+                         "torch.optim.Optimizer")
+    return opt, False
+
+
+def build_scheduler(setup: UserSetup, opt: torch.optim.Optimizer, optimizer, scheduler):
+    """The probe's LR scheduler: a copy of the caller's, or make_scheduler()'s over the probe's optimizer."""
+    if scheduler is not None:
+        if optimizer is None:
+            raise AuditError("scheduler= needs the optimizer it was built on: pass optimizer= too")
+        return copy_scheduler(scheduler, optimizer, opt)
+    if setup.make_scheduler is not None:
+        return call_user(setup.make_scheduler, opt, what=f"calling make_scheduler() in {setup.model_file}")
+    return None
+
+
+def describe(opt: torch.optim.Optimizer) -> str:
+    group = opt.param_groups[0]
+    keys = ("lr", "momentum", "betas", "weight_decay", "nesterov")
+    shown = [f"{k}={_plain(group[k])}" for k in keys if k in group and group[k] not in (None, False)]
+    more = f", {len(opt.param_groups)} groups" if len(opt.param_groups) > 1 else ""
+    return f"{type(opt).__name__}({', '.join(shown)}{more})"
+
+
+def _plain(value):
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def adjust(opt: torch.optim.Optimizer, model: nn.Module, *, lr: float | None, add_missing_params: bool) -> None:
+    """Optimizer-side fixes that fix verification tries on the probe's own copy."""
+    if add_missing_params:
+        have = {id(p) for group in opt.param_groups for p in group["params"]}
+        missing = [p for p in model.parameters() if p.requires_grad and id(p) not in have]
+        if missing:
+            opt.add_param_group({"params": missing})
+    if lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
