@@ -7,11 +7,13 @@ from collections.abc import Callable, Iterable
 from torch import nn
 
 from . import __version__
+from .causes import link
 from .engine import load_rules, resolve_thresholds, run_rules
 from .errors import AuditError
 from .load import UserSetup
 from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS, ProbeOptions, run_probe
 from .report import Report
+from .verify import Counterfactuals
 from .verify import verify_fixes as verify
 
 
@@ -28,9 +30,12 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
+    counter = Counterfactuals()
     if verify_fixes:
-        report.verify_seconds = verify(setup, evidence, findings, rules, resolved, options, optimizer,
-                                       scheduler)
+        counter = verify(setup, evidence, findings, rules, resolved, options, optimizer, scheduler, ignore)
+        report.verify_seconds = counter.seconds
+    report.root_causes = link(findings, counter.removed_by, counter.stayed_after)
+    report.order_by_cause()
     return report
 
 

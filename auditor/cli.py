@@ -6,6 +6,7 @@ Exit codes, as linters use them: 0 no finding reaches --fail-on, 1 one does, 2 u
 from __future__ import annotations
 
 import sys
+import textwrap
 import traceback
 from pathlib import Path
 
@@ -109,15 +110,14 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         click.echo(f"probed {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
                    f"in {report.probe.seconds:.1f} s", err=True)
 
+    _print_causes(report, model_file)
     for f in report.findings:
         where = ", ".join(f.layers[:2]) + (f" (+{len(f.layers) - 2})" if len(f.layers) > 2 else "")
         severity = click.style(f"{f.severity:<7}", fg=_COLOURS[f.severity], bold=True)
-        click.echo(f"{model_file}: {severity} {f.rule:<20} {where + ': ' if where else ''}{f.title}")
-        v = f.verified or {}
-        if "after" in v:
-            change = f"{_short(v['before'])} -> {_short(v['after'])}"
-            click.echo(f"    fix verified: {v['fix']}: {v['metric']} {change}"
-                       f"{' (the finding remains)' if v['resolved'] is False else ''}")
+        because = f"(from {', '.join(f.explained_by)}) " if f.explained_by else ""
+        click.echo(f"{model_file}: {severity} {f.rule:<20} {where + ': ' if where else ''}{because}{f.title}")
+        if f.explained_by and "after" in (f.verified or {}):
+            click.echo(f"    {_verified_line(f.verified)}")
     counts = report.counts
     summary = (f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
                if report.findings else "clean: no findings")
@@ -128,6 +128,41 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         click.echo(f"fixes verified in {report.verify_seconds:.1f} s (--no-verify-fixes skips this)", err=True)
     click.echo(f"{summary}. Report: {', '.join(str(p) for p in written)}")
     return 0 if report.passed(fail_on) else 1
+
+
+# How a verified fix's outcome reads in the terminal (auditor/verify.py decides it).
+_OUTCOMES = {"resolved": ("fix verified", "green"), "improved": ("fix verified, improved", "green"),
+             "no effect": ("fix tried, no effect", "yellow"), "worse": ("fix made it worse", "red")}
+
+
+def _print_causes(report, model_file: str) -> None:
+    """'What went wrong': each root cause as a paragraph a person can act on, what it explains folded under it."""
+    causes = report.causes()
+    if not causes:
+        return
+    click.echo(click.style("What went wrong", bold=True) + f" ({model_file}, root causes first):")
+    for i, (root, below) in enumerate(causes, 1):
+        where = f" at {', '.join(root.layers[:2])}" if root.layers else ""
+        since = f", from step {root.onset}" if root.onset else ""
+        head = click.style(f"{i}. {root.title}", fg=_COLOURS[root.severity], bold=True)
+        click.echo(f"{head} [{root.rule}{where}{since}]")
+        for line in textwrap.wrap(root.diagnosis, 100):
+            click.echo(f"   {line}")
+        fix_text = root.fix.split("\n\n", 1)[0]
+        for j, line in enumerate(textwrap.wrap(fix_text, 95)):
+            click.echo(f"   {'Fix: ' if j == 0 else '     '}{line}")
+        if "after" in (root.verified or {}):
+            click.echo(f"   {_verified_line(root.verified)}")
+        if below:
+            click.echo(f"   Also explains: {', '.join(f.rule for f in below)}")
+    click.echo("")
+
+
+def _verified_line(v: dict) -> str:
+    word, colour = _OUTCOMES.get(v.get("outcome"), ("fix verified", "green"))
+    why = f" ({v['after_reason']})" if v.get("after_reason") else ""
+    return (f"{click.style(word, fg=colour, bold=True)}: {v['fix']}: {v['metric']} "
+            f"{_short(v['before'])} -> {_short(v['after'])}{why}")
 
 
 def _short(x) -> str:

@@ -32,8 +32,18 @@ class Finding:
     fix: str
     layers: list[str] = field(default_factory=list)
     evidence: dict = field(default_factory=dict)
-    # Filled by fix verification: {"fix", "metric", "before", "after", "resolved"} or {"reason"}.
+    # The step at which the anomaly began (0: before any update, a property of the setup or data); None where
+    # the rule measures once, at the end. auditor/causes.py orders causes by it.
+    onset: int | None = None
+    # The knob the fix turns and which way, e.g. "lr-down", "lr-up": two findings that turn one knob opposite
+    # ways are never shown side by side as equals.
+    advice: str | None = None
+    # Filled by fix verification: {"fix", "metric", "before", "after", "outcome", "resolved", ...} or {"reason"}.
     verified: dict | None = None
+    # Filled by auditor/causes.py: rule ids this finding explains and is explained by, and why.
+    explains: list[str] = field(default_factory=list)
+    explained_by: list[str] = field(default_factory=list)
+    because: dict = field(default_factory=dict)  # {cause rule id: "counterfactual" | "mechanism: ..." | ...}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +86,15 @@ class Rule:
 
     # Fix verification: a rule whose fix is mechanical returns a FixPlan and measures `metric` on evidence.
     metric: str = ""
+    # Which way the metric should move: "lower" is better, or a number the metric should approach.
+    metric_goal: str | float = "lower"
     needs_checks: bool = False  # whether the re-probe must run the experiments this rule reads
+    # Evidence fields the rule reads that only the experiments fill; on a re-probe without them the rule
+    # cannot be judged, so its silence there is no evidence that a fix removed it.
+    reads: tuple[str, ...] = ()
+    # True for what is wrong before any update (the data, the structure, the initialisation, the settings):
+    # its findings' onset is step 0 unless the rule says otherwise.
+    from_start: bool = False
 
     def plan_fix(self, ev: Evidence, finding: Finding) -> FixPlan | None:
         return None
@@ -94,8 +112,10 @@ class Rule:
 
         figures.loss_curve(ax, ev)
 
-    def finding(self, severity: str, title: str, diagnosis: str, fix: str, layers=(), **evidence) -> Finding:
-        return Finding(self.id, severity, title, diagnosis, fix, list(layers), _plain(evidence))
+    def finding(self, severity: str, title: str, diagnosis: str, fix: str, layers=(), *, onset: int | None = None,
+                advice: str | None = None, **evidence) -> Finding:
+        return Finding(self.id, severity, title, diagnosis, fix, list(layers), _plain(evidence),
+                       onset=None if onset is None else int(onset), advice=advice)
 
     def explain(self) -> str:
         lines = [f"{self.id}", "", f"What it does: {self.summary}", "", "Why is this bad?", self.why.strip()]
@@ -168,5 +188,8 @@ def run_rules(evidence: Evidence, rules: dict[str, Rule], thresholds: dict[str, 
     findings = []
     for rule_id, rule in rules.items():
         if rule_id not in ignore:
-            findings.extend(rule.check(evidence, thresholds[rule_id]))
+            for f in rule.check(evidence, thresholds[rule_id]):
+                if f.onset is None and rule.from_start:
+                    f.onset = 0
+                findings.append(f)
     return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.rule))

@@ -152,6 +152,13 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def first_step(values, threshold: float) -> int | None:
+    """The first step whose (finite) value reaches `threshold`: where an anomaly began."""
+    values = np.asarray(values, dtype=float)
+    hits = np.flatnonzero(np.isfinite(values) & (values >= threshold))
+    return int(hits[0]) if hits.size else None
+
+
 def pct(fraction: float) -> str:
     return f"{100 * fraction:.0f}%" if abs(fraction) >= 0.1 else f"{100 * fraction:.1f}%"
 

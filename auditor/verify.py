@@ -5,7 +5,7 @@ the rule's metric before and after. The user's objects are never touched."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -44,10 +44,22 @@ def _variant(setup: UserSetup, plan: FixPlan, optimizer, scheduler):
     return replace(setup, model=model, train_loader=loader, val_loader=None), opt, sched
 
 
+@dataclass
+class Counterfactuals:
+    """What each verified fix did to the other findings, for auditor/causes.py."""
+
+    seconds: float = 0.0
+    removed_by: dict[str, set[str]] = field(default_factory=dict)  # rule -> rules whose findings disappeared
+    stayed_after: dict[str, set[str]] = field(default_factory=dict)  # rule -> rules judged again that stayed
+
+
 def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], rules: dict[str, Rule],
-                 thresholds: dict, options: ProbeOptions, optimizer=None, scheduler=None) -> float:
-    """Fill `finding.verified` for every finding; return the seconds it took."""
+                 thresholds: dict, options: ProbeOptions, optimizer=None, scheduler=None,
+                 ignore=()) -> Counterfactuals:
+    """Fill `finding.verified` for every finding, and record which other findings each fix removed."""
     started = time.perf_counter()
+    active = {k: r for k, r in rules.items() if k not in set(ignore)}
+    result = Counterfactuals()
     for f in findings:
         rule = rules[f.rule]
         plan = rule.plan_fix(evidence, f)
@@ -66,12 +78,66 @@ def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], 
             f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}
             continue
         after = rule.measure(after_ev, f)
-        still = [g for g in run_rules(after_ev, {rule.id: rule}, thresholds, ()) if g.severity == f.severity]
+        after_findings = run_rules(after_ev, active, thresholds, ())
+        present = {g.rule for g in after_findings if g.severity != "info"}
+        judged = {g.rule for g in findings if g.rule != f.rule and _judgeable(rules[g.rule], after_ev)}
+        result.removed_by[f.rule] = judged - present
+        result.stayed_after[f.rule] = judged & present
+        # Clipping acts after the gradients are measured: the spikes stay, their effect goes.
+        gone = None if plan.clip_grad_norm is not None else f.rule not in present
         f.verified = {"fix": plan.description, "metric": rule.metric, "before": _num(before), "after": _num(after),
-                      # Clipping acts after the gradients are measured: the spikes stay, their effect goes.
-                      "resolved": None if plan.clip_grad_norm is not None else not still}
+                      "resolved": gone, **_outcome(rule, before, after, gone, evidence, after_ev)}
         f.after = after_ev  # for the report's before/after figure; not part of the JSON
-    return time.perf_counter() - started
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _judgeable(rule: Rule, ev: Evidence) -> bool:
+    return all(getattr(ev, name, None) for name in rule.reads)
+
+
+# A fix "changes" a number when it moves it by more than this fraction: the probe's own run-to-run noise on
+# the healthy samples is under 2% for the same seed and batches (they are identical runs), so 10% is a margin.
+CHANGE = 0.10
+
+
+def _end_loss(ev: Evidence) -> float:
+    tail = ev.loss[-10:]
+    return float(np.median(tail)) if tail.size and np.isfinite(tail).all() else float("nan")
+
+
+def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_ev: Evidence) -> dict:
+    """"resolved" (the finding is gone and training is no worse), "improved" (the metric moved towards its goal
+    by CHANGE or more), "worse" (the metric moved away, or the training loss ended CHANGE higher or turned
+    non-finite), else "no effect"."""
+    loss0, loss1 = _end_loss(ev), _end_loss(after_ev)
+    out = {"loss_before": _num(loss0), "loss_after": _num(loss1)}
+    loss_worse = (np.isfinite(loss0) and not np.isfinite(loss1)) or (
+        np.isfinite(loss0) and np.isfinite(loss1) and loss1 > loss0 * (1 + CHANGE) + 1e-6)
+    gain = _gain(rule.metric_goal, _num(before), _num(after))
+    if _num(after) is None:
+        out["after_reason"] = ("the fixed copy's loss turned non-finite, so the metric is undefined"
+                               if not np.isfinite(after_ev.loss).all() else
+                               "the metric is undefined on the fixed copy (nothing it reads was measured there)")
+    if loss_worse or (gain is not None and gain < -CHANGE):
+        out["outcome"] = "worse"
+    elif gone:
+        out["outcome"] = "resolved"
+    elif gain is not None and gain >= CHANGE:
+        out["outcome"] = "improved"
+    else:
+        out["outcome"] = "no effect"
+    return out
+
+
+def _gain(goal, before: float | None, after: float | None) -> float | None:
+    """How far the metric moved towards its goal, as a fraction of where it started (1 = all the way)."""
+    if before is None or after is None:
+        return None
+    if goal == "lower":
+        return (before - after) / abs(before) if before else None
+    distance = abs(before - float(goal))
+    return (distance - abs(after - float(goal))) / distance if distance else None
 
 
 def _num(x) -> float | None:

@@ -5,6 +5,8 @@ from auditor.report import figures
 
 class BatchMixing(Rule):
     id = "batch-mixing"
+    reads = ("batch_mixing",)
+    from_start = True
     summary = "One sample's output depends on other samples of the batch (view used as transpose, batch_first)."
     thresholds = {
         "leak": Threshold(1e-4, "error when another sample's input gets a gradient above this fraction of the "

@@ -4,6 +4,7 @@ from auditor.report import figures
 
 class BatchNormSmallBatch(Rule):
     id = "batchnorm-small-batch"
+    from_start = True
     summary = "BatchNorm trained with batches too small for stable batch statistics."
     thresholds = {
         "min_batch": Threshold(16, "warn when BatchNorm trains on batches smaller than this",

@@ -11,6 +11,7 @@ _WEIGHTED = ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTra
 
 class BiasBeforeNorm(Rule):
     id = "bias-before-norm"
+    from_start = True
     summary = "A layer with a bias feeds straight into BatchNorm, which subtracts it again: a wasted parameter."
     why = """
 BatchNorm subtracts the per-channel batch mean, so a constant added just before it, the previous layer's

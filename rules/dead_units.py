@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import nanmedian, pct
+from auditor.evidence import first_step, nanmedian, pct
 from auditor.report import figures
 
 
@@ -52,8 +52,10 @@ Leaky ReLU keeps a slope everywhere and is never reported.
         fix = ("Use fan-in initialisation for the activation and zero biases; lower the learning rate if units "
                "die during training:\n\nnn.init.kaiming_normal_(layer.weight, nonlinearity='relu')\n"
                "nn.init.zeros_(layer.bias)")
+        onsets = [first_step(a.dead, t.warn_fraction) for _, a in bad]
         yield self.finding("error" if bad[0][0] >= t.error_fraction else "warning",
                            "Dead units", diagnosis, fix, [a.name for _, a in bad],
+                           onset=min((s for s in onsets if s is not None), default=None),
                            dead_fraction={a.name: f for f, a in bad})
 
     def draw(self, ax, ev, finding):

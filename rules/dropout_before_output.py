@@ -4,6 +4,7 @@ from auditor.report import figures
 
 class DropoutBeforeOutput(Rule):
     id = "dropout-before-output"
+    from_start = True
     summary = "Dropout right before the output layer of a regression model: noisy predictions, biased variance."
     why = """
 Dropout zeroes inputs of the next layer at random and scales the rest by 1/(1-p). Feeding the output layer

@@ -14,6 +14,11 @@ class ExplodingGradients(Rule):
         "grad_data": Threshold(10.0, "warn when a weight's ‖grad‖/‖weight‖ stays above this",
                                "measured: healthy samples stay below 3 (a just-zeroed output layer at step 0)"),
         "min_layers": Threshold(3, "layers needed before a depth profile is judged", "a profile needs a slope"),
+        "burst": Threshold(100.0, "an explosion: a step whose global gradient norm is this many times the median "
+                           "of the steps before it", "measured: healthy samples stay under 6x the running median "
+                           "(grad-spikes' calibration); an explosion is orders of magnitude"),
+        "burst_loss": Threshold(10.0, "... and the loss within the next 5 steps reaches this many times its start",
+                                "an explosion moves the loss by orders of magnitude; batch noise by percent"),
     }
     why = """
 When each layer's Jacobian has gain above one, the gradient grows geometrically towards the input: the
@@ -38,6 +43,7 @@ here is over layers only.
 
     def check(self, ev, t):
         yield from self._nonfinite(ev)
+        yield from self._burst(ev, t)
         names, scale, source = depth_profile(ev)
         ok = np.isfinite(scale) & (scale > 0)
         if ok.sum() >= t.min_layers:
@@ -70,6 +76,35 @@ here is over layers only.
                 "averaged); clip meanwhile:\n\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
                 [n for _, n in big], grad_data_ratio={n: r for r, n in big})
 
+    def _burst(self, ev, t):
+        """An explosion early in the probe is the cause of what follows (dead units, a plateau), even when
+        the later half, which the other tests read, is quiet."""
+        g, loss = ev.grad_norm, ev.loss
+        if g.size < 2 or not np.isfinite(loss[0]) or loss[0] <= 0:
+            return
+        for s in range(1, g.size):
+            base = nanmedian(g[:s])
+            if not (np.isfinite(g[s]) and np.isfinite(base) and base > 0 and g[s] >= t.burst * base):
+                continue
+            after = loss[s: s + 6]
+            peak = float(np.nanmax(np.where(np.isfinite(after), after, np.inf)))
+            if peak < t.burst_loss * loss[0]:
+                continue
+            peak_text = "not finite" if not np.isfinite(peak) else fmt(peak)
+            yield self.finding(
+                "error", f"Gradients exploded at step {s}",
+                f"At step {s} the global gradient norm jumped to {fmt(g[s])}, {fmt(g[s] / base)}x the "
+                f"{fmt(base)} of the steps before, and the loss went from {fmt(loss[0])} at step 0 to {peak_text} "
+                "within the next steps. One such step rewrites the weights; what the later steps show (dead or "
+                "saturated units, a plateau, tiny updates) follows from it.",
+                "Clip the global gradient norm and lower the learning rate (or warm it up); for recurrent nets "
+                "initialise the recurrent weights orthogonally:\n\n"
+                "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
+                "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=200)",
+                [], onset=s, burst_step=s, burst_norm=float(g[s]), before_norm=base, loss_start=float(loss[0]),
+                loss_peak=peak)
+            return
+
     def _nonfinite(self, ev):
         # NaN gradients that follow a NaN loss are loss-nan's finding; here, those that come first.
         bad = []
@@ -90,7 +125,7 @@ here is over layers only.
             "pow with a fractional exponent) and add an epsilon; clip gradients:\n\n"
             "x = x / (x.norm(dim=-1, keepdim=True) + 1e-6)\n"
             "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
-            [n for _, n in bad], first_step=step)
+            [n for _, n in bad], onset=step, first_step=step)
 
     def draw(self, ax, ev, finding):
         if "profile" in finding.evidence:

@@ -54,7 +54,7 @@ optimizer.step()
             f"{fmt(float(np.nanmax(g)))} against a median of {fmt(float(np.nanmedian(g)))}).",
             f"Clip the global gradient norm at about twice its median:\n\n"
             f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={fmt(clip)})",
-            [], steps=spikes.tolist(), clip=clip, max_ratio=float(np.nanmax(ratio)))
+            [], onset=int(spikes[0]), steps=spikes.tolist(), clip=clip, max_ratio=float(np.nanmax(ratio)))
 
     def draw(self, ax, ev, finding):
         figures.grad_norm(ax, ev)

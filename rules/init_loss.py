@@ -5,6 +5,7 @@ from auditor.report import figures
 
 class InitLoss(Rule):
     id = "init-loss"
+    from_start = True
     summary = "Loss at initialisation far above what an untrained model should score (-ln(1/C) for C classes)."
     thresholds = {
         "excess_nats": Threshold(1.0, "warn when the initial cross-entropy exceeds -ln(1/C) by this many nats",

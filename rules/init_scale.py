@@ -16,6 +16,7 @@ INIT_FOR = {"relu": "Kaiming (He) normal, gain sqrt(2): nn.init.kaiming_normal_(
 
 class InitScale(Rule):
     id = "init-scale"
+    from_start = True
     summary = "At initialisation the activations' std grows or shrinks layer after layer."
     thresholds = {
         "factor": Threshold(10.0, "warn when the std at the last activation layer differs from the first by this "

@@ -7,6 +7,7 @@ from auditor.report import figures
 
 class InputIndependence(Rule):
     id = "input-independence"
+    reads = ("zeroed_inputs",)
     summary = "The loss with the inputs zeroed is as good as with the real inputs: the model ignores its input."
     thresholds = {
         "max_gap": Threshold(0.001, "error when zeroing the inputs changes the trained model's loss by less than "

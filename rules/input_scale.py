@@ -8,6 +8,7 @@ from auditor.report import figures
 
 class InputScale(Rule):
     id = "input-scale"
+    from_start = True
     summary = "Inputs far from a standardised range (raw 0-255 pixels, features on wildly different scales)."
     thresholds = {
         "max_rms": Threshold(10.0, "warn when a feature's (or channel's) RMS, sqrt(mean² + std²), exceeds this",

@@ -7,6 +7,7 @@ from auditor.report import figures
 
 class LabelProblems(Rule):
     id = "label-problems"
+    from_start = True
     summary = "Targets that collapse to one class per batch (an unshuffled loader), or severe class imbalance."
     thresholds = {
         "batch_majority": Threshold(0.9, "warn when a batch's most common class is at least this share, in most "

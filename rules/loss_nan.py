@@ -50,7 +50,7 @@ X = torch.nan_to_num(X)                     # or drop/impute rows with missing v
             fix = ("Lower the learning rate and clip the gradient norm:\n\n"
                    "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n"
                    "optimizer.step()")
-        yield self.finding("error", f"Loss is {kind}", diagnosis, fix, [], first_step=step,
+        yield self.finding("error", f"Loss is {kind}", diagnosis, fix, [], onset=step, first_step=step,
                            input_nonfinite=ev.probe.input_nonfinite, steps_run=ev.probe.steps_run)
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 
+from auditor.causes import LR_HIGH
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt, pct
 from auditor.report import figures
@@ -57,8 +58,8 @@ in both phases) are checked.
             f"A step below the stability limit lowers its own batch's loss; these jump across the valley.",
             f"Lower the learning rate by 3-10x (lr={fmt((ev.probe.lr or 0) / 4)} for a start), or add a warm-up:\n\n"
             "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=500)",
-            [], fraction=fraction, median_rise=float(np.median(rise[over])), steps=steps.tolist(),
-            rises=rise.tolist())
+            [], advice=LR_HIGH, onset=int(steps[0]), fraction=fraction,
+            median_rise=float(np.median(rise[over])), steps=steps.tolist(), rises=rise.tolist())
 
     def draw(self, ax, ev, finding):
         figures.loss_curve(ax, ev, expected=False, mark=finding.evidence.get("steps"))

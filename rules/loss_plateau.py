@@ -1,5 +1,6 @@
 import numpy as np
 
+from auditor.causes import LR_LOW
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt, loss_prefix, pct, update_level
 
@@ -44,7 +45,9 @@ rule. Very noisy losses (tiny batches) need a longer probe (--steps).
         level, _ = update_level(ev)
         if np.isfinite(level) and level < -4:
             cause = f"The updates are tiny (10^{fmt(level, 2)} of the weights per step): the learning rate is too low."
+            advice = LR_LOW
         else:
+            advice = None
             cause = ("The updates are not tiny, so look for gradients that vanish before the weights, or a loss "
                      "that does not depend on the parameters being updated.")
         yield self.finding(
@@ -52,7 +55,7 @@ rule. Very noisy losses (tiny batches) need a longer probe (--steps).
             f"Over {seq.size} steps the loss went from {fmt(start)} to {fmt(end)} ({pct(drop)}). {cause}",
             "Raise the learning rate, or fix the gradient flow (see update-ratio and vanishing-gradients):\n\n"
             "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)",
-            [], start=start, end=end, drop=drop, update_log10=level)
+            [], advice=advice, start=start, end=end, drop=drop, update_log10=level)
 
 
 RULE = LossPlateau()

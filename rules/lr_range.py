@@ -1,5 +1,6 @@
 import numpy as np
 
+from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
 from auditor.report import figures
@@ -7,6 +8,8 @@ from auditor.report import figures
 
 class LrRange(Rule):
     id = "lr-range"
+    reads = ("lr_range",)
+    from_start = True
     summary = "An LR range test puts your learning rate far outside the range where the loss falls."
     thresholds = {
         "too_high": Threshold(5.0, "warn when your LR is this many times the rate at the test's loss minimum",
@@ -41,8 +44,10 @@ minimum, fastai's reading) is a starting point, and schedules with warm-up chang
         high = r["good_high"]
         if lr > t.too_high * high:
             verdict, title = f"{fmt(lr / high)}x above", "Learning rate far above the range test's good range"
+            advice = LR_HIGH
         elif lr < high / t.too_low:
             verdict, title = f"{fmt(high / lr)}x below", "Learning rate far below the range test's good range"
+            advice = LR_LOW
         else:
             return
         yield self.finding(
@@ -51,7 +56,7 @@ minimum, fastai's reading) is a starting point, and schedules with warm-up chang
             f"test with {ev.probe.optimizer.split('(')[0]} (it falls fastest near {fmt(r['good_low'])}). "
             f"Suggested: {fmt(r['suggested'])}.",
             f"Start from the suggested rate:\n\nfor g in optimizer.param_groups:\n    g['lr'] = {fmt(r['suggested'])}",
-            [], lr=lr, suggested=r["suggested"], good_low=r["good_low"], good_high=high)
+            [], advice=advice, lr=lr, suggested=r["suggested"], good_low=r["good_low"], good_high=high)
 
     def draw(self, ax, ev, finding):
         r = ev.lr_range

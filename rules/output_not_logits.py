@@ -6,6 +6,7 @@ from auditor.report import figures
 
 class OutputNotLogits(Rule):
     id = "output-not-logits"
+    from_start = True
     summary = "The output fed to cross-entropy is already a probability distribution (softmax applied twice)."
     thresholds = {
         "sum_tolerance": Threshold(1e-3, "rows count as summing to 1 within this",

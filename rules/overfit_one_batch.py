@@ -7,6 +7,8 @@ from auditor.report import figures
 
 class OverfitOneBatch(Rule):
     id = "overfit-one-batch"
+    reads = ("overfit",)
+    from_start = True
     summary = "The model cannot drive the loss of one small fixed batch near zero: a bug, not a tuning problem."
     thresholds = {
         "max_fraction": Threshold(0.2, "warn when the best loss on the batch stays above this fraction of its start",

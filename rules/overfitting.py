@@ -7,6 +7,7 @@ from auditor.report import figures
 
 class Overfitting(Rule):
     id = "overfitting"
+    reads = ("val_loss",)
     summary = "With a val_loader: validation loss rising while the training loss falls."
     thresholds = {
         "rise": Threshold(0.1, "warn when the last validation loss is this fraction above its minimum",

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import nanmedian, pct
+from auditor.evidence import first_step, nanmedian, pct
 from auditor.fixes import fan_in_rescale
 from auditor.probe.activations import TANH_SATURATED
 from auditor.report import figures
@@ -61,8 +61,10 @@ initialisation, which is what the probe sees, saturation is nearly always uninte
                "or normalise the pre-activations with BatchNorm/LayerNorm:\n\n"
                "W1 = torch.randn(fan_in, n_hidden) * (5/3) / fan_in**0.5\n"
                "# nn.Linear: nn.init.kaiming_normal_(layer.weight, nonlinearity='tanh')")
+        onsets = [first_step(a.saturated, t.warn_fraction) for _, a in worst]
         yield self.finding("error" if top >= t.error_fraction else "warning",
                            "Most tanh/sigmoid units are saturated", diagnosis, fix, names,
+                           onset=min((s for s in onsets if s is not None), default=None),
                            saturated_fraction={a.name: f for f, a in worst})
 
     def draw(self, ax, ev, finding):

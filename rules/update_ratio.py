@@ -1,5 +1,6 @@
 import numpy as np
 
+from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt, loss_prefix, pct, update_level
 from auditor.report import figures
@@ -56,7 +57,8 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
             yield self.finding(severity, "Updates are too large for the weights: learning rate too high",
                                f"Each step changes the weights by 10^{fmt(level, 2)} of their scale (median over "
                                f"{len(per_layer)} weight tensors, later half of the probe) with "
-                               f"{ev.probe.optimizer}; ~10^-3 is the healthy range.", fix, layers[:5], **evidence)
+                               f"{ev.probe.optimizer}; ~10^-3 is the healthy range.", fix, layers[:5], advice=LR_HIGH,
+                               **evidence)
             return
         seq = loss_prefix(ev)
         drop = (seq[0] - np.median(seq[-max(3, seq.size // 5):])) / abs(seq[0]) if seq.size >= 3 and seq[0] else 0
@@ -70,12 +72,14 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
                                f"by {pct(drop)} over the probe. If gradients vanish (see vanishing-gradients), "
                                "fix that "
                                "first: a higher LR will not reach those layers.", fix, layers[:5], loss_drop=drop,
+                               advice=LR_LOW,
                                **evidence)
 
     def draw(self, ax, ev, finding):
         figures.update_ratio(ax, ev, finding.layers)
 
     metric = "median log10 update-to-data ratio"
+    metric_goal = -3.0
 
     def plan_fix(self, ev, finding):
         lr = finding.evidence.get("suggested_lr")

@@ -17,6 +17,7 @@ def _frozen(ev) -> list[str]:
 
 class WeightsNotUpdating(Rule):
     id = "weights-not-updating"
+    from_start = True
     summary = "Parameters that get gradients but never move (left out of the optimizer, lr 0), or get no gradient."
     why = """
 A parameter with a gradient that the optimizer never changes is dead weight: it was left out of the

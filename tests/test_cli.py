@@ -29,7 +29,9 @@ def test_findings_exit_1_and_write_reports(tmp_path):
     for key in ("initial_loss", "expected_initial_loss", "num_classes", "steps", "device", "loss_fn", "optimizer"):
         assert key in data["probe"]
     finding = data["findings"][0]
-    assert set(finding) == {"rule", "severity", "title", "diagnosis", "fix", "layers", "evidence", "verified"}
+    assert set(finding) == {"rule", "severity", "title", "diagnosis", "fix", "layers", "evidence", "verified", "onset",
+                            "advice", "explains", "explained_by", "because"}
+    assert data["root_causes"] and data["root_causes"][0] in {f["rule"] for f in data["findings"]}
     md = (tmp_path / "report.md").read_text()
     assert "Training-run audit: errors" in md and "`init-loss`" in md
 

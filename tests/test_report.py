@@ -70,7 +70,10 @@ def test_html_has_every_finding_with_its_figure_and_the_panels(audit_sample):
     assert "errors" in html and "11,897 parameters" in html
     verified = [f for f in report.findings if f.verified and "after" in f.verified]
     assert len(verified) >= 2  # init-loss and saturated-units: the makemore fixes
-    assert html.count('class="proof"') == len(verified) and html.count("Fix verified.") == len(verified)
+    assert html.count('class="proof"') == len(verified) and html.count('<div class="verified ') == len(verified)
+    resolved = sum(f.verified["outcome"] == "resolved" for f in verified)
+    assert html.count("Fix verified: the finding is gone.") == resolved
+    assert 'id="causes"' in html and html.index('id="causes"') < html.index('id="findings"')
 
 
 def test_every_rule_draws_its_own_evidence(audit_sample):

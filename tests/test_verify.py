@@ -21,7 +21,7 @@ def test_makemore_fixes_are_verified(audit_sample):
     assert init["before"] > 20 and abs(init["after"] - 3.2958) < 0.3 and init["resolved"] is True
     assert sat["before"] > 0.6 and sat["after"] < 0.3 and sat["resolved"] is True
     assert "reason" in by_rule["loss-hockey-stick"]  # not mechanical: says why
-    assert report.to_markdown().count("**Fix verified**") == 2
+    assert report.to_markdown().count("**Fix verified: the finding is gone**") == 2
 
 
 def test_every_finding_says_verified_or_why_not(tmp_path):

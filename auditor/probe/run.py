@@ -246,7 +246,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     host = log.read_back()
     loop_seconds = time.perf_counter() - loop_started
     zeroed, zeroed_note = None, None
-    if options.checks and steps_run:
+    if steps_run:  # four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge
         try:
             zeroed = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0])
         except AuditError as exc:

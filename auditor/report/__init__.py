@@ -43,10 +43,29 @@ class Report:
         self.skipped: list[str] = []
         self.verify_seconds: float | None = None  # None: fixes were not verified
         self.findings = findings
+        self.root_causes: list[str] = []  # rule ids, headline first (auditor/causes.py)
         self.evidence = evidence
         self.probe = evidence.probe
         self.version = version
         self.rules = rules
+
+    def order_by_cause(self) -> None:
+        """Each root cause, then what it explains, in the order of `root_causes`."""
+        from ..causes import consequences
+
+        ordered = []
+        for root in self.root_causes:
+            for f in [g for g in self.findings if g.rule == root] + consequences(self.findings, root):
+                if f not in ordered:
+                    ordered.append(f)
+        self.findings = ordered + [f for f in self.findings if f not in ordered]
+
+    def causes(self) -> list[tuple[Finding, list[Finding]]]:
+        """(root finding, the findings it explains) for each root cause, headline first."""
+        from ..causes import consequences
+
+        return [(next(f for f in self.findings if f.rule == root), consequences(self.findings, root))
+                for root in self.root_causes]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -71,6 +90,7 @@ class Report:
             "auditor_version": self.version,
             "verdict": self.verdict,
             "counts": self.counts,
+            "root_causes": self.root_causes,
             "findings": [f.to_dict() for f in self.findings],
             "probe": asdict(self.probe),
             "rules_run": self.rules,
@@ -89,7 +109,10 @@ class Report:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False,
                                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
         env.filters["md"] = _md_cell
-        return env.get_template("report.md.j2").render(report=self, probe=self.probe, counts=self.counts)
+        from .html import OUTCOME_WORDS
+
+        return env.get_template("report.md.j2").render(report=self, probe=self.probe, counts=self.counts,
+                                                       outcome_words=OUTCOME_WORDS)
 
     def write_markdown(self, path: str | Path) -> Path:
         path = Path(path)

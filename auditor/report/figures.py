@@ -292,3 +292,22 @@ def chain(ax, calls: list[tuple[str, str]], highlight=()) -> None:
     ax.set_ylim(-1, 1)
     ax.set_axis_off()
     ax.set_title("the last layers of the forward pass, input side left", fontsize=8)
+
+
+def timeline(axes, ev: Evidence, findings: list) -> None:
+    """Loss (left) and global gradient norm (right) over the probe, each anomaly's onset marked: what began
+    first is read off left to right."""
+    loss_curve(axes[0], ev, expected=False)
+    grad_norm(axes[1], ev)
+    onsets: dict[int, list[str]] = {}
+    for f in findings:
+        if f.onset is not None and f.severity != "info":
+            onsets.setdefault(int(f.onset), []).append(f.rule)
+    for i, (step, rules) in enumerate(sorted(onsets.items())):
+        for ax in axes:
+            ax.axvline(step, color=_colour(i, len(onsets)), ls="--", lw=1)
+        label = "\n".join(rules[:3]) + (f"\n+{len(rules) - 3}" if len(rules) > 3 else "")
+        axes[1].annotate(f"{step}: {label}", xy=(step, 1), xycoords=("data", "axes fraction"), xytext=(3, -3 - 26 * i),
+                         textcoords="offset points", va="top", fontsize=7, color=_colour(i, len(onsets)))
+    axes[0].set_title("loss", fontsize=9)
+    axes[1].set_title("gradient norm, with each anomaly's onset", fontsize=9)

@@ -17,6 +17,13 @@ PDF_HINT = ("pip install weasyprint, and its system libraries Pango and HarfBuzz
             "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b; macOS: brew install pango)")
 
 
+# The word and colour class a verified fix's outcome is shown with (auditor/verify.py decides the outcome).
+OUTCOME_WORDS = {"resolved": ("fix verified: the finding is gone", "good"),
+                 "improved": ("fix verified: it improved", "good"),
+                 "no effect": ("fix tried: no effect", "flat"),
+                 "worse": ("fix made it worse", "bad")}
+
+
 class PdfUnavailable(Exception):
     """WeasyPrint or the system libraries it loads are missing: the other formats are still written."""
 
@@ -100,8 +107,11 @@ def to_html(report) -> str:
     metrics = _metrics(ev)
     params = [{"name": name, **m} for name, m in metrics["parameters"].items()]
     acts = [{"name": name, **m} for name, m in metrics["activations"].items()]
+    timeline = figures.render(lambda axes: figures.timeline(axes, ev, report.findings), width=7.2, height=2.6,
+                              panels=2) if report.findings else None
     return _environment().get_template("report.html.j2").render(
         report=report, probe=report.probe, counts=report.counts, findings=report.findings,
+        causes=report.causes(), timeline=timeline, outcome_words=OUTCOME_WORDS,
         finding_figures=_finding_figures(report), panels=_panels(ev), layer_types=_layer_types(ev),
         params=params, acts=acts)
 

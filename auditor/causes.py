@@ -1,0 +1,214 @@
+"""Step 4c of the data flow: which findings are root causes and which are their consequences.
+
+A list of symptoms is not a diagnosis: a learning rate far too high shows up as gradient spikes, dead units,
+an input-independent model and a plateau, and each of those rules, read alone, advises something else.
+Findings are linked into a cause -> consequence graph from the evidence, strongest first:
+
+(a) counterfactual: a finding's mechanical fix was applied to a copy and re-probed with the same seed and
+    batches (auditor/verify.py); the other findings that disappear there are explained by it, and one that
+    stays is not (whatever the mechanism table says);
+(b) time: each finding's onset, the step its anomaly began; a cause does not begin after its consequence;
+(c) mechanism: MECHANISMS below, the known edges, each with its source.
+
+Findings that turn one knob opposite ways (the learning rate up and down) are never both roots: the root
+with the stronger evidence decides and the other is shown as its consequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .engine import SEVERITY_RANK, Finding
+
+LR_HIGH, LR_LOW = "lr-down", "lr-up"  # Finding.advice of rules that say the rate is too high / too low
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    cause: str  # a rule id, or an advice tag (LR_HIGH: any finding that says the rate is too high)
+    effects: tuple[str, ...]
+    how: str
+    source: str
+
+
+MECHANISMS = (
+    Mechanism("input-scale", ("saturated-units", "dead-units", "exploding-gradients", "init-loss", "init-scale",
+                              "grad-data-ratio", "update-ratio", "lr-range", "loss-oscillation", "grad-spikes"),
+              "unstandardised inputs scale every pre-activation of the first layer, and with it the gradients",
+              "LeCun, Bottou, Orr & Müller, 'Efficient BackProp' (1998), 4.3: normalising the inputs"),
+    Mechanism("init-scale", ("saturated-units", "dead-units", "vanishing-gradients", "exploding-gradients",
+                             "init-loss", "loss-hockey-stick", "grad-data-ratio"),
+              "activations that grow or shrink layer after layer saturate or silence units and scale gradients "
+              "the same way", "Glorot & Bengio, AISTATS 2010; He et al., ICCV 2015"),
+    Mechanism("init-loss", ("loss-hockey-stick", "saturated-units", "grad-spikes", "update-ratio", "lr-range"),
+              "confidently wrong logits make the first steps undo the initialisation",
+              "Karpathy, makemore part 3 (2022): fixing the initial loss removes the hockey stick"),
+    Mechanism("saturated-units", ("vanishing-gradients", "loss-plateau", "update-ratio", "dead-units",
+                                  "grad-data-ratio"),
+              "a saturated tanh passes (1 - t²) ≈ 0 of the gradient back",
+              "Karpathy, makemore part 3 (2022); Glorot & Bengio, AISTATS 2010"),
+    Mechanism(LR_HIGH, ("exploding-gradients", "grad-spikes", "dead-units", "saturated-units",
+                        "input-independence", "loss-plateau", "loss-divergence", "loss-nan", "loss-oscillation",
+                        "update-ratio", "loss-hockey-stick"),
+              "steps larger than the curvature allows overshoot, knock ReLUs off the data for good and can "
+              "blow up", "Smith, WACV 2017 (LR range test); Lu et al., 'Dying ReLU and Initialization' (2019)"),
+    Mechanism("exploding-gradients", ("loss-nan", "loss-divergence", "dead-units", "saturated-units",
+                                      "input-independence", "loss-plateau", "update-ratio", "lr-range",
+                                      "loss-hockey-stick", "grad-spikes", "grad-data-ratio", "vanishing-gradients"),
+              "one huge step rewrites the weights: units die or saturate and what is left barely trains",
+              "Pascanu, Mikolov & Bengio, ICML 2013"),
+    Mechanism("dead-units", ("input-independence", "loss-plateau", "vanishing-gradients", "update-ratio",
+                             "grad-data-ratio", "lr-range", "overfit-one-batch"),
+              "a dead ReLU passes no signal forward and no gradient back",
+              "Lu et al., 'Dying ReLU and Initialization' (2019); Karpathy, makemore part 3 (2022)"),
+    Mechanism("vanishing-gradients", ("loss-plateau", "update-ratio", "grad-data-ratio"),
+              "layers far from the loss get almost no gradient, so they barely move",
+              "Hochreiter (1991); Glorot & Bengio, AISTATS 2010"),
+    Mechanism("output-not-logits", ("loss-plateau", "init-loss", "overfit-one-batch", "update-ratio", "lr-range",
+                                    "vanishing-gradients"),
+              "a softmax fed to a loss that applies its own squashes the gradient and floors the loss",
+              "PyTorch docs, nn.CrossEntropyLoss: 'The input is expected to contain the unnormalized logits'"),
+    Mechanism("label-problems", ("loss-plateau", "lr-range", "update-ratio", "input-independence",
+                                 "overfit-one-batch", "overfitting", "loss-oscillation"),
+              "labels that do not belong to their inputs leave nothing to learn but the label frequencies",
+              "Zhang et al., 'Understanding deep learning requires rethinking generalization', ICLR 2017"),
+    Mechanism("repeated-batches", ("overfitting", "grad-spikes", "loss-hockey-stick", "lr-range"),
+              "the same batch every step is memorised, not learned from",
+              "Karpathy, 'A Recipe for Training Neural Networks' (2019): overfit one batch on purpose only"),
+    Mechanism("weights-not-updating", ("loss-plateau", "update-ratio", "input-independence"),
+              "parameters the optimizer never steps keep their initial values",
+              "PyTorch docs, torch.optim: parameters must be passed to the optimizer"),
+    Mechanism("batch-mixing", ("overfit-one-batch",), "outputs that depend on other samples cannot be fitted "
+              "per sample", "PyTorch docs, nn.MultiheadAttention / nn.LSTM: batch_first"),
+    Mechanism("causal-leak", ("loss-hockey-stick",), "a model that sees the token it must predict copies it",
+              "Vaswani et al., 'Attention Is All You Need' (2017), 3.2.3: masking future positions"),
+    Mechanism("batchnorm-small-batch", ("grad-spikes", "loss-oscillation"),
+              "batch statistics of a few samples are noisy, and so is every step",
+              "Wu & He, 'Group Normalization', ECCV 2018"),
+)
+
+
+def _tags(f: Finding) -> set[str]:
+    return {f.rule} | ({f.advice} if f.advice else set())
+
+
+def _mechanism(cause: Finding, effect: Finding) -> Mechanism | None:
+    for m in MECHANISMS:
+        if m.cause in _tags(cause) and effect.rule in m.effects:
+            return m
+    return None
+
+
+def _opposed(a: Finding, b: Finding) -> bool:
+    return {a.advice, b.advice} == {LR_HIGH, LR_LOW}
+
+
+def _rank(f: Finding) -> int:
+    return SEVERITY_RANK[f.severity]
+
+
+def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
+         stayed_after: dict[str, set[str]] | None = None) -> list[str]:
+    """Fill `explains`, `explained_by` and `because` on the findings; return the root causes' rule ids,
+    headline first. `removed_by[r]`: rules whose findings disappeared when r's fix was verified;
+    `stayed_after[r]`: rules judged again there that stayed."""
+    removed_by, stayed_after = removed_by or {}, stayed_after or {}
+    by_rule: dict[str, Finding] = {}
+    for f in findings:  # a rule with two findings is one node: the more severe speaks for it
+        if f.rule not in by_rule or _rank(f) > _rank(by_rule[f.rule]):
+            by_rule[f.rule] = f
+    for f in findings:
+        f.explains, f.explained_by, f.because = [], [], {}
+    parents: dict[str, dict[str, str]] = {r: {} for r in by_rule}
+
+    def reaches(src: str, dst: str) -> bool:  # does src already lead to dst through accepted edges?
+        stack, seen = [src], set()
+        while stack:
+            node = stack.pop()
+            if node == dst:
+                return True
+            seen.add(node)
+            stack.extend(c for c, ps in parents.items() if node in ps and c not in seen)
+        return False
+
+    def add(cause: str, effect: str, why: str) -> None:
+        if cause != effect and cause not in parents[effect] and not reaches(effect, cause):
+            parents[effect][cause] = why
+
+    # (a) counterfactual, the strongest: fixes that removed the most go first, so that of two fixes of one
+    # knob that remove each other's finding, the broader one is the cause.
+    for cause in sorted(removed_by, key=lambda r: (-len(removed_by[r]), r)):
+        if cause in by_rule:
+            for effect in sorted(removed_by[cause] & by_rule.keys()):
+                add(cause, effect, f"counterfactual: fixing {cause} on a copy removed this finding")
+    # (c) mechanisms, unless time or a counterfactual says otherwise.
+    order = sorted(by_rule.values(), key=lambda f: (_onset(f), -_rank(f), f.rule))
+    for cause in order:
+        for effect in order:
+            m = _mechanism(cause, effect) if cause is not effect else None
+            if m is None:
+                continue
+            if effect.rule in stayed_after.get(cause.rule, set()):
+                continue  # the cause's fix was verified and this finding stayed: not its consequence
+            if effect.onset is not None and cause.onset is not None and effect.onset < cause.onset:
+                continue  # began before its supposed cause
+            add(cause.rule, effect.rule, f"mechanism: {m.how} ({m.source})")
+    # Opposed advice on one knob: the finding with the stronger evidence decides.
+    for a in order:
+        for b in order:
+            if a is not b and _opposed(a, b) and not parents[a.rule] and not parents[b.rule]:
+                first, second = sorted((a, b), key=_strength(parents, by_rule))
+                add(first.rule, second.rule, f"{first.rule} and {second.rule} advise opposite learning-rate changes; "
+                    f"the evidence for {first.rule} is stronger (its onset, severity and what it explains)")
+    for effect, causes in parents.items():
+        for cause, why in causes.items():
+            by_rule[cause].explains.append(effect)
+            by_rule[effect].explained_by.append(cause)
+            by_rule[effect].because[cause] = why
+    for f in findings:  # the second finding of a rule shares its node's links
+        node = by_rule[f.rule]
+        if f is not node:
+            f.explains, f.explained_by, f.because = list(node.explains), list(node.explained_by), dict(node.because)
+    roots = [f for f in by_rule.values() if not f.explained_by]
+    roots.sort(key=_strength(parents, by_rule))
+    return [f.rule for f in roots]
+
+
+def _onset(f: Finding) -> float:
+    return float("inf") if f.onset is None else f.onset
+
+
+def _strength(parents: dict[str, dict[str, str]], severity: dict[str, Finding]):
+    """Sort key, strongest first: the worst severity among what it explains, then how much it explains,
+    counterfactual support, an earlier onset, its own severity."""
+    def descendants(rule: str) -> set[str]:
+        out, stack = set(), [rule]
+        while stack:
+            node = stack.pop()
+            for child, ps in parents.items():
+                if node in ps and child not in out:
+                    out.add(child)
+                    stack.append(child)
+        return out
+
+    def key(f: Finding):
+        below = descendants(f.rule)
+        proven = sum(why.startswith("counterfactual") for ps in parents.values() for c, why in ps.items()
+                     if c == f.rule)
+        worst = max([_rank(f)] + [_rank(severity[r]) for r in below if r in severity])
+        return (-worst, -proven, -len(below), _onset(f), -_rank(f), f.rule)
+
+    return key
+
+
+def consequences(findings: list[Finding], root: str) -> list[Finding]:
+    """Every finding a root explains, directly or through others, in report order."""
+    by_rule = {f.rule: f for f in findings}
+    out, stack = [], [root]
+    while stack:
+        node = by_rule.get(stack.pop())
+        for child in node.explains if node else []:
+            if child not in out:
+                out.append(child)
+                stack.append(child)
+    return [f for f in findings if f.rule in out]

@@ -1,0 +1,121 @@
+"""Root causes: the graph from counterfactuals, onsets and mechanisms, and the verdict on each verified fix."""
+
+import numpy as np
+
+from auditor.causes import LR_HIGH, LR_LOW, MECHANISMS, link
+from auditor.engine import Finding, load_rules
+from auditor.verify import _outcome
+
+
+def _f(rule, severity="warning", onset=None, advice=None):
+    return Finding(rule, severity, rule, "", "", onset=onset, advice=advice)
+
+
+def test_counterfactual_links_what_a_fix_removed():
+    lr, dead, plateau = _f("lr-range", onset=0, advice=LR_HIGH), _f("dead-units", "error", 12), _f("loss-plateau")
+    roots = link([dead, plateau, lr], removed_by={"lr-range": {"dead-units", "loss-plateau"}})
+    assert roots == ["lr-range"]
+    assert set(lr.explains) == {"dead-units", "loss-plateau"}
+    assert dead.explained_by == ["lr-range"] and dead.because["lr-range"].startswith("counterfactual")
+
+
+def test_a_finding_that_began_before_its_supposed_cause_is_not_its_consequence():
+    # dead-units -> input-independence is a known mechanism, but here the units died after step 40 while the
+    # exploding gradients began at step 50: the explosion cannot have killed them.
+    dead, burst = _f("dead-units", onset=40), _f("exploding-gradients", "error", onset=50)
+    link([dead, burst])
+    assert "exploding-gradients" not in dead.explained_by
+
+
+def test_a_verified_fix_that_left_a_finding_overrides_the_mechanism():
+    init, sat = _f("init-loss", "error", 0), _f("saturated-units", "error", 0)
+    roots = link([init, sat], removed_by={"init-loss": set()}, stayed_after={"init-loss": {"saturated-units"}})
+    assert sorted(roots) == ["init-loss", "saturated-units"] and not sat.explained_by
+
+
+def test_opposite_learning_rate_advice_is_never_two_roots():
+    high, low = _f("lr-range", onset=0, advice=LR_HIGH), _f("update-ratio", advice=LR_LOW)
+    roots = link([low, high])
+    assert len(roots) == 1
+    assert roots[0] == "lr-range"  # the earlier onset decides
+    assert low.explained_by == ["lr-range"]
+
+
+def test_an_explosion_explains_the_symptoms_that_follow_it():
+    burst = _f("exploding-gradients", "error", onset=1)
+    symptoms = [_f("update-ratio", advice=LR_LOW), _f("loss-plateau", advice=LR_LOW), _f("dead-units", "error", 3),
+                _f("loss-hockey-stick")]
+    roots = link([*symptoms, burst])
+    assert roots == ["exploding-gradients"]
+    assert all(s.explained_by for s in symptoms)
+
+
+def test_no_cycles_and_every_finding_is_reachable_from_a_root():
+    rules = sorted(load_rules())
+    findings = [_f(r, onset=i % 3) for i, r in enumerate(rules)]
+    roots = link(findings)
+    by_rule = {f.rule: f for f in findings}
+
+    def visit(node, path):
+        assert node not in path, f"cycle through {node}"
+        seen.add(node)
+        for child in by_rule[node].explains:
+            visit(child, path | {node})
+
+    seen = set()
+    for root in roots:
+        visit(root, frozenset())
+    assert seen == set(rules)
+
+
+def test_mechanisms_name_real_rules_and_sources():
+    rules = set(load_rules()) | {LR_HIGH, LR_LOW}
+    for m in MECHANISMS:
+        assert m.source and m.how
+        assert m.cause in rules or m.cause in {"repeated-batches", "causal-leak"}, m.cause
+        for effect in m.effects:
+            assert effect in rules or effect in {"repeated-batches", "causal-leak"}, effect
+
+
+class _Rule:
+    metric_goal = "lower"
+
+
+class _Target:
+    metric_goal = -3.0
+
+
+def _ev(loss):
+    class E:
+        pass
+
+    e = E()
+    e.loss = np.asarray(loss, dtype=float)
+    return e
+
+
+def test_outcome_words():
+    flat, better = _ev([1.0] * 20), _ev([0.5] * 20)
+    assert _outcome(_Rule(), 10.0, 1.0, True, flat, flat)["outcome"] == "resolved"
+    assert _outcome(_Rule(), 10.0, 5.0, False, flat, flat)["outcome"] == "improved"
+    assert _outcome(_Rule(), 10.0, 9.8, False, flat, flat)["outcome"] == "no effect"
+    # The case that opened issue 11: clipping "verified" while the end loss went 0.00223 -> 0.0143.
+    assert _outcome(_Rule(), 0.00223, 0.0143, None, _ev([0.00223] * 20), _ev([0.0143] * 20))["outcome"] == "worse"
+    # A finding that goes while training gets worse is not resolved.
+    assert _outcome(_Rule(), 10.0, 1.0, True, better, flat)["outcome"] == "worse"
+    # A target metric: -1 -> -2.9 moves towards -3.
+    assert _outcome(_Target(), -1.0, -2.9, False, flat, flat)["outcome"] == "improved"
+    nan = _outcome(_Rule(), 10.0, None, False, flat, _ev([1.0, np.nan]))
+    assert nan["outcome"] == "worse" and "non-finite" in nan["after_reason"]
+
+
+def test_samples_lead_with_their_cause(audit_sample):
+    raw = audit_sample("makemore_raw")
+    assert raw.root_causes == ["init-loss", "saturated-units"]
+    hockey = next(f for f in raw.findings if f.rule == "loss-hockey-stick")
+    assert hockey.explained_by == ["init-loss"]
+    scale = audit_sample("input_scale")
+    assert scale.root_causes[0] == "input-scale"
+    assert {"dead-units", "init-loss"} <= {f.rule for f in scale.findings if "input-scale" in f.explained_by}
+    data = scale.to_dict()
+    assert data["root_causes"] == scale.root_causes and data["findings"][0]["rule"] == "input-scale"
