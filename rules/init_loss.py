@@ -1,5 +1,6 @@
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
+from auditor.probe.lossspy import CLASSIFICATION
 from auditor.report import figures
 
 
@@ -34,8 +35,10 @@ with torch.no_grad():
     model.head.bias.zero_()
 """
     known_problems = """
-Only judged when the expected loss is known: the auditor's default cross-entropy or MSE, or a loss_fn that
-is nn.CrossEntropyLoss / F.cross_entropy. A training_step hides the output, so the rule stays silent there.
+Judged whenever the loss the code computes is one of torch's: cross-entropy and NLL (-ln(1/C)), binary
+cross-entropy (ln 2), MSE, L1 and Huber (the loss of a zero output), however it is handed over (the default,
+a loss object, a custom class, a training_step, a Hugging Face model's own loss). A loss written from
+scratch (no torch functional loss inside) is not judged.
 """
     references = ("A. Karpathy, makemore part 3 'Activations & Gradients, BatchNorm' (2022): fixing the initial loss",
                   "Glorot & Bengio, 'Understanding the difficulty of training deep feedforward networks', AISTATS 2010")
@@ -52,21 +55,23 @@ is nn.CrossEntropyLoss / F.cross_entropy. A training_step hides the output, so t
         after = [q for q in sorted(ev.params, key=lambda q: q.order) if q.order > head.order and len(q.shape) == 1]
         bias = after[0].name if after else None
         logits = f" The logits have std {fmt(p.logits_std)} where near 0 is expected." if p.logits_std else ""
-        if p.num_classes:
+        if p.num_classes or p.loss_fn in CLASSIFICATION:
             if loss - expected < t.excess_nats:
                 return
             ratio = loss / expected
             severity = "error" if ratio >= t.error_ratio else "warning"
+            even = (f"(-ln(1/{p.num_classes})) of a model that spreads its bets evenly over {p.num_classes} "
+                    "classes" if p.num_classes else "(ln 2) of a model that says 0.5 for every binary label")
             diagnosis = (f"The loss before any update is {fmt(loss)}, {fmt(ratio)}x the {fmt(expected)} "
-                         f"(-ln(1/{p.num_classes})) of a model that spreads its bets evenly over "
-                         f"{p.num_classes} classes.{logits} The model starts confidently wrong.")
+                         f"{even}.{logits} The model starts confidently wrong.")
         else:
             ratio = loss / expected
             if ratio < t.mse_ratio:
                 return
             severity = "warning"
-            diagnosis = (f"The MSE before any update is {fmt(loss)}, {fmt(ratio)}x mean(target^2) = "
-                         f"{fmt(expected)}, the loss of an output near zero. The output starts far too large.")
+            diagnosis = (f"The loss ({p.loss_fn}) before any update is {fmt(loss)}, {fmt(ratio)}x the "
+                         f"{fmt(expected)} of an output near zero ({p.expected_initial_loss_reason}). The output "
+                         "starts far too large.")
         zero_bias = f"\n    model.get_parameter({bias!r}).zero_()" if bias else ""
         fix = ("Scale the last layer down at initialisation and zero its bias, so the first predictions are "
                f"near-uniform:\n\nwith torch.no_grad():\n    model.get_parameter({head.name!r}).mul_(0.01)"

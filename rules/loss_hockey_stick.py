@@ -2,6 +2,7 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt, loss_prefix, pct
+from auditor.probe.lossspy import CLASSIFICATION
 
 
 class LossHockeyStick(Rule):
@@ -39,7 +40,8 @@ b2 = torch.zeros(vocab_size)
         if p.expected_initial_loss is None or seq.size < t.min_steps:
             return
         first, expected = float(seq[0]), p.expected_initial_loss
-        bad_start = (first - expected >= t.excess_nats) if p.num_classes else (first >= t.mse_ratio * expected)
+        classification = p.num_classes or p.loss_fn in CLASSIFICATION
+        bad_start = (first - expected >= t.excess_nats) if classification else (first >= t.mse_ratio * expected)
         if not bad_start:
             return
         n = seq.size

@@ -97,7 +97,9 @@ def test_training_step_with_dict_batches():
     batches = [{"x": x, "y": y} for x, y in _data()]
     report = auditor.audit(model, batches, steps=4,
                            training_step=lambda m, b: F.cross_entropy(m(b["x"]), b["y"]))
-    assert report.probe.loss_fn == "training_step" and report.probe.steps_run == 4
+    # The functional loss inside the training_step is recognised; the reason still says where it came from.
+    assert report.probe.loss_fn == "cross_entropy" and report.probe.steps_run == 4
+    assert "training_step" in report.probe.loss_fn_reason
 
 
 def test_statistics_match_torch_on_measured_steps_and_gradients_every_step():
@@ -168,3 +170,42 @@ def test_label_counts_skip_ignored_and_out_of_range_targets():
 
     counts = label_counts(torch.tensor([[0, 2, -100], [5, 2, 1]]), 3)
     assert counts.tolist() == [1, 1, 2]
+
+
+class _Seq(nn.Module):
+    def __init__(self, block: nn.Module, width: int):
+        super().__init__()
+        self.emb, self.block, self.head = nn.Embedding(30, 16), block, nn.Linear(width, 30)
+
+    def forward(self, x):
+        h = self.block(self.emb(x))
+        return self.head(h[0] if isinstance(h, tuple) else h)
+
+
+def _tokens(n=10):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randint(0, 30, (8, 12), generator=g), torch.randint(0, 30, (8, 12), generator=g))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("block,width,name,kind", [
+    (nn.RNN(16, 32, batch_first=True, nonlinearity="relu"), 32, "block:hidden", "relu"),
+    (nn.GRU(16, 32, batch_first=True), 32, "block:hidden", "tanh"),
+    (nn.LSTM(16, 32), 32, "block:hidden", "tanh"),
+    (nn.TransformerEncoderLayer(16, 2, 64, batch_first=True), 16, "block:relu", "relu"),
+], ids=["rnn", "gru", "lstm", "transformer-layer"])
+def test_activations_inside_fused_modules_are_measured(block, width, name, kind):
+    torch.manual_seed(0)
+    acts = {a.name: a.kind for a in auditor.audit(_Seq(block, width), _tokens(), steps=3,
+                                                   verify_fixes=False).evidence.activations}
+    assert acts.get(name) == kind, acts
+
+
+def test_a_dead_recurrent_net_is_named_dead():
+    torch.manual_seed(0)
+    rnn = nn.RNN(16, 32, batch_first=True, nonlinearity="relu")
+    with torch.no_grad():
+        rnn.bias_ih_l0.fill_(-20.0)  # every pre-activation negative: every unit off at every step
+    report = auditor.audit(_Seq(rnn, 32), _tokens(), steps=20, verify_fixes=False)
+    dead = next(f for f in report.findings if f.rule == "dead-units")
+    assert dead.layers == ["block:hidden"] and dead.severity == "error"

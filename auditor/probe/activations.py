@@ -130,6 +130,19 @@ class ActivationTracer(TorchFunctionMode):
         name = self._names.get(id(module))
         if name is not None and self._stack and self._stack[-1][0] == name:
             self._stack.pop()
+        if name is not None and isinstance(module, nn.RNNBase):
+            self._record_recurrent(name, module, output)
+
+    def _record_recurrent(self, name: str, module: nn.RNNBase, output) -> None:
+        """RNN, GRU and LSTM run their nonlinearities inside one fused kernel that no function mode sees; their
+        output, the hidden state at every time step, is the activation: tanh(...) or relu(...) for nn.RNN, a
+        mix of tanh outputs for GRU, o * tanh(c) for LSTM. Units are its last dimension, whatever the layout."""
+        out = output[0] if isinstance(output, tuple) else output
+        if isinstance(out, nn.utils.rnn.PackedSequence):
+            out = out.data
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and out.numel() > 1:
+            kind = "relu" if getattr(module, "nonlinearity", "tanh") == "relu" else "tanh"
+            self._record(f"{name}:hidden", kind, out, None)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -157,6 +170,10 @@ class ActivationTracer(TorchFunctionMode):
         path = self._stack[-1][0] if self._stack else ""
         if self._in_activation_module():
             base = path
+        elif self._stack and type(self._stack[-1][1]).__module__.startswith("torch.nn."):
+            # Inside a built-in block (TransformerEncoderLayer's feed-forward): its path names it, not the line
+            # of the user's code that called the block.
+            base = f"{path}:{getattr(func, '__name__', 'act')}"
         else:
             site = _call_site(func)
             base = f"{path}:{site}" if path else site

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import AuditError
 from ..load import call_user
+from .lossspy import LossCall, LossSpy
 
 IGNORE_INDEX = -100  # F.cross_entropy's default: targets equal to it are skipped, so they are allowed
 
@@ -113,6 +114,10 @@ class LossComputer:
         self.loss_fn, self.training_step = loss_fn, training_step
         self.model_file, self.data_file = model_file, data_file
         self.choice: LossChoice | None = None
+        # While `spy` is set (the loss-at-initialisation forwards), each call records the functional loss the
+        # user's code really computed, with its input and options (auditor/probe/lossspy.py).
+        self.spy = False
+        self.spied: list[LossCall] = []
 
     def unpack(self, batch):
         if isinstance(batch, list | tuple) and len(batch) == 2 and not hasattr(batch, "_fields"):
@@ -130,6 +135,20 @@ class LossComputer:
 
     def __call__(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return (loss, output); output is None when a training_step hides it."""
+        if not self.spy:
+            return self._compute(model, batch)
+        with LossSpy() as spy:
+            loss, output = self._compute(model, batch)
+        if spy.call is not None:
+            self.spied.append(spy.call)
+        return loss, output
+
+    def recognised(self) -> LossCall | None:
+        """The functional loss seen on every spied forward, if it was one kind throughout."""
+        kinds = {c.kind for c in self.spied}
+        return self.spied[0] if len(kinds) == 1 else None
+
+    def _compute(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.training_step is not None:
             if self.choice is None:
                 self.choice = LossChoice("training_step", f"training_step() in {self.model_file} returns the "

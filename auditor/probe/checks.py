@@ -58,14 +58,24 @@ def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts.index_add_(0, t, torch.ones_like(t))[:num_classes]
 
 
-def output_form(outputs: list, class_dim: int | None) -> dict | None:
-    """Is the output already a probability distribution (softmax at the end) rather than logits?"""
+def output_form(outputs: list, loss: str, class_dim: int | None, squashed_by: str | None = None) -> dict | None:
+    """What the loss is fed: logits, as cross-entropy and BCE-with-logits expect, or already probabilities
+    (a softmax or sigmoid too many); for NLL, log-probabilities or not."""
     outs = [o.detach().float() for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point()]
-    if not outs or class_dim is None:
+    if not outs:
+        return None
+    if loss == "bce_logits":
+        o = torch.cat([t.reshape(-1) for t in outs])
+        stats = torch.stack([o.min(), o.max(), o.mean()]).cpu().numpy()
+        return {"loss": loss, "min": float(stats[0]), "max": float(stats[1]), "mean": float(stats[2]),
+                "squashed_by": squashed_by}
+    if loss not in ("cross_entropy", "nll") or class_dim is None:
         return None
     o = torch.cat([t.movedim(class_dim, -1).reshape(-1, t.shape[class_dim]) for t in outs])
-    stats = torch.stack([o.min(), o.max(), (o.sum(-1) - 1).abs().max()]).cpu().numpy()
-    return {"min": float(stats[0]), "max": float(stats[1]), "row_sum_error": float(stats[2]),
+    # For NLL the rows should be log-probabilities: logsumexp of each row is 0.
+    row_error = (o.logsumexp(-1) if loss == "nll" else o.sum(-1) - 1).abs().max()
+    stats = torch.stack([o.min(), o.max(), row_error]).cpu().numpy()
+    return {"loss": loss, "min": float(stats[0]), "max": float(stats[1]), "row_sum_error": float(stats[2]),
             "classes": int(o.shape[-1])}
 
 

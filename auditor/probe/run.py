@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import AuditError, from_user_exception
 from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
 from ..load import UserSetup
-from . import checks, optim
+from . import checks, lossspy, optim
 from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss
 from .devicelog import DeviceLog, stacked
@@ -148,6 +148,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
 
     # Loss at initialisation, over a few batches, before the model has seen an update.
     init_batches = [first]
+    losses.spy = True
     with torch.no_grad():
         with StructureTracer(model) as structure:
             loss0, out0 = compute(first)
@@ -166,9 +167,22 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
             loss_i, out_i = compute(batch)
             init_losses.append(loss_i.detach().float())
             outputs.append(out_i)
-    targets = [b[1] for b in init_batches if losses.training_step is None and isinstance(b[1], torch.Tensor)]
-    expected, expected_reason = expected_initial_loss(choice, targets)
-    classes = choice.num_classes if choice.name == "cross_entropy" else None
+    losses.spy = False
+    called = losses.recognised()
+    if called is not None:
+        # The loss the user's code really computes, whichever way it was handed over: its input is the logits.
+        expected, expected_reason = lossspy.expected_initial_loss(losses.spied)
+        init_losses = [torch.as_tensor(lossspy.per_element(c, v), dtype=torch.float32, device=v.device)
+                       for c, v in zip(losses.spied, init_losses, strict=False)] + init_losses[len(losses.spied):]
+        outputs = [c.input for c in losses.spied]
+        loss_name, num_classes = called.kind, called.num_classes
+        loss_reason = choice.reason if choice.default else f"{choice.reason}: {called.describe()}"
+    else:
+        targets = [b[1] for b in init_batches if losses.training_step is None and isinstance(b[1], torch.Tensor)]
+        expected, expected_reason = expected_initial_loss(choice, targets)
+        loss_name, num_classes, loss_reason = choice.name, choice.num_classes, choice.reason
+    plain_batches = losses.training_step is None and isinstance(first, list | tuple)
+    classes = num_classes if loss_name == "cross_entropy" and plain_batches else None
     val_batches = _val_batches(setup, device) if options.checks else []
     val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
 
@@ -252,12 +266,12 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
         except AuditError as exc:
             zeroed_note = f"the input-independence experiment could not run on this model: {exc}"
     info = ProbeInfo(
-        steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=choice.name,
-        loss_fn_reason=choice.reason, loss_fn_default=choice.default, optimizer=described,
+        steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=loss_name,
+        loss_fn_reason=loss_reason, loss_fn_default=choice.default, optimizer=described,
         optimizer_default=False, seed=options.seed, stats_every=options.stats_every,
         parameters=sum(p.numel() for p in model.parameters()),
         expected_initial_loss=expected, expected_initial_loss_reason=expected_reason,
-        num_classes=choice.num_classes, batch_size=_batch_size(first), lr=peak_lr,
+        num_classes=num_classes, batch_size=_batch_size(first), lr=peak_lr,
         input_nonfinite=_nonfinite_inputs(init_batches),
         model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds,
     )
@@ -274,7 +288,10 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     evidence.structure = structure.structure
     evidence.zeroed_inputs = zeroed
     evidence.input_stats = checks.input_stats(init_batches, losses)
-    evidence.output_form = checks.output_form(outputs, choice.class_dim) if classes else None
+    if called is not None:
+        evidence.output_form = checks.output_form(outputs, loss_name, called.class_dim, called.squashed_by)
+    elif classes:
+        evidence.output_form = checks.output_form(outputs, loss_name, choice.class_dim)
     evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
     evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
                                                                           strict=True)]
