@@ -152,6 +152,27 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def label_entropy(ev: Evidence) -> float | None:
+    """Entropy of the class frequencies seen in the probe's batches: the loss of a model that predicts the
+    label frequencies and ignores the input, the best any model can do on labels unrelated to their inputs."""
+    if not ev.labels:
+        return None
+    counts = np.sum([c for _, c in ev.labels], axis=0).astype(float)
+    if counts.sum() <= 0:
+        return None
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def best_sweep_loss(ev: Evidence) -> float | None:
+    """The lowest running-median loss the LR range test reached, at any rate."""
+    r = ev.lr_range
+    if not r or len(r.get("losses", ())) < 5:
+        return None
+    s = smooth(np.asarray(r["losses"], dtype=float), 5)
+    return float(np.nanmin(s)) if np.isfinite(s).any() else None
+
+
 def first_step(values, threshold: float) -> int | None:
     """The first step whose (finite) value reaches `threshold`: where an anomaly began."""
     values = np.asarray(values, dtype=float)

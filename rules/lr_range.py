@@ -2,7 +2,7 @@ import numpy as np
 
 from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import fmt
+from auditor.evidence import best_sweep_loss, fmt, label_entropy, loss_prefix
 from auditor.report import figures
 
 
@@ -14,6 +14,9 @@ class LrRange(Rule):
     thresholds = {
         "too_high": Threshold(5.0, "warn when your LR is this many times the rate at the test's loss minimum",
                               "measured: healthy samples sit at 0.05-1.1x that rate"),
+        "prior_margin": Threshold(0.97, "judge only when some rate of the sweep takes the loss below this fraction "
+                                  "of the label-frequency entropy", "a sweep that never beats predicting the "
+                                  "label frequencies has no good range (label-problems' bar)"),
         "too_low": Threshold(1000.0, "warn when your LR is this many times below the rate at the loss minimum",
                              "measured: healthy samples sit at most 22x below it"),
     }
@@ -41,6 +44,10 @@ minimum, fastai's reading) is a starting point, and schedules with warm-up chang
         r, lr = ev.lr_range, ev.probe.lr
         if not r or r.get("suggested") is None or not lr:
             return
+        prior, swept, seq = label_entropy(ev), best_sweep_loss(ev), loss_prefix(ev)
+        end = float(np.median(seq[-max(3, seq.size // 5):])) if seq.size else float("nan")
+        if prior and swept is not None and swept >= t.prior_margin * prior and end >= t.prior_margin * prior:
+            return  # no rate learns anything beyond the label frequencies: there is no good range to compare with
         high = r["good_high"]
         if lr > t.too_high * high:
             verdict, title = f"{fmt(lr / high)}x above", "Learning rate far above the range test's good range"

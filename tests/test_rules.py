@@ -30,7 +30,7 @@ TRIGGERS = {
     "dropout-before-output": ["dropout_before_output"],
     "grad-spikes": ["grad_spikes"],
     "overfitting": ["overfitting"],
-    "label-problems": ["label_problems"],
+    "label-problems": ["label_problems", "shuffled_labels"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw"]
@@ -124,3 +124,12 @@ def test_info_branches_unused_parameters_and_dropout_in_a_classifier():
     assert unused.severity == "info" and set(unused.layers) == {"spare.weight", "spare.bias"}
     drop = next(f for f in report.findings if f.rule == "dropout-before-output")
     assert drop.severity == "info" and drop.layers == ["body.2", "body.3"]  # a classifier: info, not a warning
+
+
+def test_shuffled_labels_are_a_data_problem_with_no_learning_rate_advice(audit_sample):
+    report = audit_sample("shuffled_labels")
+    assert report.root_causes == ["label-problems"]
+    finding = next(f for f in report.findings if f.rule == "label-problems")
+    assert "do not depend on the inputs" in finding.title
+    assert not [f for f in report.findings if f.advice and not f.explained_by]  # no root says "change the LR"
+    assert "lr-range" not in {f.rule for f in report.findings}
