@@ -123,8 +123,10 @@ class Evidence:
     output_form: dict | None = None
     labels: list = field(default_factory=list)  # (step, class counts of that batch)
     val_loss: list = field(default_factory=list)  # (step, mean validation loss)
+    batch_fingerprints: list = field(default_factory=list)  # one small vector per early step (checks.fingerprint)
     zeroed_inputs: dict | None = None
     batch_mixing: dict | None = None
+    causal_leak: dict | None = None
     overfit: dict | None = None
     lr_range: dict | None = None
 

@@ -31,6 +31,8 @@ TRIGGERS = {
     "grad-spikes": ["grad_spikes"],
     "overfitting": ["overfitting"],
     "label-problems": ["label_problems", "shuffled_labels"],
+    "repeated-batches": ["repeated_batches"],
+    "causal-leak": ["causal_leak"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw"]

@@ -49,6 +49,36 @@ def input_stats(batches: list, losses: LossComputer) -> dict | None:
             "min": float(stats[0]), "max": float(stats[1]), "layout": "channels" if x.ndim > 2 else "features"}
 
 
+# Batches fingerprinted at the start of the probe: enough consecutive pairs to tell a loader that repeats one
+# batch from one that merely repeats a few samples.
+FINGERPRINT_STEPS = 10
+_FP_ELEMENTS = 4096
+
+
+def fingerprint(batch) -> torch.Tensor:
+    """Two numbers per tensor of the batch, on the device (no sync): its sum and a position-weighted sum of its
+    first elements, so two batches agree only if they hold the same values in the same order."""
+    parts = []
+    for t in tensors(batch):
+        flat = t.detach().reshape(-1)[:_FP_ELEMENTS].float()
+        weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float32)
+        parts += [t.detach().float().sum(), (flat * weights).sum()]
+    if not parts:
+        return torch.zeros(2)
+    return torch.stack(parts)
+
+
+def tensors(batch):
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, list | tuple):
+        for b in batch:
+            yield from tensors(b)
+    elif isinstance(batch, dict):
+        for b in batch.values():
+            yield from tensors(b)
+
+
 def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Class counts of one batch, without a host sync: boolean-mask indexing and `bincount` both ask the
     device for a size, so ignored and out-of-range targets go to an extra bin that is then dropped."""
@@ -131,6 +161,107 @@ def batch_mixing(model: nn.Module, batch, losses: LossComputer) -> dict | None:
     own, others = float(per_sample[-1]), per_sample[:-1]
     return {"own": own, "others_max": float(others.max()), "leaking": int((others > 1e-6 * max(own, 1e-30)).sum()),
             "batch": int(inputs.shape[0])}
+
+
+# A future position "depends" on the present when its gradient exceeds this fraction of the largest gradient at
+# the present and past positions: a causal model gives exactly 0 (masked softmax weights are exact zeros).
+CAUSAL_TOLERANCE = 1e-6
+
+
+def _next_token_ids(batch):
+    """(token ids, forward) when the batch trains next-token prediction: targets are the inputs shifted by one,
+    or `labels` equal `input_ids` (Hugging Face causal LMs shift inside); None otherwise."""
+    if isinstance(batch, list | tuple) and len(batch) == 2:
+        x, y = batch
+        if (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.ndim == 2 and x.shape == y.shape
+                and not x.is_floating_point() and x.shape[1] >= 2 and torch.equal(x[:, 1:], y[:, :-1])):
+            return x, lambda m, ids: m(ids)
+    if isinstance(batch, dict):
+        ids, labels = batch.get("input_ids"), batch.get("labels")
+        if isinstance(ids, torch.Tensor) and isinstance(labels, torch.Tensor) and ids.ndim == 2 and \
+                ids.shape[1] >= 2 and torch.equal(ids, labels):
+            return ids, lambda m, x: m(input_ids=x)
+    return None, None
+
+
+def _logits(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "logits"):
+        return out.logits
+    if isinstance(out, list | tuple) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return None
+
+
+def causal_leak(model: nn.Module, batch) -> dict | None:
+    """For next-token training: does the output at position t depend on inputs after t? The gradient of one
+    position's output with respect to the token embeddings of every position, in eval mode, on one sequence;
+    the module where the future gets in is the deepest one whose input carries gradient from future positions
+    while its output does not."""
+    ids, forward = _next_token_ids(batch)
+    if ids is None:
+        return None
+    m = copy_model(model)
+    m.eval()
+    ids = ids[:1]
+    T = ids.shape[1]
+    t = T // 2
+    names = {id(mod): name for name, mod in m.named_modules() if name}
+    seen: dict[str, list] = {}
+    captured = {}
+
+    def track(tensor):
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.requires_grad and \
+                tensor.ndim >= 2 and tuple(tensor.shape[:2]) == (1, T):
+            tensor.retain_grad()
+            return tensor
+        return None
+
+    def hook(module, args, output):
+        name = names.get(id(module))
+        if name is None:
+            return
+        if isinstance(module, nn.Embedding) and "leaf" not in captured:
+            captured["leaf"] = track(output)
+        out = output[0] if isinstance(output, tuple) and output else output
+        seen[name] = [track(args[0]) if args else None, track(out)]
+
+    handle = nn.modules.module.register_module_forward_hook(hook)
+    try:
+        logits = _logits(forward(m, ids))
+    finally:
+        handle.remove()
+    leaf = captured.get("leaf")
+    if logits is None or leaf is None or logits.ndim < 2 or logits.shape[1] != T:
+        return None
+    logits[0, t].float().sum().backward()
+    if leaf.grad is None:
+        return None
+
+    def split(g):
+        g = g.detach().float().abs().reshape(T, -1).amax(1)
+        return float(g[: t + 1].max()), float(g[t + 1:].max())
+
+    own, future = split(leaf.grad[0])
+    leaks = future > CAUSAL_TOLERANCE * max(own, 1e-30)
+    where = []
+    if leaks:
+        flows = {}
+        for name, (inp, out) in seen.items():
+            if inp is not None and out is not None and inp.grad is not None:
+                i_own, i_future = split(inp.grad[0])
+                o_future = split(out.grad[0])[1] if out.grad is not None else 0.0
+                flows[name] = i_future > CAUSAL_TOLERANCE * max(i_own, 1e-30) and o_future <= CAUSAL_TOLERANCE * max(
+                    i_own, 1e-30)
+        candidates = [n for n, mixes in flows.items() if mixes]
+        where = [n for n in candidates if not any(c != n and c.startswith(n + ".") for c in candidates)]
+    # A leak in a later layer hides one in an earlier layer from this test (the earlier one's output reaches
+    # position t through the later leak); the same code in the other layers is named alongside.
+    kinds = {type(m.get_submodule(n)) for n in where}
+    alike = [n for n, mod in m.named_modules() if n and type(mod) in kinds and n not in where]
+    return {"position": t, "length": T, "own": own, "future": future, "leaks": bool(leaks), "modules": where,
+            "same_code": alike}
 
 
 def overfit_one_batch(model: nn.Module, batch, compute: Callable) -> dict:
@@ -231,6 +362,7 @@ def run_experiments(ev, initial: nn.Module, make_opt: Callable, losses: LossComp
 
     first = held[0]
     ev.batch_mixing = attempt("batch-mixing", lambda: batch_mixing(initial, first, losses))
+    ev.causal_leak = attempt("causal-leak", lambda: causal_leak(initial, first))
     ev.overfit = attempt("overfit-one-batch", lambda: overfit_one_batch(initial, first, compute))
     used = [0]
 

@@ -206,6 +206,8 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
                 _val_loss(model, val_batches, compute, log, step)
             if classes and measure and isinstance(batch[1], torch.Tensor):
                 log.put("labels", checks.label_counts(batch[1], classes), step)
+            if step < checks.FINGERPRINT_STEPS:
+                log.put("batch_fp", checks.fingerprint(batch), step)
             if measure:
                 rng = torch_rng_state(device)
                 with tracer:
@@ -293,6 +295,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     elif classes:
         evidence.output_form = checks.output_form(outputs, loss_name, choice.class_dim)
     evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
+    evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
     evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
                                                                           strict=True)]
     info.seconds = time.perf_counter() - started
@@ -341,19 +344,8 @@ def _val_loss(model: nn.Module, batches: list, compute, log: DeviceLog, step: in
 
 def _nonfinite_inputs(batches) -> int:
     # One host sync, once: NaN in the data is the commonest cause of a NaN loss at step 0.
-    counts = [(~torch.isfinite(t)).sum() for b in batches for t in _tensors(b) if t.is_floating_point()]
+    counts = [(~torch.isfinite(t)).sum() for b in batches for t in checks.tensors(b) if t.is_floating_point()]
     return int(torch.stack(counts).sum()) if counts else 0
-
-
-def _tensors(batch):
-    if isinstance(batch, torch.Tensor):
-        yield batch
-    elif isinstance(batch, list | tuple):
-        for b in batch:
-            yield from _tensors(b)
-    elif isinstance(batch, dict):
-        for b in batch.values():
-            yield from _tensors(b)
 
 
 def _batch_size(batch) -> int | None:
