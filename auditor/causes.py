@@ -16,6 +16,7 @@ with the stronger evidence decides and the other is shown as its consequence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .engine import SEVERITY_RANK, Finding
@@ -29,45 +30,18 @@ class Mechanism:
     effects: tuple[str, ...]
     how: str
     source: str
+    # Only when the cause's own evidence shows this mechanism at work (else the edge is left to later entries).
+    when: Callable[[Finding], bool] | None = None
 
 
+def _whole_layer_dead(f: Finding) -> bool:
+    return max(f.evidence.get("dead_fraction", {0: 0}).values()) >= 0.95
+
+
+# In order of precedence: when two findings could each explain the other and their onsets do not decide,
+# the edge from the earlier entry wins. The data and the model's structure come first, then the
+# initialisation, then the training dynamics they set off.
 MECHANISMS = (
-    Mechanism("input-scale", ("saturated-units", "dead-units", "exploding-gradients", "init-loss", "init-scale",
-                              "grad-data-ratio", "update-ratio", "lr-range", "loss-oscillation", "grad-spikes"),
-              "unstandardised inputs scale every pre-activation of the first layer, and with it the gradients",
-              "LeCun, Bottou, Orr & Müller, 'Efficient BackProp' (1998), 4.3: normalising the inputs"),
-    Mechanism("init-scale", ("saturated-units", "dead-units", "vanishing-gradients", "exploding-gradients",
-                             "init-loss", "loss-hockey-stick", "grad-data-ratio"),
-              "activations that grow or shrink layer after layer saturate or silence units and scale gradients "
-              "the same way", "Glorot & Bengio, AISTATS 2010; He et al., ICCV 2015"),
-    Mechanism("init-loss", ("loss-hockey-stick", "saturated-units", "grad-spikes", "update-ratio", "lr-range"),
-              "confidently wrong logits make the first steps undo the initialisation",
-              "Karpathy, makemore part 3 (2022): fixing the initial loss removes the hockey stick"),
-    Mechanism("saturated-units", ("vanishing-gradients", "loss-plateau", "update-ratio", "dead-units",
-                                  "grad-data-ratio"),
-              "a saturated tanh passes (1 - t²) ≈ 0 of the gradient back",
-              "Karpathy, makemore part 3 (2022); Glorot & Bengio, AISTATS 2010"),
-    Mechanism(LR_HIGH, ("exploding-gradients", "grad-spikes", "dead-units", "saturated-units",
-                        "input-independence", "loss-plateau", "loss-divergence", "loss-nan", "loss-oscillation",
-                        "update-ratio", "loss-hockey-stick"),
-              "steps larger than the curvature allows overshoot, knock ReLUs off the data for good and can "
-              "blow up", "Smith, WACV 2017 (LR range test); Lu et al., 'Dying ReLU and Initialization' (2019)"),
-    Mechanism("exploding-gradients", ("loss-nan", "loss-divergence", "dead-units", "saturated-units",
-                                      "input-independence", "loss-plateau", "update-ratio", "lr-range",
-                                      "loss-hockey-stick", "grad-spikes", "grad-data-ratio", "vanishing-gradients"),
-              "one huge step rewrites the weights: units die or saturate and what is left barely trains",
-              "Pascanu, Mikolov & Bengio, ICML 2013"),
-    Mechanism("dead-units", ("input-independence", "loss-plateau", "vanishing-gradients", "update-ratio",
-                             "grad-data-ratio", "lr-range", "overfit-one-batch"),
-              "a dead ReLU passes no signal forward and no gradient back",
-              "Lu et al., 'Dying ReLU and Initialization' (2019); Karpathy, makemore part 3 (2022)"),
-    Mechanism("vanishing-gradients", ("loss-plateau", "update-ratio", "grad-data-ratio"),
-              "layers far from the loss get almost no gradient, so they barely move",
-              "Hochreiter (1991); Glorot & Bengio, AISTATS 2010"),
-    Mechanism("output-not-logits", ("loss-plateau", "init-loss", "overfit-one-batch", "update-ratio", "lr-range",
-                                    "vanishing-gradients"),
-              "a softmax fed to a loss that applies its own squashes the gradient and floors the loss",
-              "PyTorch docs, nn.CrossEntropyLoss: 'The input is expected to contain the unnormalized logits'"),
     Mechanism("label-problems", ("loss-plateau", "lr-range", "update-ratio", "input-independence",
                                  "overfit-one-batch", "overfitting", "loss-oscillation"),
               "labels that do not belong to their inputs leave nothing to learn but the label frequencies",
@@ -75,13 +49,65 @@ MECHANISMS = (
     Mechanism("repeated-batches", ("overfitting", "grad-spikes", "loss-hockey-stick", "lr-range"),
               "the same batch every step is memorised, not learned from",
               "Karpathy, 'A Recipe for Training Neural Networks' (2019): overfit one batch on purpose only"),
+    Mechanism("causal-leak", ("loss-hockey-stick",), "a model that sees the token it must predict copies it",
+              "Vaswani et al., 'Attention Is All You Need' (2017), 3.2.3: masking future positions"),
+    Mechanism("input-scale", ("saturated-units", "dead-units", "exploding-gradients", "init-loss", "init-scale",
+                              "grad-data-ratio", "update-ratio", "lr-range", "loss-oscillation", "grad-spikes"),
+              "unstandardised inputs scale every pre-activation of the first layer, and with it the gradients",
+              "LeCun, Bottou, Orr & Müller, 'Efficient BackProp' (1998), 4.3: normalising the inputs"),
+    # A model can ignore its input from the start for three reasons: a layer with every unit off, a deep
+    # stack whose shrinking Jacobian loses the signal forwards as it loses the gradient backwards, or an input
+    # that is cut off in the code. The first two are recognised by their own evidence, before the third.
+    Mechanism("dead-units", ("input-independence",), "a layer whose every unit is off passes nothing forward",
+              "Lu et al., 'Dying ReLU and Initialization' (2019)", when=_whole_layer_dead),
+    Mechanism("vanishing-gradients", ("input-independence",), "the shrinking Jacobian that loses the gradient "
+              "backwards loses the input's signal forwards", "Glorot & Bengio, AISTATS 2010, section 4"),
+    Mechanism("input-independence", ("dead-units", "saturated-units", "loss-plateau", "update-ratio", "lr-range",
+                                     "overfit-one-batch", "vanishing-gradients"),
+              "a model cut off from its input feeds every unit the same value for every sample",
+              "Karpathy, 'A Recipe for Training Neural Networks' (2019): the input-independent baseline"),
+    Mechanism("output-not-logits", ("loss-plateau", "init-loss", "overfit-one-batch", "update-ratio", "lr-range",
+                                    "vanishing-gradients"),
+              "a softmax fed to a loss that applies its own squashes the gradient and floors the loss",
+              "PyTorch docs, nn.CrossEntropyLoss: 'The input is expected to contain the unnormalized logits'"),
     Mechanism("weights-not-updating", ("loss-plateau", "update-ratio", "input-independence"),
               "parameters the optimizer never steps keep their initial values",
               "PyTorch docs, torch.optim: parameters must be passed to the optimizer"),
     Mechanism("batch-mixing", ("overfit-one-batch",), "outputs that depend on other samples cannot be fitted "
               "per sample", "PyTorch docs, nn.MultiheadAttention / nn.LSTM: batch_first"),
-    Mechanism("causal-leak", ("loss-hockey-stick",), "a model that sees the token it must predict copies it",
-              "Vaswani et al., 'Attention Is All You Need' (2017), 3.2.3: masking future positions"),
+    Mechanism("init-scale", ("saturated-units", "dead-units", "vanishing-gradients", "exploding-gradients",
+                             "init-loss", "loss-hockey-stick", "grad-data-ratio", "update-ratio"),
+              "activations that grow or shrink layer after layer saturate or silence units and scale gradients "
+              "the same way", "Glorot & Bengio, AISTATS 2010; He et al., ICCV 2015"),
+    Mechanism("init-loss", ("loss-hockey-stick", "saturated-units", "grad-spikes", "update-ratio", "lr-range"),
+              "confidently wrong logits make the first steps undo the initialisation",
+              "Karpathy, makemore part 3 (2022): fixing the initial loss removes the hockey stick"),
+    Mechanism("vanishing-gradients", ("loss-plateau", "update-ratio", "grad-data-ratio", "overfit-one-batch",
+                                      "input-independence"),
+              "layers far from the loss get almost no gradient, so they barely move",
+              "Hochreiter (1991); Glorot & Bengio, AISTATS 2010"),
+    Mechanism("saturated-units", ("vanishing-gradients", "loss-plateau", "update-ratio", "dead-units",
+                                  "grad-data-ratio", "overfit-one-batch"),
+              "a saturated tanh passes (1 - t²) ≈ 0 of the gradient back",
+              "Karpathy, makemore part 3 (2022); Glorot & Bengio, AISTATS 2010"),
+    Mechanism("overfit-one-batch", ("lr-range", "loss-plateau", "update-ratio", "loss-hockey-stick"),
+              "a model that cannot fit 8 samples cannot express its targets (an output activation, a wrong loss): "
+              "no learning rate fixes that, and the rate test and loss curve reflect it",
+              "Karpathy, 'A Recipe for Training Neural Networks' (2019): overfit one batch"),
+    Mechanism("exploding-gradients", ("loss-nan", "loss-divergence", "dead-units", "saturated-units",
+                                      "input-independence", "loss-plateau", "update-ratio", "lr-range",
+                                      "loss-hockey-stick", "grad-spikes", "grad-data-ratio", "vanishing-gradients"),
+              "one huge step rewrites the weights: units die or saturate and what is left barely trains",
+              "Pascanu, Mikolov & Bengio, ICML 2013"),
+    Mechanism(LR_HIGH, ("exploding-gradients", "grad-spikes", "dead-units", "saturated-units",
+                        "input-independence", "loss-plateau", "loss-divergence", "loss-nan", "loss-oscillation",
+                        "update-ratio", "loss-hockey-stick"),
+              "steps larger than the curvature allows overshoot, knock ReLUs off the data for good and can "
+              "blow up", "Smith, WACV 2017 (LR range test); Lu et al., 'Dying ReLU and Initialization' (2019)"),
+    Mechanism("dead-units", ("input-independence", "loss-plateau", "vanishing-gradients", "update-ratio",
+                             "grad-data-ratio", "lr-range", "overfit-one-batch"),
+              "a dead ReLU passes no signal forward and no gradient back",
+              "Lu et al., 'Dying ReLU and Initialization' (2019); Karpathy, makemore part 3 (2022)"),
     Mechanism("batchnorm-small-batch", ("grad-spikes", "loss-oscillation"),
               "batch statistics of a few samples are noisy, and so is every step",
               "Wu & He, 'Group Normalization', ECCV 2018"),
@@ -90,13 +116,6 @@ MECHANISMS = (
 
 def _tags(f: Finding) -> set[str]:
     return {f.rule} | ({f.advice} if f.advice else set())
-
-
-def _mechanism(cause: Finding, effect: Finding) -> Mechanism | None:
-    for m in MECHANISMS:
-        if m.cause in _tags(cause) and effect.rule in m.effects:
-            return m
-    return None
 
 
 def _opposed(a: Finding, b: Finding) -> bool:
@@ -141,18 +160,16 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
         if cause in by_rule:
             for effect in sorted(removed_by[cause] & by_rule.keys()):
                 add(cause, effect, f"counterfactual: fixing {cause} on a copy removed this finding")
-    # (c) mechanisms, unless time or a counterfactual says otherwise.
+    # (c) mechanisms, in the table's order of precedence, unless time or a counterfactual says otherwise.
     order = sorted(by_rule.values(), key=lambda f: (_onset(f), -_rank(f), f.rule))
-    for cause in order:
-        for effect in order:
-            m = _mechanism(cause, effect) if cause is not effect else None
-            if m is None:
-                continue
-            if effect.rule in stayed_after.get(cause.rule, set()):
-                continue  # the cause's fix was verified and this finding stayed: not its consequence
-            if effect.onset is not None and cause.onset is not None and effect.onset < cause.onset:
-                continue  # began before its supposed cause
-            add(cause.rule, effect.rule, f"mechanism: {m.how} ({m.source})")
+    for m in MECHANISMS:
+        for cause in (f for f in order if m.cause in _tags(f) and (m.when is None or m.when(f))):
+            for effect in (f for f in order if f is not cause and f.rule in m.effects):
+                if effect.rule in stayed_after.get(cause.rule, set()):
+                    continue  # the cause's fix was verified and this finding stayed: not its consequence
+                if effect.onset is not None and cause.onset is not None and effect.onset < cause.onset:
+                    continue  # began before its supposed cause
+                add(cause.rule, effect.rule, f"mechanism: {m.how} ({m.source})")
     # Opposed advice on one knob: the finding with the stronger evidence decides.
     for a in order:
         for b in order:

@@ -52,6 +52,8 @@ class ProbeInfo:
     model_file: str = "<api>"
     data_file: str = "<api>"
     notes: list[str] = field(default_factory=list)
+    # Trainable parameters the optimizer cannot move: {name: "not in the optimizer" | "learning rate 0"}.
+    not_stepped: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Evidence:
     val_loss: list = field(default_factory=list)  # (step, mean validation loss)
     batch_fingerprints: list = field(default_factory=list)  # one small vector per early step (checks.fingerprint)
     zeroed_inputs: dict | None = None
+    zeroed_inputs_init: dict | None = None  # the same on the untrained model
     batch_mixing: dict | None = None
     causal_leak: dict | None = None
     overfit: dict | None = None

@@ -40,18 +40,27 @@ self.register_buffer("scale", torch.ones(n_in))    # or set it from the training
         gap = abs(zeroed - real) / real
         if gap >= t.max_gap:
             return
+        z0 = ev.zeroed_inputs_init
+        from_init = bool(z0) and _gap(z0) < t.max_gap
+        when = ("It does so from the start, before any update: the input is cut off in the model itself. "
+                if from_init else "At initialisation it did depend on it: training drove it there. ")
         yield self.finding(
             "error", "The model ignores its input",
             f"After the probe, the loss on real inputs is {fmt(real)} and on the same batches with every input set "
-            f"to zero {fmt(zeroed)} (a {pct(gap)} difference): the predictions do not depend on the input.",
+            f"to zero {fmt(zeroed)} (a {pct(gap)} difference): the predictions do not depend on the input. {when}",
             "Trace the input through forward (print x.abs().mean() after each step) and find where it is "
             "multiplied by zero, overwritten or dropped:\n\n"
             "h = self.net(x)                       # the argument, not a stored or zero tensor",
-            [], real=real, zeroed=zeroed, gap=gap)
+            [], onset=0 if from_init else ev.probe.steps_run, real=real, zeroed=zeroed, gap=gap, from_init=from_init)
 
     def draw(self, ax, ev, finding):
         figures.bars(ax, ["real inputs", "inputs set to 0"], [finding.evidence["real"], finding.evidence["zeroed"]],
                      f"loss after the probe ({ev.probe.loss_fn})")
+
+
+def _gap(z) -> float:
+    real, zeroed = float(np.mean(z["real"])), float(np.mean(z["zeroed"]))
+    return abs(zeroed - real) / real if real > 0 and np.isfinite(real) and np.isfinite(zeroed) else float("inf")
 
 
 RULE = InputIndependence()

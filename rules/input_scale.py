@@ -37,6 +37,8 @@ X = (X - mean) / std                                    # per channel; statistic
         if not s:
             return
         mean, std = np.array(s["mean"]), np.array(s["std"])
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            return  # NaN in the data is loss-nan's finding (it counts them)
         rms = np.sqrt(mean**2 + std**2)
         live = std[std > 0]
         spread = float(live.max() / live.min()) if live.size else 1.0

@@ -1,13 +1,41 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import best_sweep_loss, fmt, label_entropy, loss_prefix, pct
+from auditor.evidence import best_sweep_loss, depth_profile, fmt, label_entropy, loss_prefix, nanmedian, pct
 from auditor.report import figures
+
+
+def _sound(ev, t) -> bool:
+    """A network that cannot learn from its inputs (dead or saturated units, huge inputs, a bad start) also
+    sits at the label-frequency loss; only a sound one sitting there points at the labels."""
+    p = ev.probe
+    if p.initial_loss is None or p.expected_initial_loss is None or not np.isfinite(ev.loss).all():
+        return False
+    if p.initial_loss - p.expected_initial_loss > 1.0:  # init-loss's own bar
+        return False
+    for a in ev.activations:
+        if nanmedian(a.dead) >= t.broken_units or nanmedian(a.saturated) >= t.broken_units:
+            return False
+    # The signal's scale across depth, forward (init-scale's x10 bar) and backward (the gradient rules' 2 decades).
+    stds = [float(a.std[0]) for a in ev.activations if a.std.size and np.isfinite(a.std[0]) and a.std[0] > 0]
+    if len(stds) >= 3 and not 0.1 <= stds[-1] / stds[0] <= 10:
+        return False
+    _, scale, _ = depth_profile(ev)
+    scale = scale[np.isfinite(scale) & (scale > 0)]
+    if scale.size >= 3 and abs(np.log10(scale[0] / scale[-1])) >= 2:
+        return False
+    stats = ev.input_stats
+    if stats:
+        rms = np.sqrt(np.square(stats["mean"]) + np.square(stats["std"]))
+        if rms.max() > 10:  # input-scale's bar
+            return False
+    return True
 
 
 class LabelProblems(Rule):
     id = "label-problems"
     from_start = True
+    reads = ("lr_range", "overfit")  # the unrelated-labels test needs both experiments
     summary = ("Labels unrelated to their inputs (shuffled apart), one class per batch (an unshuffled loader), or "
                "severe class imbalance.")
     thresholds = {
@@ -23,6 +51,8 @@ class LabelProblems(Rule):
         "inputs_help": Threshold(0.1, "... and zeroing the inputs raises the trained model's loss by less than this "
                                  "fraction", "measured: +3% on the shuffled-labels sample, +25% to +120% on the "
                                  "healthy ones"),
+        "broken_units": Threshold(0.5, "... and no layer has this share of dead or saturated units (then the network, "
+                                  "not the labels, explains the stuck loss)", "dead-units' error bar"),
         "memorised": Threshold(0.2, "... while the one-batch experiment memorises (best loss below this fraction "
                                "of its start)", "overfit-one-batch's own bar"),
     }
@@ -87,7 +117,7 @@ DataLoader(dataset, batch_size=32, shuffle=True)
         at_prior = t.prior_margin * prior <= end <= (2 - t.prior_margin) * prior
         z = ev.zeroed_inputs
         inputs_help = bool(z) and np.mean(z["zeroed"]) > (1 + t.inputs_help) * np.mean(z["real"])
-        if not memorised or not at_prior or swept < t.prior_margin * prior or inputs_help:
+        if not memorised or not at_prior or swept < t.prior_margin * prior or inputs_help or not _sound(ev, t):
             return
         yield self.finding(
             "error", "The labels do not depend on the inputs",

@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt
 from auditor.probe.checks import probability_floor
@@ -38,8 +40,8 @@ def forward(self, x):
 
     def check(self, ev, t):
         form = ev.output_form
-        if not form:
-            return
+        if not form or not all(np.isfinite(v) for k, v in form.items() if isinstance(v, float)):
+            return  # a NaN output is loss-nan's finding; NaN compares false with every bound
         where = [ev.structure.output_producer] if ev.structure and ev.structure.output_producer else []
         if form["loss"] == "cross_entropy":
             yield from self._softmax(form, where, t)

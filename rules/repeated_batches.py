@@ -43,9 +43,10 @@ does not fire by chance; a loader that repeats after a few distinct batches is n
         if share < t.share:
             return
         yield self.finding(
-            "error", "Every step trains on the same batch",
+            "warning", "Every step trains on the same batch",
             f"{sum(same)} of the first {len(same)} consecutive pairs of steps got an identical batch ({pct(share)}): "
-            "the loader repeats one batch, so the loss measures memorisation of those samples, not learning.",
+            "the loader repeats one batch, so the loss measures memorisation of those samples, not learning. "
+            "(Full-batch training on purpose looks the same: then ignore this rule.)",
             "Draw a new batch inside the loop, from an iterator made once per epoch:\n\n"
             "for epoch in range(epochs):\n    for x, y in train_loader:      # not x, y = next(iter(train_loader))\n"
             "        ...",

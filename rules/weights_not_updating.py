@@ -5,14 +5,27 @@ from auditor.report import figures
 
 
 def _frozen(ev) -> list[str]:
-    """Tensors with non-zero gradients whose values never changed on any measured step."""
+    """Tensors with non-zero gradients whose values never changed on any measured step, and that the optimizer
+    cannot move (left out of it, or in a group with learning rate 0). A tensor the optimizer does step but
+    whose update is below float precision (vanishing gradients) is not one: update-ratio and
+    vanishing-gradients say why it does not move."""
     out = []
     for p in ev.params:
+        if p.name not in ev.probe.not_stepped:
+            continue
         moved = p.update_rms[np.isfinite(p.update_rms)]
         grads = p.grad_norm[p.has_grad & np.isfinite(p.grad_norm)]
         if p.received_grad and grads.size and grads.max() > 0 and moved.size and moved.max() == 0:
             out.append(p.name)
     return out
+
+
+def _why(ev, names: list[str]) -> str:
+    reasons = {}
+    for n in names:
+        reasons.setdefault(ev.probe.not_stepped[n], []).append(n)
+    return "; ".join(f"{', '.join(ns[:3])}{' ...' if len(ns) > 3 else ''} {'are' if len(ns) > 1 else 'is'} {why}"
+                     for why, ns in reasons.items())
 
 
 class WeightsNotUpdating(Rule):
@@ -44,8 +57,8 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
                 "error", "Parameters get gradients but are never updated",
                 f"{len(frozen)} parameter tensor(s) ({total:,} values: {', '.join(frozen[:5])}"
                 f"{' ...' if len(frozen) > 5 else ''}) receive non-zero gradients at every step, yet did not "
-                f"change by a single bit over the probe with {ev.probe.optimizer}: they are not in the "
-                "optimizer, or their group's learning rate is 0.",
+                f"change by a single bit over the probe with {ev.probe.optimizer}: "
+                f"{_why(ev, frozen)}.",
                 "Give the optimizer every trainable parameter (build it after the whole model):\n\n"
                 "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)\n"
                 "# or add the missing ones: optimizer.add_param_group({'params': missing})",

@@ -135,3 +135,39 @@ def test_shuffled_labels_are_a_data_problem_with_no_learning_rate_advice(audit_s
     assert "do not depend on the inputs" in finding.title
     assert not [f for f in report.findings if f.advice and not f.explained_by]  # no root says "change the LR"
     assert "lr-range" not in {f.rule for f in report.findings}
+
+
+# The root cause each sample was built around: it must be the report's headline (root_causes[0]), or, where a
+# sample carries a second independent problem by construction, at least one of its roots.
+HEADLINE = {
+    "batch_mixing": "batch-mixing", "batchnorm_small_batch": "batchnorm-small-batch",
+    "bias_before_norm": "bias-before-norm", "causal_leak": "causal-leak", "dead_units": "dead-units",
+    "dropout_before_output": "dropout-before-output", "exploding_gradients": "init-scale",
+    "init_loss": "init-loss", "init_scale": "init-scale", "input_independence": "input-independence",
+    "input_scale": "input-scale", "label_problems": "label-problems", "loss_nan": "loss-nan",
+    "lr_range": "lr-range", "makemore_raw": "init-loss", "output_not_logits": "output-not-logits",
+    "overfit_one_batch": "overfit-one-batch", "repeated_batches": "repeated-batches",
+    "saturated_units": "saturated-units", "shuffled_labels": "label-problems",
+    "vanishing_gradients": "vanishing-gradients", "weights_not_updating": "weights-not-updating",
+    # The learning rate, named by the range test, explains these samples' symptoms.
+    "loss_plateau": "lr-range", "update_ratio": "lr-range", "loss_divergence": "lr-range",
+    "loss_oscillation": "update-ratio", "overfitting": "repeated-batches",
+}
+AMONG_ROOTS = {"grad_data_ratio": "grad-data-ratio", "grad_spikes": "grad-spikes", "loss_hockey_stick": "init-loss"}
+
+
+@pytest.mark.parametrize("sample", sorted(HEADLINE))
+def test_sample_headline_is_its_root_cause(audit_sample, sample):
+    report = audit_sample(sample)
+    assert report.root_causes and report.root_causes[0] == HEADLINE[sample], report.root_causes
+
+
+@pytest.mark.parametrize("sample", sorted(AMONG_ROOTS))
+def test_sample_cause_is_a_root(audit_sample, sample):
+    assert AMONG_ROOTS[sample] in audit_sample(sample).root_causes
+
+
+def test_no_two_roots_advise_opposite_learning_rates(audit_sample):
+    for sample in sorted(HEADLINE) + sorted(AMONG_ROOTS):
+        roots = [f for f in audit_sample(sample).findings if not f.explained_by and f.advice]
+        assert len({f.advice for f in roots}) <= 1, (sample, [(f.rule, f.advice) for f in roots])

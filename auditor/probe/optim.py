@@ -174,6 +174,21 @@ def _plain(value):
     return value
 
 
+def not_stepped(opt: torch.optim.Optimizer, model: nn.Module) -> dict[str, str]:
+    """Trainable parameters the optimizer will never move, and why: read off its groups, not guessed."""
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    out = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        group = group_of.get(id(p))
+        if group is None:
+            out[name] = "not in the optimizer"
+        elif isinstance(group.get("lr"), int | float) and group["lr"] == 0:
+            out[name] = "learning rate 0"
+    return out
+
+
 def adjust(opt: torch.optim.Optimizer, model: nn.Module, *, lr: float | None, add_missing_params: bool) -> None:
     """Optimizer-side fixes that fix verification tries on the probe's own copy."""
     if add_missing_params:

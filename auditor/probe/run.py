@@ -183,6 +183,12 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
         loss_name, num_classes, loss_reason = choice.name, choice.num_classes, choice.reason
     plain_batches = losses.training_step is None and isinstance(first, list | tuple)
     classes = num_classes if loss_name == "cross_entropy" and plain_batches else None
+    # The same experiment as after the probe, on the untrained model: a model that ignores its input from the
+    # start has a structural bug, one that learns to ignore it was driven there by training.
+    try:
+        zeroed_init = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0])
+    except AuditError:
+        zeroed_init = None
     val_batches = _val_batches(setup, device) if options.checks else []
     val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
 
@@ -191,6 +197,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     tracer = ActivationTracer(model, log, histogram_steps)
     steps_run = 0
     described = optim.describe(opt)  # before a scheduler moves the rate
+    not_stepped = optim.not_stepped(opt, model)
     peak_lr = _lr(opt)  # with a scheduler (warm-up, decay), the highest rate the probe trained at
     loop_started = time.perf_counter()
     try:
@@ -275,7 +282,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
         expected_initial_loss=expected, expected_initial_loss_reason=expected_reason,
         num_classes=num_classes, batch_size=_batch_size(first), lr=peak_lr,
         input_nonfinite=_nonfinite_inputs(init_batches),
-        model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds,
+        model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds, not_stepped=not_stepped,
     )
     if zeroed_note:
         info.notes.append(zeroed_note)
@@ -289,6 +296,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     evidence.initial_losses = [float(v) for v in init]
     evidence.structure = structure.structure
     evidence.zeroed_inputs = zeroed
+    evidence.zeroed_inputs_init = zeroed_init
     evidence.input_stats = checks.input_stats(init_batches, losses)
     if called is not None:
         evidence.output_form = checks.output_form(outputs, loss_name, called.class_dim, called.squashed_by)
