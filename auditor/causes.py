@@ -170,13 +170,18 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
                 if effect.onset is not None and cause.onset is not None and effect.onset < cause.onset:
                     continue  # began before its supposed cause
                 add(cause.rule, effect.rule, f"mechanism: {m.how} ({m.source})")
-    # Opposed advice on one knob: the finding with the stronger evidence decides.
+    # One knob, two roots: opposite advice is decided by the stronger evidence; the same advice is one cause
+    # seen by two tests, shown once.
     for a in order:
         for b in order:
-            if a is not b and _opposed(a, b) and not parents[a.rule] and not parents[b.rule]:
-                first, second = sorted((a, b), key=_strength(parents, by_rule))
-                add(first.rule, second.rule, f"{first.rule} and {second.rule} advise opposite learning-rate changes; "
-                    f"the evidence for {first.rule} is stronger (its onset, severity and what it explains)")
+            if a is b or not a.advice or not b.advice or parents[a.rule] or parents[b.rule]:
+                continue
+            first, second = sorted((a, b), key=_strength(parents, by_rule))
+            if _opposed(a, b):
+                add(first.rule, second.rule, f"{first.rule} and {second.rule} advise opposite learning-rate "
+                    f"changes; the evidence for {first.rule} is stronger (its onset, severity and what it explains)")
+            elif a.advice == b.advice:
+                add(first.rule, second.rule, f"the same learning-rate problem as {first.rule}, seen by another test")
     for effect, causes in parents.items():
         for cause, why in causes.items():
             by_rule[cause].explains.append(effect)
@@ -213,9 +218,19 @@ def _strength(parents: dict[str, dict[str, str]], severity: dict[str, Finding]):
         proven = sum(why.startswith("counterfactual") for ps in parents.values() for c, why in ps.items()
                      if c == f.rule)
         worst = max([_rank(f)] + [_rank(severity[r]) for r in below if r in severity])
-        return (-worst, -proven, -len(below), _onset(f), -_rank(f), f.rule)
+        return (-worst, -proven, -len(below), -_training_gain(f), _onset(f), -_rank(f), f.rule)
 
     return key
+
+
+def _training_gain(f: Finding) -> float:
+    """How much the verified fix lowered the training loss at the end of the probe (a fraction; 0 unknown):
+    of two independent roots, the one change that makes the most difference leads."""
+    v = f.verified or {}
+    before, after = v.get("loss_before"), v.get("loss_after")
+    if before is None or after is None or before <= 0:
+        return 0.0
+    return (before - after) / before
 
 
 def consequences(findings: list[Finding], root: str) -> list[Finding]:

@@ -209,10 +209,24 @@ def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
     histograms); models with fewer than two traced activations fall back to weight-gradient RMS.
     """
     acts = [a for a in ev.activations if np.isfinite(a.grad_std).any()]
-    if len(acts) >= 2:
+    # One kind of activation only (the network's repeated nonlinearity): a pooler's tanh that sees one token
+    # of sixteen, or a gate, has a gradient on another scale by design, not because the gradient vanished.
+    kinds = [a.kind for a in acts]
+    acts = [a for a in acts if kinds and a.kind == max(set(kinds), key=kinds.count)]
+    if len(acts) >= 3:
         return [a.name for a in acts], np.array([nanmedian(a.grad_std) for a in acts]), "activation gradients"
     mats = [p for p in ev.matrices() if p.role == "weight"]
     return [p.name for p in mats], np.array([nanmedian(p.grad_rms) for p in mats]), "weight gradients"
+
+
+def profile_ends(scale: np.ndarray, source: str) -> tuple[float, float]:
+    """The gradient scale near the input and near the output. Activations of one kind are alike, so their
+    first and last are compared; weight tensors are not (an attention query's gradient is small by its
+    nature at init), so for them the medians of the first and last third are."""
+    if source == "activation gradients":
+        return float(scale[0]), float(scale[-1])
+    k = max(1, scale.size // 3)
+    return float(np.median(scale[:k])), float(np.median(scale[-k:]))
 
 
 def loss_prefix(ev: Evidence) -> np.ndarray:
@@ -229,6 +243,15 @@ def update_level(ev: Evidence) -> tuple[float, dict[str, float]]:
         if np.isfinite(r) and r > 0:
             per_layer[p.name] = float(np.log10(r))
     return (float(np.median(list(per_layer.values()))) if per_layer else float("nan")), per_layer
+
+
+def first_update_level(ev: Evidence) -> float:
+    """Median over weight matrices of log10 ‖Δw‖/‖w‖ on the very first step: a rate so high that the first
+    update rewrites the weights has done its damage (dead units, a knocked-out network) before the later
+    half of the probe, which update_level reads, shows anything."""
+    values = [np.log10(r) for p in ev.matrices() if p.update_data_ratio.size
+              for r in [p.update_data_ratio[0]] if np.isfinite(r) and r > 0]
+    return float(np.median(values)) if values else float("nan")
 
 
 ADAPTIVE = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SparseAdam",

@@ -40,7 +40,7 @@ nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn
         grads = {p.name: p for p in ev.params}
         biases = [f"{a}.bias" for a, _ in pairs if f"{a}.bias" in grads]
         yield self.finding(
-            "warning", "Bias cancelled by the BatchNorm that follows",
+            "info", "Bias cancelled by the BatchNorm that follows",
             f"{len(pairs)} layer(s) with a bias feed straight into BatchNorm ({listing}); the normalisation "
             "subtracts the batch mean, so those biases have zero gradient and never learn.",
             "Drop the bias; BatchNorm's beta plays its role:\n\nnn.Conv2d(c_in, c_out, 3, padding=1, bias=False)",

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import depth_profile, fmt, nanmedian
+from auditor.evidence import depth_profile, fmt, nanmedian, profile_ends
 from auditor.report import figures
 
 
@@ -49,12 +49,14 @@ here is over layers only.
         if ok.sum() >= t.min_layers:
             n2 = [n for n, k in zip(names, ok, strict=True) if k]
             s2 = scale[ok]
-            decades = float(np.log10(s2[0] / s2[-1]))
+            near_input, near_output = profile_ends(s2, source)
+            decades = float(np.log10(near_input / near_output))
             if decades >= t.decades:
                 yield self.finding(
                     "warning", "Gradients explode towards the input",
-                    f"Measured on {source}: the gradient at {n2[0]} is {fmt(s2[0])}, {fmt(decades, 2)} decades "
-                    f"above the {fmt(s2[-1])} at {n2[-1]}, across {len(n2)} layers.",
+                    f"Measured on {source}: the gradient near the input ({n2[0]} ...) is {fmt(near_input)}, "
+                    f"{fmt(decades, 2)} decades above the {fmt(near_output)} near the output (... {n2[-1]}), across "
+                    f"{len(n2)} layers.",
                     "Match the initialisation gain to the activation (Kaiming for ReLU, Xavier for tanh) or add "
                     "normalisation; clip the gradient norm meanwhile:\n\n"
                     "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",

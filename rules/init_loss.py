@@ -51,9 +51,7 @@ scratch (no torch functional loss inside) is not judged.
         mats = ev.matrices()
         if not mats:
             return
-        head = mats[-1]
-        after = [q for q in sorted(ev.params, key=lambda q: q.order) if q.order > head.order and len(q.shape) == 1]
-        bias = after[0].name if after else None
+        head, bias = _output_layer(ev, mats)
         logits = f" The logits have std {fmt(p.logits_std)} where near 0 is expected." if p.logits_std else ""
         if p.num_classes or p.loss_fn in CLASSIFICATION:
             if loss - expected < t.excess_nats:
@@ -97,6 +95,20 @@ scratch (no torch functional loss inside) is not judged.
 
     def measure(self, ev, finding):
         return ev.probe.initial_loss
+
+
+def _output_layer(ev, mats):
+    """The output layer's weight and bias: read off the module that produced the output when the probe saw it
+    (a head tied to the input embedding has only the embedding's name), else the last matrix in forward order."""
+    named = getattr(ev.structure, "output_params", None) or []
+    by_name = {p.name: p for p in ev.params}
+    weights = [by_name[n] for n in named if n in by_name and len(by_name[n].shape) >= 2]
+    if weights:
+        biases = [n for n in named if n in by_name and len(by_name[n].shape) == 1]
+        return weights[0], biases[0] if biases else None
+    head = mats[-1]
+    after = [q for q in sorted(ev.params, key=lambda q: q.order) if q.order > head.order and len(q.shape) == 1]
+    return head, after[0].name if after else None
 
 
 RULE = InitLoss()

@@ -11,9 +11,10 @@ class OverfitOneBatch(Rule):
     from_start = True
     summary = "The model cannot drive the loss of one small fixed batch near zero: a bug, not a tuning problem."
     thresholds = {
-        "max_fraction": Threshold(0.2, "warn when the best loss on the batch stays above this fraction of its start",
+        "max_fraction": Threshold(0.4, "warn when the best loss on the batch stays above this fraction of its start",
                                   "measured: healthy samples reach 0.01-1% of the start (Adam 3e-3, 150 steps, "
-                                  "8 samples)"),
+                                  "8 samples), 24% with a label-smoothed loss whose floor is above 0; broken "
+                                  "ones stay at 59-87%"),
     }
     why = """
 Any network with more parameters than a handful of samples can memorise them. If it cannot, whatever its

@@ -2,7 +2,7 @@ import numpy as np
 
 from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import fmt, loss_prefix, pct, update_level
+from auditor.evidence import first_update_level, fmt, loss_prefix, pct, update_level
 from auditor.report import figures
 
 
@@ -14,6 +14,9 @@ class UpdateRatio(Rule):
                           "lecture guide ~-3; measured healthy recipes: -1.8 (GPT, AdamW 1e-3) to -3.0 "
                           "(Adam 3e-4); -1 means 10% of each weight's scale every step"),
         "error_high": Threshold(0.0, "error above this: every step replaces the weights", "updates >= weights"),
+        "first_high": Threshold(-0.8, "warn when the first step's median log10 ratio is above this, whatever "
+                                "follows", "measured: healthy recipes' first step -3.5 (makemore) to -1.3 (GPT, "
+                                "AdamW 1e-3); a conv net at SGD lr 5: -0.5"),
         "low": Threshold(-4.5, "warn when the median layer's log10 ratio is below this",
                          "lecture: lr 0.001 on its MLP gives ~-5, 'way too slow'"),
         "max_drop_for_low": Threshold(0.5, "only call the LR too low when the loss fell by less than this "
@@ -58,6 +61,23 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
                                f"Each step changes the weights by 10^{fmt(level, 2)} of their scale (median over "
                                f"{len(per_layer)} weight tensors, later half of the probe) with "
                                f"{ev.probe.optimizer}; ~10^-3 is the healthy range.", fix, layers[:5], advice=LR_HIGH,
+                               **evidence)
+            return
+        first = first_update_level(ev)
+        if np.isfinite(first) and first > t.first_high:
+            # The damage of a rate far too high can be done in the first step (units knocked dead, a network
+            # that then barely moves), leaving the later half quiet.
+            fix = (f"Lower the learning rate (about {suggestion} brings the later median ratio near 1e-3), or "
+                   f"warm it up:\n\noptimizer = {ev.probe.optimizer.split('(')[0]}(model.parameters(), "
+                   f"lr={suggestion})\n"
+                   "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=200)"
+                   if suggestion else "Lower the learning rate, or warm it up.")
+            yield self.finding("error" if first > t.error_high else "warning",
+                               "The first update rewrites the weights: learning rate too high",
+                               f"The very first step changed the weights by 10^{fmt(first, 2)} of their scale (median "
+                               f"over {len(per_layer)} weight tensors) with {ev.probe.optimizer}; healthy recipes "
+                               "start between 10^-3.5 and 10^-1.3. What follows (dead units, a flat loss) is the "
+                               "after-effect.", fix, layers[:5], advice=LR_HIGH, onset=0, first_log10=first,
                                **evidence)
             return
         seq = loss_prefix(ev)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import depth_profile, fmt
+from auditor.evidence import depth_profile, fmt, profile_ends
 from auditor.report import figures
 
 
@@ -41,12 +41,14 @@ check the figure before acting.
             return
         names = [n for n, k in zip(names, ok, strict=True) if k]
         scale = scale[ok]
-        decades = float(np.log10(scale[0] / scale[-1]))
+        near_input, near_output = profile_ends(scale, source)
+        decades = float(np.log10(near_input / near_output))
         if decades > -t.decades:
             return
-        diagnosis = (f"Measured on {source}: the gradient at {names[0]} is {fmt(scale[0])}, "
-                     f"{fmt(-decades, 2)} decades below the {fmt(scale[-1])} at {names[-1]}, across "
-                     f"{len(names)} layers. The layers near the input barely learn.")
+        diagnosis = (f"Measured on {source}: the gradient near the input ({names[0]} ...) is {fmt(near_input)}, "
+                     f"{fmt(-decades, 2)} decades below the {fmt(near_output)} near the output (... {names[-1]}), "
+                     f"across {len(names)} layers. The layers near the input "
+                     "barely learn.")
         fix = ("Use a non-saturating activation with matching init (ReLU/GELU + Kaiming), add normalisation "
                "(BatchNorm/LayerNorm) or residual connections:\n\n"
                "nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')")

@@ -44,7 +44,8 @@ def test_rule_fires_on_its_sample(audit_sample, rule, sample):
     fired = [f for f in report.findings if f.rule == rule]
     assert fired, f"{rule} did not fire on {sample}: {[f.rule for f in report.findings]}"
     f = fired[0]
-    assert f.severity in ("warning", "error")
+    # A biased layer before BatchNorm wastes a parameter but trains fine: information, not a warning.
+    assert f.severity in (("info",) if rule == "bias-before-norm" else ("warning", "error"))
     assert f.diagnosis and f.fix and f.title
 
 

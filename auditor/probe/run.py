@@ -153,6 +153,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
         with StructureTracer(model) as structure:
             loss0, out0 = compute(first)
         structure.mark_output(out0)
+        structure.name_output_params(model)
         choice = losses.choice
         if choice.num_classes and device.type == "cuda":
             # On CUDA an out-of-range target is a device-side assert that kills the process: check each batch

@@ -26,6 +26,7 @@ class Structure:
     calls: list[ModuleCall] = field(default_factory=list)
     edges: list[tuple[str, str]] = field(default_factory=list)  # (producer, consumer): output fed straight in
     output_producer: str | None = None  # the module whose output is the model's output
+    output_params: list[str] = field(default_factory=list)  # its own parameters' names (a tied weight included)
 
     def call(self, name: str) -> ModuleCall | None:
         return next((c for c in self.calls if c.name == name), None)
@@ -74,6 +75,15 @@ class StructureTracer:
                     self.structure.edges.append((producers[i], c.name))
             if c.output is not None:
                 producers[c.output] = c.name
+
+    def name_output_params(self, model: nn.Module) -> None:
+        """The output layer's parameters by their names in the model: a head tied to the input embedding
+        (GPT-2's lm_head) is listed under the embedding's name, which is the only name it has."""
+        producer = self.structure.output_producer
+        if not producer:
+            return
+        own = {id(p) for p in model.get_submodule(producer).parameters(recurse=False)}
+        self.structure.output_params = [n for n, p in model.named_parameters() if id(p) in own]
 
     def mark_output(self, output) -> None:
         if isinstance(output, torch.Tensor):
