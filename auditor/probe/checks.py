@@ -61,7 +61,7 @@ def fingerprint(batch) -> torch.Tensor:
     parts = []
     for t in tensors(batch):
         flat = t.detach().reshape(-1)[:_FP_ELEMENTS].float()
-        weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float32)
+        weights = _weights(flat.numel(), flat.device)
         parts += [t.detach().float().sum(), (flat * weights).sum()]
     if not parts:
         return torch.zeros(2)
@@ -77,6 +77,16 @@ def tensors(batch):
     elif isinstance(batch, dict):
         for b in batch.values():
             yield from tensors(b)
+
+
+_WEIGHTS: dict = {}
+
+
+def _weights(n: int, device: torch.device) -> torch.Tensor:
+    key = (n, device)
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = torch.arange(1, n + 1, device=device, dtype=torch.float32)
+    return _WEIGHTS[key]
 
 
 def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -124,13 +124,13 @@ def needs_closure(opt: torch.optim.Optimizer) -> bool:
     return param is not None and param.default is inspect.Parameter.empty
 
 
-def take_step(opt: torch.optim.Optimizer, closure: Callable[[], torch.Tensor]) -> None:
-    """One optimizer step; `closure` (zero the gradients, forward, backward, return the loss) is only
-    called by optimizers that need it, since it costs a forward and a backward each time."""
+def stepper(opt: torch.optim.Optimizer) -> Callable[[Callable[[], torch.Tensor]], None]:
+    """One optimizer step, given a closure (zero the gradients, forward, backward, return the loss) that only
+    optimizers needing it call, since it costs a forward and a backward. Decided once: inspecting the
+    signature every step would cost more than a small model's step."""
     if needs_closure(opt):
-        opt.step(closure)
-    else:
-        opt.step()
+        return opt.step
+    return lambda closure: opt.step()
 
 
 def build(setup: UserSetup, model: nn.Module, optimizer) -> tuple[torch.optim.Optimizer, bool]:

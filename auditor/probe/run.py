@@ -200,6 +200,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     described = optim.describe(opt)  # before a scheduler moves the rate
     not_stepped = optim.not_stepped(opt, model)
     peak_lr = _lr(opt)  # with a scheduler (warm-up, decay), the highest rate the probe trained at
+    take_step = optim.stepper(opt)
     loop_started = time.perf_counter()
     try:
         pending = list(init_batches)
@@ -238,7 +239,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
             if options.clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad_norm)
             try:
-                optim.take_step(opt, lambda batch=batch: _closure(opt, compute, batch))
+                take_step(lambda batch=batch: _closure(opt, compute, batch))
                 if sched is not None:
                     optim.step_scheduler(sched)
                     peak_lr = max(peak_lr, _lr(opt)) if peak_lr is not None else None
