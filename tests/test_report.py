@@ -72,7 +72,7 @@ def test_html_has_every_finding_with_its_figure_and_the_panels(audit_sample):
     assert len(verified) >= 2  # init-loss and saturated-units: the makemore fixes
     assert html.count('class="proof"') == len(verified) and html.count('<div class="verified ') == len(verified)
     resolved = sum(f.verified["outcome"] == "resolved" for f in verified)
-    assert html.count("Fix verified: the finding is gone.") == resolved
+    assert html.count("Fix verified: the finding is gone.</strong> Applied to a copy") == resolved
     assert 'id="causes"' in html and html.index('id="causes"') < html.index('id="findings"')
 
 
