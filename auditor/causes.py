@@ -140,18 +140,9 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
         f.explains, f.explained_by, f.because = [], [], {}
     parents: dict[str, dict[str, str]] = {r: {} for r in by_rule}
 
-    def reaches(src: str, dst: str) -> bool:  # does src already lead to dst through accepted edges?
-        stack, seen = [src], set()
-        while stack:
-            node = stack.pop()
-            if node == dst:
-                return True
-            seen.add(node)
-            stack.extend(c for c, ps in parents.items() if node in ps and c not in seen)
-        return False
-
     def add(cause: str, effect: str, why: str) -> None:
-        if cause != effect and cause not in parents[effect] and not reaches(effect, cause):
+        # No cycles: an effect that already leads to its would-be cause cannot also be its consequence.
+        if cause != effect and cause not in parents[effect] and cause not in _below(parents, effect):
             parents[effect][cause] = why
 
     # (a) counterfactual, the strongest: fixes that removed the most go first, so that of two fixes of one
@@ -200,21 +191,24 @@ def _onset(f: Finding) -> float:
     return float("inf") if f.onset is None else f.onset
 
 
-def _strength(parents: dict[str, dict[str, str]], severity: dict[str, Finding]):
-    """Sort key, strongest first: the worst severity among what it explains, then how much it explains,
-    counterfactual support, an earlier onset, its own severity."""
-    def descendants(rule: str) -> set[str]:
-        out, stack = set(), [rule]
-        while stack:
-            node = stack.pop()
-            for child, ps in parents.items():
-                if node in ps and child not in out:
-                    out.add(child)
-                    stack.append(child)
-        return out
+def _below(parents: dict[str, dict[str, str]], rule: str) -> set[str]:
+    """Every rule that `rule` explains, directly or through others, in the graph built so far."""
+    out, stack = set(), [rule]
+    while stack:
+        node = stack.pop()
+        for child, ps in parents.items():
+            if node in ps and child not in out:
+                out.add(child)
+                stack.append(child)
+    return out
 
+
+def _strength(parents: dict[str, dict[str, str]], severity: dict[str, Finding]):
+    """Sort key, strongest first: the worst severity among itself and what it explains, then counterfactual
+    support, how much it explains, how much its verified fix lowered the training loss, an earlier onset, its
+    own severity."""
     def key(f: Finding):
-        below = descendants(f.rule)
+        below = _below(parents, f.rule)
         proven = sum(why.startswith("counterfactual") for ps in parents.values() for c, why in ps.items()
                      if c == f.rule)
         worst = max([_rank(f)] + [_rank(severity[r]) for r in below if r in severity])

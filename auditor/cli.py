@@ -130,9 +130,7 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     return 0 if report.passed(fail_on) else 1
 
 
-# How a verified fix's outcome reads in the terminal (auditor/verify.py decides it).
-_OUTCOMES = {"resolved": ("fix verified", "green"), "improved": ("fix verified, improved", "green"),
-             "no effect": ("fix tried, no effect", "yellow"), "worse": ("fix made it worse", "red")}
+_TONES = {"good": "green", "flat": "yellow", "bad": "red"}  # a verified fix's outcome (verify.OUTCOMES)
 
 
 def _print_causes(report, model_file: str) -> None:
@@ -159,9 +157,11 @@ def _print_causes(report, model_file: str) -> None:
 
 
 def _verified_line(v: dict) -> str:
-    word, colour = _OUTCOMES.get(v.get("outcome"), ("fix verified", "green"))
+    from .verify import OUTCOMES
+
+    word, tone = OUTCOMES.get(v.get("outcome"), ("fix verified", "good"))
     why = f" ({v['after_reason']})" if v.get("after_reason") else ""
-    return (f"{click.style(word, fg=colour, bold=True)}: {v['fix']}: {v['metric']} "
+    return (f"{click.style(word, fg=_TONES[tone], bold=True)} ({v['fix']}): {v['metric']} "
             f"{_short(v['before'])} -> {_short(v['after'])}{why}")
 
 

@@ -235,6 +235,12 @@ def loss_prefix(ev: Evidence) -> np.ndarray:
     return ev.loss[: int(np.argmax(bad))] if bad.any() else ev.loss
 
 
+def end_level(ev: Evidence) -> float:
+    """Where the loss ended: the median of the last fifth (at least 3 steps) of the finite loss curve."""
+    seq = loss_prefix(ev)
+    return float(np.median(seq[-max(3, seq.size // 5):])) if seq.size else float("nan")
+
+
 def update_level(ev: Evidence) -> tuple[float, dict[str, float]]:
     """Median over weight matrices of log10 ‖Δw‖/‖w‖ in the later half of the probe."""
     per_layer = {}

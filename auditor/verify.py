@@ -96,6 +96,12 @@ def _judgeable(rule: Rule, ev: Evidence) -> bool:
     return all(getattr(ev, name, None) for name in rule.reads)
 
 
+# How each outcome reads, and its tone (good / flat / bad), in every report format and the terminal.
+OUTCOMES = {"resolved": ("fix verified: the finding is gone", "good"),
+            "improved": ("fix verified: it improved", "good"),
+            "no effect": ("fix tried: no effect", "flat"),
+            "worse": ("fix made it worse", "bad")}
+
 # A fix "changes" a number when it moves it by more than this fraction: the probe's own run-to-run noise on
 # the healthy samples is under 2% for the same seed and batches (they are identical runs), so 10% is a margin.
 CHANGE = 0.10

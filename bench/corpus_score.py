@@ -17,28 +17,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from corpus.cases import CASES  # noqa: E402
+from corpus.judge import headline_right, judge  # noqa: E402
 
 import auditor  # noqa: E402
-
-
-def headline_right(case, report) -> bool:
-    accepted = {case.headline} if isinstance(case.headline, str) else set(case.headline)
-    return bool(report.root_causes) and report.root_causes[0] in accepted
-
-
-def judge(name: str, case, report) -> list[str]:
-    """The labels a report breaks, as sentences; empty when it is right."""
-    loud = {f.rule for f in report.findings if f.severity != "info"}
-    wrong = []
-    if case.healthy and loud:
-        wrong.append(f"false alarm on a healthy model: {sorted(loud)}")
-    if case.must - loud:
-        wrong.append(f"missed: {sorted(case.must - loud)}")
-    if case.must_not & loud:
-        wrong.append(f"must not fire: {sorted(case.must_not & loud)}")
-    if case.headline and not headline_right(case, report):
-        wrong.append(f"headline {report.root_causes[:1]} instead of {case.headline}")
-    return wrong
 
 
 def run(name: str):
@@ -57,7 +38,7 @@ def main(names: list[str]) -> int:
         if report is None:
             print(f"{name:28s} skipped ({CASES[name].needs} not installed)")
             continue
-        wrong = judge(name, CASES[name], report)
+        wrong = judge(CASES[name], report)
         bad += bool(wrong)
         rows.append((name, CASES[name], report, wrong))
         print(f"{name:28s} {time.perf_counter() - started:5.1f}s roots={report.root_causes} "

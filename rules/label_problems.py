@@ -1,17 +1,25 @@
 import numpy as np
+from auditor.rules import init_loss, init_scale, input_scale, update_ratio, vanishing_gradients
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import (
     best_sweep_loss,
     depth_profile,
+    end_level,
     first_update_level,
     fmt,
     label_entropy,
     loss_prefix,
     nanmedian,
     pct,
+    profile_ends,
 )
 from auditor.report import figures
+
+
+def _bar(rule, name: str) -> float:
+    """Another rule's default threshold: the rules that judge a network unsound are the judges here too."""
+    return rule.RULE.thresholds[name].default
 
 
 def _sound(ev, t) -> bool:
@@ -20,25 +28,27 @@ def _sound(ev, t) -> bool:
     p = ev.probe
     if p.initial_loss is None or p.expected_initial_loss is None or not np.isfinite(ev.loss).all():
         return False
-    if p.initial_loss - p.expected_initial_loss > 1.0:  # init-loss's own bar
+    if p.initial_loss - p.expected_initial_loss > _bar(init_loss, "excess_nats"):
         return False
-    if first_update_level(ev) > -0.8:  # update-ratio's first-step bar: a rate that knocked the network out
+    if first_update_level(ev) > _bar(update_ratio, "first_high"):  # a rate that knocked the network out
         return False
     for a in ev.activations:
         if nanmedian(a.dead) >= t.broken_units or nanmedian(a.saturated) >= t.broken_units:
             return False
-    # The signal's scale across depth, forward (init-scale's x10 bar) and backward (the gradient rules' 2 decades).
+    # The signal's scale across depth, forward (init-scale's bar) and backward (vanishing-gradients' bar).
     stds = [float(a.std[0]) for a in ev.activations if a.std.size and np.isfinite(a.std[0]) and a.std[0] > 0]
-    if len(stds) >= 3 and not 0.1 <= stds[-1] / stds[0] <= 10:
+    factor = _bar(init_scale, "factor")
+    if len(stds) >= 3 and not 1 / factor <= stds[-1] / stds[0] <= factor:
         return False
-    _, scale, _ = depth_profile(ev)
+    _, scale, source = depth_profile(ev)
     scale = scale[np.isfinite(scale) & (scale > 0)]
-    if scale.size >= 3 and abs(np.log10(scale[0] / scale[-1])) >= 2:
+    if scale.size >= 3 and abs(np.log10(np.divide(*profile_ends(scale, source)))) >= _bar(vanishing_gradients,
+                                                                                          "decades"):
         return False
     stats = ev.input_stats
     if stats:
         rms = np.sqrt(np.square(stats["mean"]) + np.square(stats["std"]))
-        if rms.max() > 10:  # input-scale's bar
+        if rms.max() > _bar(input_scale, "max_rms"):
             return False
     return True
 
@@ -119,11 +129,10 @@ DataLoader(dataset, batch_size=32, shuffle=True)
         of the LR range test beats the loss of predicting the label frequencies. Labels shuffled apart from
         their inputs, or inputs that carry no information about them."""
         prior, swept, o = label_entropy(ev), best_sweep_loss(ev), ev.overfit
-        seq = loss_prefix(ev)
-        if prior is None or prior <= 0 or swept is None or not o or seq.size < 20:
+        if prior is None or prior <= 0 or swept is None or not o or loss_prefix(ev).size < 20:
             return
         memorised = np.nanmin(o["losses"]) <= t.memorised * o["losses"][0]
-        end = float(np.median(seq[-max(3, seq.size // 5):]))
+        end = end_level(ev)
         # At the label-frequency entropy, not above it: a loss stuck far above it is another problem (an
         # initialisation or a rate that has not even learnt the frequencies).
         at_prior = t.prior_margin * prior <= end <= (2 - t.prior_margin) * prior

@@ -2,7 +2,7 @@ import numpy as np
 
 from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import best_sweep_loss, fmt, label_entropy, loss_prefix
+from auditor.evidence import best_sweep_loss, end_level, fmt, label_entropy
 from auditor.report import figures
 
 
@@ -44,8 +44,7 @@ minimum, fastai's reading) is a starting point, and schedules with warm-up chang
         r, lr = ev.lr_range, ev.probe.lr
         if not r or r.get("suggested") is None or not lr:
             return
-        prior, swept, seq = label_entropy(ev), best_sweep_loss(ev), loss_prefix(ev)
-        end = float(np.median(seq[-max(3, seq.size // 5):])) if seq.size else float("nan")
+        prior, swept, end = label_entropy(ev), best_sweep_loss(ev), end_level(ev)
         if prior and swept is not None and swept >= t.prior_margin * prior and end >= t.prior_margin * prior:
             return  # no rate learns anything beyond the label frequencies: there is no good range to compare with
         high = r["good_high"]

@@ -2,7 +2,7 @@ import numpy as np
 
 from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import first_update_level, fmt, loss_prefix, pct, update_level
+from auditor.evidence import end_level, first_update_level, fmt, loss_prefix, pct, update_level
 from auditor.report import figures
 
 
@@ -81,7 +81,7 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
                                **evidence)
             return
         seq = loss_prefix(ev)
-        drop = (seq[0] - np.median(seq[-max(3, seq.size // 5):])) / abs(seq[0]) if seq.size >= 3 and seq[0] else 0
+        drop = (seq[0] - end_level(ev)) / abs(seq[0]) if seq.size >= 3 and seq[0] else 0
         if level < t.low and drop < t.max_drop_for_low:
             fix = (f"Raise the learning rate (about {suggestion} brings the median ratio near 1e-3):\n\n"
                    f"optimizer = {ev.probe.optimizer.split('(')[0]}(model.parameters(), lr={suggestion})"

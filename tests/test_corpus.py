@@ -26,7 +26,7 @@ def test_corpus_case(name):
     if case.needs and importlib.util.find_spec(case.needs) is None:
         pytest.skip(f"{case.needs} is not installed")
     report = _audit(name)
-    assert not judge(name, case, report), judge(name, case, report)
+    assert not judge(case, report), judge(case, report)
 
 
 def test_corpus_is_large_and_mixed():

@@ -30,6 +30,18 @@ def map_tensors(batch, fn: Callable[[torch.Tensor], torch.Tensor]):
     return batch
 
 
+def tensors(batch):
+    """Every tensor in a batch structure, in order: the walk of map_tensors without building anything."""
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, list | tuple):
+        for b in batch:
+            yield from tensors(b)
+    elif isinstance(batch, dict):
+        for b in batch.values():
+            yield from tensors(b)
+
+
 def to_device(batch, device: torch.device):
     return map_tensors(batch, lambda t: t if t.device == device else t.to(device, non_blocking=True))
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batches import LossComputer, map_tensors
+from .batches import LossComputer, map_tensors, tensors
 from .state import copy_model
 
 OVERFIT_SAMPLES = 8  # few enough that no two share an input with different labels, as a language batch may
@@ -66,17 +66,6 @@ def fingerprint(batch) -> torch.Tensor:
     if not parts:
         return torch.zeros(2)
     return torch.stack(parts)
-
-
-def tensors(batch):
-    if isinstance(batch, torch.Tensor):
-        yield batch
-    elif isinstance(batch, list | tuple):
-        for b in batch:
-            yield from tensors(b)
-    elif isinstance(batch, dict):
-        for b in batch.values():
-            yield from tensors(b)
 
 
 _WEIGHTS: dict = {}

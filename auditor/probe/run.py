@@ -15,7 +15,7 @@ from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
 from ..load import UserSetup
 from . import checks, lossspy, optim
 from .activations import ActivationTracer
-from .batches import BatchStream, LossComputer, expected_initial_loss
+from .batches import BatchStream, LossComputer, expected_initial_loss, tensors
 from .devicelog import DeviceLog, stacked
 from .optim import DEFAULT_OPTIMIZER
 from .params import ParamTracker, param_table
@@ -99,9 +99,10 @@ def _optimizer_notes(setup: UserSetup, optimizer, sched, opt_default: bool) -> l
     notes = []
     if opt_default:
         notes.append(f"no make_optimizer() in {setup.model_file}: probed with the default {DEFAULT_OPTIMIZER}")
-    if optimizer is not None and optim.hooks_left_out(optimizer):
-        notes.append(f"the optimizer's {optim.hooks_left_out(optimizer)} step hook(s) were not run in the probe: "
-                     "they may act on your own objects")
+    hooks = optim.hooks_left_out(optimizer) if optimizer is not None else 0
+    if hooks:
+        notes.append(f"the optimizer's {hooks} step hook(s) were not run in the probe: they may act on your own "
+                     "objects")
     if sched is not None and optim.scheduler_needs_metric(sched):
         notes.append(f"{type(sched).__name__} steps on a validation metric once an epoch: the probe keeps the "
                      "learning rate it starts with")
@@ -169,27 +170,13 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
             init_losses.append(loss_i.detach().float())
             outputs.append(out_i)
     losses.spy = False
-    called = losses.recognised()
-    if called is not None:
-        # The loss the user's code really computes, whichever way it was handed over: its input is the logits.
-        expected, expected_reason = lossspy.expected_initial_loss(losses.spied)
-        init_losses = [torch.as_tensor(lossspy.per_element(c, v), dtype=torch.float32, device=v.device)
-                       for c, v in zip(losses.spied, init_losses, strict=False)] + init_losses[len(losses.spied):]
-        outputs = [c.input for c in losses.spied]
-        loss_name, num_classes = called.kind, called.num_classes
-        loss_reason = choice.reason if choice.default else f"{choice.reason}: {called.describe()}"
-    else:
-        targets = [b[1] for b in init_batches if losses.training_step is None and isinstance(b[1], torch.Tensor)]
-        expected, expected_reason = expected_initial_loss(choice, targets)
-        loss_name, num_classes, loss_reason = choice.name, choice.num_classes, choice.reason
+    view = _loss_view(losses, init_batches, init_losses, outputs)
+    init_losses = view.init_losses
     plain_batches = losses.training_step is None and isinstance(first, list | tuple)
-    classes = num_classes if loss_name == "cross_entropy" and plain_batches else None
+    classes = view.num_classes if view.name == "cross_entropy" and plain_batches else None
     # The same experiment as after the probe, on the untrained model: a model that ignores its input from the
     # start has a structural bug, one that learns to ignore it was driven there by training.
-    try:
-        zeroed_init = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0])
-    except AuditError:
-        zeroed_init = None
+    zeroed_init, _ = _zeroed(model, init_batches, compute)
     val_batches = _val_batches(setup, device) if options.checks else []
     val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
 
@@ -270,19 +257,15 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
     host = log.read_back()
     loop_seconds = time.perf_counter() - loop_started
-    zeroed, zeroed_note = None, None
-    if steps_run:  # four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge
-        try:
-            zeroed = checks.zeroed_inputs(model, init_batches[:2], lambda m, b: compute(b)[0])
-        except AuditError as exc:
-            zeroed_note = f"the input-independence experiment could not run on this model: {exc}"
+    # Four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge.
+    zeroed, zeroed_note = _zeroed(model, init_batches, compute) if steps_run else (None, None)
     info = ProbeInfo(
-        steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=loss_name,
-        loss_fn_reason=loss_reason, loss_fn_default=choice.default, optimizer=described,
+        steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=view.name,
+        loss_fn_reason=view.reason, loss_fn_default=choice.default, optimizer=described,
         optimizer_default=False, seed=options.seed, stats_every=options.stats_every,
         parameters=sum(p.numel() for p in model.parameters()),
-        expected_initial_loss=expected, expected_initial_loss_reason=expected_reason,
-        num_classes=num_classes, batch_size=_batch_size(first), lr=peak_lr,
+        expected_initial_loss=view.expected, expected_initial_loss_reason=view.expected_reason,
+        num_classes=view.num_classes, batch_size=_batch_size(first), lr=peak_lr,
         input_nonfinite=_nonfinite_inputs(init_batches),
         model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds, not_stepped=not_stepped,
     )
@@ -300,16 +283,54 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     evidence.zeroed_inputs = zeroed
     evidence.zeroed_inputs_init = zeroed_init
     evidence.input_stats = checks.input_stats(init_batches, losses)
-    if called is not None:
-        evidence.output_form = checks.output_form(outputs, loss_name, called.class_dim, called.squashed_by)
-    elif classes:
-        evidence.output_form = checks.output_form(outputs, loss_name, choice.class_dim)
+    if view.recognised or classes:
+        evidence.output_form = checks.output_form(view.outputs, view.name, view.class_dim, view.squashed_by)
     evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
     evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
     evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
                                                                           strict=True)]
     info.seconds = time.perf_counter() - started
     return evidence, stream, init_batches
+
+
+@dataclass
+class _LossView:
+    """The loss as the probe judges it: the functional loss the user's code was seen to call (its input is the
+    logits, whoever computed them), else the auditor's own choice."""
+
+    name: str
+    reason: str
+    num_classes: int | None
+    class_dim: int | None
+    expected: float | None
+    expected_reason: str
+    init_losses: list  # per element, so a summed loss compares with a per-element expectation
+    outputs: list  # what the loss was fed, for the output-form check
+    squashed_by: str | None = None
+    recognised: bool = False
+
+
+def _loss_view(losses: LossComputer, init_batches: list, init_losses: list, outputs: list) -> _LossView:
+    choice, called = losses.choice, losses.recognised()
+    if called is None:
+        targets = [b[1] for b in init_batches if losses.training_step is None and isinstance(b[1], torch.Tensor)]
+        expected, why = expected_initial_loss(choice, targets)
+        return _LossView(choice.name, choice.reason, choice.num_classes, choice.class_dim, expected, why,
+                         init_losses, outputs)
+    expected, why = lossspy.expected_initial_loss(losses.spied)
+    per_element = [torch.as_tensor(lossspy.per_element(c, v), dtype=torch.float32, device=v.device)
+                   for c, v in zip(losses.spied, init_losses, strict=False)] + init_losses[len(losses.spied):]
+    reason = choice.reason if choice.default else f"{choice.reason}: {called.describe()}"
+    return _LossView(called.kind, reason, called.num_classes, called.class_dim, expected, why, per_element,
+                     [c.input for c in losses.spied], called.squashed_by, recognised=True)
+
+
+def _zeroed(model: nn.Module, batches: list, compute) -> tuple[dict | None, str | None]:
+    """The zeroed-input experiment, or None and why it could not run on this model."""
+    try:
+        return checks.zeroed_inputs(model, batches[:2], lambda m, b: compute(b)[0]), None
+    except AuditError as exc:
+        return None, f"the input-independence experiment could not run on this model: {exc}"
 
 
 def _lr(opt) -> float | None:
@@ -354,7 +375,7 @@ def _val_loss(model: nn.Module, batches: list, compute, log: DeviceLog, step: in
 
 def _nonfinite_inputs(batches) -> int:
     # One host sync, once: NaN in the data is the commonest cause of a NaN loss at step 0.
-    counts = [(~torch.isfinite(t)).sum() for b in batches for t in checks.tensors(b) if t.is_floating_point()]
+    counts = [(~torch.isfinite(t)).sum() for b in batches for t in tensors(b) if t.is_floating_point()]
     return int(torch.stack(counts).sum()) if counts else 0
 
 

@@ -109,10 +109,10 @@ class Report:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False,
                                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
         env.filters["md"] = _md_cell
-        from .html import OUTCOME_WORDS
+        from ..verify import OUTCOMES
 
         return env.get_template("report.md.j2").render(report=self, probe=self.probe, counts=self.counts,
-                                                       outcome_words=OUTCOME_WORDS)
+                                                       outcome_words=OUTCOMES)
 
     def write_markdown(self, path: str | Path) -> Path:
         path = Path(path)

@@ -11,17 +11,11 @@ import numpy as np
 
 from ..engine import load_rules
 from ..evidence import fmt, pct
+from ..verify import OUTCOMES
 from . import figures
 
 PDF_HINT = ("pip install weasyprint, and its system libraries Pango and HarfBuzz (Debian/Ubuntu: apt-get install "
             "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b; macOS: brew install pango)")
-
-
-# The word and colour class a verified fix's outcome is shown with (auditor/verify.py decides the outcome).
-OUTCOME_WORDS = {"resolved": ("fix verified: the finding is gone", "good"),
-                 "improved": ("fix verified: it improved", "good"),
-                 "no effect": ("fix tried: no effect", "flat"),
-                 "worse": ("fix made it worse", "bad")}
 
 
 class PdfUnavailable(Exception):
@@ -111,7 +105,7 @@ def to_html(report) -> str:
                               panels=2) if report.findings else None
     return _environment().get_template("report.html.j2").render(
         report=report, probe=report.probe, counts=report.counts, findings=report.findings,
-        causes=report.causes(), timeline=timeline, outcome_words=OUTCOME_WORDS,
+        causes=report.causes(), timeline=timeline, outcome_words=OUTCOMES,
         finding_figures=_finding_figures(report), panels=_panels(ev), layer_types=_layer_types(ev),
         params=params, acts=acts)
 
