@@ -30,6 +30,9 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
+    report.settings = {"steps": steps, "stats_every": stats_every, "seed": seed, "device": device,
+                       "verify_fixes": verify_fixes, "ignore": sorted(set(ignore)),
+                       "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
     counter = Counterfactuals()
     if verify_fixes:
         counter = verify(setup, evidence, findings, rules, resolved, options, optimizer, scheduler, ignore)

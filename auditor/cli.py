@@ -5,6 +5,7 @@ Exit codes, as linters use them: 0 no finding reaches --fail-on, 1 one does, 2 u
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 import traceback
@@ -39,6 +40,7 @@ def cli():
     audit model.py --data loader.py     probe a short stretch of training and report
     audit rules                         list the rule catalogue
     audit explain RULE                  what a rule checks, why, how to fix, sources
+    audit diff BASE HEAD                what changed between two audits, as a pull-request comment
     """
 
 
@@ -53,8 +55,11 @@ def cli():
 @click.option("--device", help="Run the probe here instead of where the model's parameters live (cpu, cuda:0).")
 @click.option("--out", help="Folder for the reports. [default: audit-report]")
 @click.option("--format", "formats", help="Comma-separated subset of: json,md,html,pdf. [default: all four]")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), help="Lowest severity that makes the exit code 1. "
-              "[default: error]")
+@click.option("--fail-on", type=click.Choice(FAIL_ON + ("new-error", "new-warning")),
+              help="Lowest severity that makes the exit code 1; new-error and new-warning count only findings "
+              "not in --baseline. [default: error]")
+@click.option("--baseline", metavar="REPORT", help="A report.json (or its folder) of an earlier audit: write "
+              "diff.md beside the reports, comparing this audit with it.")
 @click.option("--ignore", multiple=True, metavar="RULE", help="Switch a rule off (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="RULE.NAME=VALUE",
               help="Override a threshold, e.g. --set update-ratio.high=-1.5 (repeatable).")
@@ -81,8 +86,9 @@ def run_cmd(debug, **options):
     sys.exit(code)
 
 
-def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, ignore, overrides,
-         no_verify, quiet) -> int:
+def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
+         overrides, no_verify, quiet) -> int:
+    from . import diff as differ
     from .api import audit_setup
 
     settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
@@ -100,6 +106,9 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         rule, name, value = parse_threshold(text)
         thresholds.setdefault(rule, {})[name] = value
 
+    if fail_on.startswith("new-") and not baseline:
+        raise AuditError(f"--fail-on {fail_on} compares with an earlier audit: pass --baseline REPORT too")
+    base = differ.load(baseline) if baseline else None  # before the probe, so a wrong path costs nothing
     setup = load_files(model_file, data_file)
     label = f"probing {Path(model_file).name}"
     show = not quiet and sys.stderr.isatty()
@@ -127,6 +136,13 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     if report.verify_seconds is not None and any("after" in (f.verified or {}) for f in report.findings):
         click.echo(f"fixes verified in {report.verify_seconds:.1f} s (--no-verify-fixes skips this)", err=True)
     click.echo(f"{summary}. Report: {', '.join(str(p) for p in written)}")
+    if base is not None:
+        change = differ.compare(base, json.loads(json.dumps(report.to_dict())))
+        path = Path(out) / "diff.md"
+        path.write_text(differ.to_markdown(change, fail_on if fail_on.startswith("new-") else "new-error"))
+        click.echo(f"against {baseline}: {change.summary()}. Diff: {path}")
+        if fail_on.startswith("new-"):
+            return 1 if change.failed(fail_on) else 0
     return 0 if report.passed(fail_on) else 1
 
 
@@ -196,6 +212,39 @@ def explain_cmd(rule_id):
         print_error(AuditError(f"no rule {rule_id!r}; `audit rules` lists them"))
         sys.exit(2)
     click.echo(rules[rule_id].explain())
+
+
+@cli.command("diff")
+@click.argument("base", metavar="BASE")
+@click.argument("head", metavar="HEAD")
+@click.option("--out", "out_file", metavar="FILE", help="Write the Markdown here instead of to stdout.")
+@click.option("--fail-on", type=click.Choice(("new-error", "new-warning", "never")), default="new-error",
+              show_default=True, help="Exit 1 when a finding new in HEAD (or more severe there) reaches this.")
+@click.option("--max-chars", type=int, default=None, help="Fold sections past this many characters into a "
+              "note (GitHub comments hold at most 65536).")
+def diff_cmd(base, head, out_file, fail_on, max_chars):
+    """Compare two audits (report.json files or the folders holding them): findings new, fixed and changed,
+    and the metrics that moved, as Markdown for a pull-request comment."""
+    from . import diff as differ
+    from .report import markdown
+
+    try:
+        change = differ.compare(differ.load(base), differ.load(head))
+        text = differ.to_markdown(change, fail_on)
+        if max_chars is not None:
+            text = markdown.fit(text, max_chars)
+        if out_file:
+            Path(out_file).write_text(text, encoding="utf-8")
+            click.echo(f"{change.summary()}. Diff: {out_file}", err=True)
+        else:
+            click.echo(text)
+    except AuditError as error:
+        print_error(error)
+        sys.exit(2)
+    except OSError as exc:
+        print_error(AuditError(f"{exc.filename}: {exc.strerror}"))
+        sys.exit(2)
+    sys.exit(1 if change.failed(fail_on) else 0)
 
 
 def main():

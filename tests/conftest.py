@@ -5,6 +5,8 @@ import pytest
 
 from auditor.api import audit_setup
 from auditor.load import load_files
+from auditor.report import Report
+from auditor.report import schema as report_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -34,3 +36,29 @@ def write(tmp_path):
         path.write_text(text)
         return path
     return _write
+
+
+_made: list = []
+_init = Report.__init__
+
+
+def _recording_init(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    _made.append(self)
+
+
+Report.__init__ = _recording_init
+
+
+@pytest.fixture(autouse=True)
+def every_report_matches_the_schema():
+    """Each Report a test makes (API, CLI in-process, fix verification's re-probes aside) must serialise to
+    a report.json that report.schema.json accepts."""
+    start = len(_made)
+    yield
+    made, _made[start:] = _made[start:], []
+    for report in made:
+        if getattr(report, "findings", None) is None:
+            continue
+        problems = report_schema.errors(report.to_dict())
+        assert not problems, f"report.json departs from report.schema.json: {problems[:3]}"

@@ -20,7 +20,7 @@ from .devicelog import DeviceLog, stacked
 from .optim import DEFAULT_OPTIMIZER
 from .params import ParamTracker, param_table
 from .state import copy_model, preserved_rng, replayed_rng, seed_everything, torch_rng_state
-from .structure import StructureTracer
+from .structure import StructureTracer, structure_hash
 
 DEFAULT_STEPS = 100
 INIT_BATCHES = 4
@@ -268,6 +268,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
         num_classes=view.num_classes, batch_size=_batch_size(first), lr=peak_lr,
         input_nonfinite=_nonfinite_inputs(init_batches),
         model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds, not_stepped=not_stepped,
+        structure_hash=structure_hash(model),
     )
     if zeroed_note:
         info.notes.append(zeroed_note)

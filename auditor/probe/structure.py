@@ -4,6 +4,7 @@ no-grad forward, so it costs nothing extra."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -89,3 +90,12 @@ class StructureTracer:
         if isinstance(output, torch.Tensor):
             self.structure.output_producer = next(
                 (c.name for c in reversed(self.structure.calls) if c.output == id(output)), None)
+
+
+def structure_hash(model: nn.Module) -> str:
+    """A short digest of what the model is made of, independent of the values of its weights."""
+    # The class name without its module: a model.py imported from two paths is one model.
+    lines = [f"{name}:{type(m).__qualname__}" for name, m in model.named_modules()]
+    lines += [f"{name}:{tuple(t.shape)}:{t.dtype}:{getattr(t, 'requires_grad', False)}"
+              for name, t in [*model.named_parameters(), *model.named_buffers()]]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]

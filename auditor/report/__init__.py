@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import platform
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import jinja2
 
 from ..engine import SEVERITIES, SEVERITY_RANK, Finding, _plain
 from ..evidence import Evidence, nanmedian
+from . import markdown
 
 SCHEMA_VERSION = 1
 
@@ -36,6 +38,22 @@ def _metrics(ev: Evidence) -> dict:
             "parameters": params, "activations": acts}
 
 
+def _environment(device: str) -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "python": platform.python_version(),
+            "platform": f"{platform.system()}-{platform.machine()}", "device": device,
+            "device_name": _device_name(device)}
+
+
+def _device_name(device: str) -> str | None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return None
+
+
 class Report:
     """What `auditor.audit()` returns: findings, probe facts and metrics, with writers for each format."""
 
@@ -48,6 +66,8 @@ class Report:
         self.probe = evidence.probe
         self.version = version
         self.rules = rules
+        # What the audit was asked to do, so that two reports compared by `audit diff` can be told apart fairly.
+        self.settings: dict = {}
 
     def order_by_cause(self) -> None:
         """Each root cause, then what it explains, in the order of `root_causes`."""
@@ -95,6 +115,8 @@ class Report:
             "probe": asdict(self.probe),
             "rules_run": self.rules,
             "verify_seconds": self.verify_seconds,
+            "settings": self.settings,
+            "environment": _environment(self.probe.device),
             "metrics": _metrics(self.evidence),
         })
 
@@ -108,7 +130,9 @@ class Report:
         folder = str(importlib.resources.files("auditor.templates"))
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False,
                                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-        env.filters["md"] = _md_cell
+        env.filters["md"] = markdown.text
+        env.filters["c"] = markdown.code
+        env.filters["fence"] = markdown.fence
         from ..verify import OUTCOMES
 
         return env.get_template("report.md.j2").render(report=self, probe=self.probe, counts=self.counts,
@@ -162,10 +186,3 @@ class Report:
             else:
                 raise ValueError(f"unknown report format {fmt_!r}")
         return written
-
-
-def _md_cell(text) -> str:
-    """User-controlled names go into Markdown tables: pipes and newlines would break the row, and raw
-    HTML would render on GitHub, so both are neutralised."""
-    return (str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-            .replace("<", "&lt;").replace(">", "&gt;"))
