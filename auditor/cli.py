@@ -247,5 +247,21 @@ def diff_cmd(base, head, out_file, fail_on, max_chars):
     sys.exit(1 if change.failed(fail_on) else 0)
 
 
+@cli.command("comment")
+@click.argument("body_file", metavar="FILE")
+@click.option("--pr", "number", type=int, help="Pull request number. [default: the one this workflow run is for]")
+def comment_cmd(body_file, number):
+    """Post FILE (report.md or diff.md) as the one sticky comment of the auditor on a pull request, or update
+    it. Reads GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_EVENT_PATH as GitHub Actions sets them."""
+    from .integrations.github import comment_from_env
+
+    try:
+        action, comment_id = comment_from_env(body_file, number)
+    except AuditError as error:
+        print_error(error)
+        sys.exit(2)
+    click.echo(f"audit: {action} pull-request comment {comment_id}", err=True)
+
+
 def main():
     cli()
