@@ -20,8 +20,9 @@ from .verify import verify_fixes as verify
 def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
                 seed: int = 0, device: str | None = None,
                 optimizer=None, scheduler=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
-                progress: Callable[[int], None] | None = None, verify_fixes: bool = True) -> Report:
-    rules = load_rules()
+                progress: Callable[[int], None] | None = None, verify_fixes: bool = True,
+                plugins: Iterable[str] = ()) -> Report:
+    rules = load_rules(plugins)
     resolved = resolve_thresholds(rules, thresholds or {})
     unknown = set(ignore) - set(rules)
     if unknown:  # before the probe, so a typo costs nothing
@@ -30,6 +31,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
+    report.catalogue = rules
     report.settings = {"steps": steps, "stats_every": stats_every, "seed": seed, "device": device,
                        "verify_fixes": verify_fixes, "ignore": sorted(set(ignore)),
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
@@ -47,7 +49,7 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
           val_loader: Iterable | None = None, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
           seed: int = 0,
           device: str | None = None, ignore: Iterable[str] = (), thresholds: dict | None = None,
-          verify_fixes: bool = True) -> Report:
+          verify_fixes: bool = True, plugins: Iterable[str] = ()) -> Report:
     """Probe `steps` training steps on a copy of `model` and return a Report.
 
     `optimizer` may be your own optimizer instance, bare or as a trainer wraps it (accelerate's
@@ -56,11 +58,13 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
     copied too and stepped after every probe step. Your model, optimizer, scheduler and the random state of
     python, numpy and torch (CPU and CUDA) are left exactly as they were. `thresholds` overrides rule thresholds:
     `{"update-ratio": {"high": -1.5}}`. `verify_fixes` re-runs the probe with each mechanical fix applied
-    to copies and records the effect in `finding.verified`.
+    to copies and records the effect in `finding.verified`. `plugins`: modules or paths of your own rules,
+    loaded beside the built-ins (installed packages exposing the entry-point group `auditor.rules` always are).
     """
     if not isinstance(model, nn.Module):
         raise AuditError(f"audit() needs an nn.Module, got {type(model).__name__}")
     setup = UserSetup(model=model, train_loader=loader, val_loader=val_loader, loss_fn=loss_fn,
                       make_optimizer=make_optimizer, training_step=training_step)
     return audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, optimizer=optimizer,
-                       scheduler=scheduler, ignore=ignore, thresholds=thresholds, verify_fixes=verify_fixes)
+                       scheduler=scheduler, ignore=ignore, thresholds=thresholds, verify_fixes=verify_fixes,
+                       plugins=plugins)

@@ -114,7 +114,8 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     show = not quiet and sys.stderr.isatty()
     with click.progressbar(length=steps, label=label, file=sys.stderr, show_pos=True) if show else _NoBar() as bar:
         report = audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, ignore=ignore,
-                             thresholds=thresholds, progress=lambda _step: bar.update(1), verify_fixes=verify)
+                             thresholds=thresholds, progress=lambda _step: bar.update(1), verify_fixes=verify,
+                             plugins=settings.plugins)
     if not show and not quiet:
         click.echo(f"probed {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
                    f"in {report.probe.seconds:.1f} s", err=True)
@@ -196,18 +197,29 @@ class _NoBar:
         pass
 
 
+def _catalogue() -> dict:
+    """Built-in rules and the plugins that the pyproject.toml above the current folder names."""
+    try:
+        return load_rules(load_settings(Path.cwd()).plugins)
+    except AuditError as error:
+        print_error(error)
+        sys.exit(2)
+
+
 @cli.command("rules")
 def rules_cmd():
-    """List the rule catalogue."""
-    for rule_id, rule in load_rules().items():
-        click.echo(f"{rule_id:<22} {rule.summary}")
+    """List the rule catalogue (plugins marked with where they come from)."""
+    for rule_id, rule in _catalogue().items():
+        origin = type(rule).__module__
+        mark = "" if origin.startswith("auditor.rules.") else f"  [plugin: {origin}]"
+        click.echo(f"{rule_id:<22} {rule.summary}{mark}")
 
 
 @cli.command("explain")
 @click.argument("rule_id", metavar="RULE")
 def explain_cmd(rule_id):
     """What RULE checks, why it matters, how to fix it, its thresholds and sources."""
-    rules = load_rules()
+    rules = _catalogue()
     if rule_id not in rules:
         print_error(AuditError(f"no rule {rule_id!r}; `audit rules` lists them"))
         sys.exit(2)

@@ -11,7 +11,8 @@ from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS
 
 FORMATS = ("json", "md", "html", "pdf")
 FAIL_ON = ("error", "warning", "never")
-_KEYS = {"steps", "stats-every", "verify-fixes", "seed", "device", "fail-on", "ignore", "format", "out", "rules"}
+_KEYS = {"steps", "stats-every", "verify-fixes", "seed", "device", "fail-on", "ignore", "format", "out", "rules",
+         "plugins"}
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Settings:
     formats: list[str] = field(default_factory=lambda: list(FORMATS))
     out: str = "audit-report"
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # rule modules or paths (resolved against pyproject's folder)
     source: str | None = None  # the pyproject.toml these came from
 
 
@@ -93,6 +95,10 @@ def load_settings(start: Path) -> Settings:
     if "format" in section:
         settings.formats = parse_formats(section["format"])
     settings.out = section.get("out", settings.out)
+    plugins = section.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise AuditError(f"{path}: [tool.auditor] plugins must be a list of module names or paths")
+    settings.plugins = [str((path.parent / p).resolve()) if p.endswith(".py") or "/" in p else p for p in plugins]
     rules = section.get("rules", {})
     for rule, values in rules.items():
         if not isinstance(values, dict):

@@ -8,15 +8,18 @@ known problems, references.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from types import SimpleNamespace
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 from torch import nn
 
-from .errors import AuditError
+from .errors import AuditError, from_user_exception
 from .evidence import Evidence
 
 SEVERITIES = ("info", "warning", "error")
@@ -158,15 +161,74 @@ def _plain(value):
     return value
 
 
-def load_rules() -> dict[str, Rule]:
-    package = importlib.import_module("auditor.rules")
-    rules = {}
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"auditor.rules.{info.name}")
-        rule = getattr(module, "RULE", None)
+def load_rules(plugins: Iterable[str] = ()) -> dict[str, Rule]:
+    """The built-in catalogue, then the rules of every installed package that exposes the entry-point group
+    `auditor.rules`, then `plugins` (module names, or paths to a .py file or a package folder, from
+    `[tool.auditor] plugins`). A plugin rule is written as a built-in is: a module with `RULE = MyRule()`, or a
+    package of such modules."""
+    return dict(_load_rules(tuple(plugins)))
+
+
+@functools.cache
+def _load_rules(plugins: tuple[str, ...]) -> tuple[tuple[str, Rule], ...]:
+    rules = dict(_rules_in(importlib.import_module("auditor.rules")))
+    builtin = set(rules)
+    sources = [(f"entry point {ep.name} = {ep.value}", ep.value) for ep in _entry_points()]
+    sources += [(f"plugin {p!r}", p) for p in plugins]
+    for where, spec in sources:
+        module = _import_plugin(spec, where)
+        found = _rules_in(module)
+        if not found:
+            raise AuditError(f"{where}: defines no rule (a module with `RULE = SomeRule()`, or a package of them)")
+        for rule_id, rule in found:
+            if rule_id in builtin:
+                raise AuditError(f"{where}: rule id {rule_id!r} clashes with a built-in rule; give it another id")
+            if rule_id in rules:
+                raise AuditError(f"{where}: rule id {rule_id!r} is defined twice among the plugins")
+            rules[rule_id] = rule
+    return tuple(rules.items())
+
+
+def _entry_points():
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group="auditor.rules"), key=lambda ep: ep.name)
+
+
+def _import_plugin(spec: str, where: str) -> ModuleType:
+    path = Path(spec)
+    try:
+        if spec.endswith(".py") or "/" in spec or path.is_dir():
+            if not path.exists():
+                raise AuditError(f"{where}: no such file or folder")
+            folder, name = (path.parent, path.stem) if path.suffix == ".py" else (path.parent, path.name)
+            sys.path.insert(0, str(folder.resolve()))
+            try:
+                return importlib.import_module(name)
+            finally:
+                sys.path.remove(str(folder.resolve()))
+        return importlib.import_module(spec)
+    except AuditError:
+        raise
+    except ImportError as exc:
+        raise AuditError(f"{where}: cannot be imported ({exc}); install it, or give a path to it") from None
+    except Exception as exc:
+        raise from_user_exception(exc, f"importing {where}") from None
+
+
+def _rules_in(module: ModuleType) -> list[tuple[str, Rule]]:
+    modules = [module]
+    if hasattr(module, "__path__"):
+        modules += [importlib.import_module(f"{module.__name__}.{info.name}")
+                    for info in sorted(pkgutil.iter_modules(module.__path__), key=lambda m: m.name)]
+    found = []
+    for m in modules:
+        rule = getattr(m, "RULE", None)
         if isinstance(rule, Rule):
-            rules[rule.id] = rule
-    return rules
+            if not rule.id:
+                raise AuditError(f"{m.__name__}: its RULE has no id")
+            found.append((rule.id, rule))
+    return found
 
 
 def resolve_thresholds(rules: dict[str, Rule], overrides: dict[str, dict[str, float]]) -> dict[str, SimpleNamespace]:

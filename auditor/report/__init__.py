@@ -68,6 +68,7 @@ class Report:
         self.rules = rules
         # What the audit was asked to do, so that two reports compared by `audit diff` can be told apart fairly.
         self.settings: dict = {}
+        self.catalogue: dict | None = None  # the rules run, plugins included (for their figures)
 
     def order_by_cause(self) -> None:
         """Each root cause, then what it explains, in the order of `root_causes`."""

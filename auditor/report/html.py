@@ -42,7 +42,7 @@ def _defined(x) -> bool:
 
 def _finding_figures(report) -> list[tuple[str, str | None]]:
     """(evidence figure, before/after figure or None) per finding."""
-    rules = load_rules()
+    rules = report.catalogue or load_rules()
     out = []
     for f in report.findings:
         rule = rules.get(f.rule)
