@@ -21,13 +21,14 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                 seed: int = 0, device: str | None = None,
                 optimizer=None, scheduler=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
                 progress: Callable[[int], None] | None = None, verify_fixes: bool = True,
-                plugins: Iterable[str] = ()) -> Report:
+                plugins: Iterable[str] = (), clip_grad_norm: float | None = None) -> Report:
     rules = load_rules(plugins)
     resolved = resolve_thresholds(rules, thresholds or {})
     unknown = set(ignore) - set(rules)
     if unknown:  # before the probe, so a typo costs nothing
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
-    options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every)
+    options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every,
+                           clip_grad_norm=clip_grad_norm)
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])

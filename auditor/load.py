@@ -29,6 +29,8 @@ class UserSetup:
     make_optimizer: Callable | None = None
     training_step: Callable | None = None
     make_scheduler: Callable | None = None
+    # A LightningModule's configure_optimizers, called on the probe's copy: (optimizer, scheduler or None).
+    configure_optimizers: Callable | None = None
     model_file: str = "<api>"
     data_file: str = "<api>"
 
@@ -120,6 +122,12 @@ def load_files(model_path: str | Path, data_path: str | Path | None) -> UserSetu
     data_file = str(data_path or model_path)
     model = resolve_model(model_module, str(model_path))
     train_loader = resolve_loader(data_module, data_file, required=False)
+    from .lightning_module import is_lightning_module, setup_from_module
+
+    if is_lightning_module(model) and getattr(model_module, "training_step", None) is None:
+        return setup_from_module(model, train_loader, source=f"{model_path} ({type(model).__name__})",
+                                 data_file=data_file if train_loader is not None else "",
+                                 val_loader=getattr(data_module, "val_loader", None))
     if train_loader is None:
         hint = "" if data_path else "; pass --data loader.py"
         raise AuditError(f"{data_file}: defines neither `train_loader` (or `loader`) nor `build_loader()`{hint}")

@@ -71,9 +71,9 @@ def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], 
         before = rule.measure(evidence, f)
         try:
             variant, opt, sched = _variant(setup, plan, optimizer, scheduler)
-            after_ev = run_probe(variant, replace(options, checks=rule.needs_checks, clip_grad_norm=plan.clip_grad_norm,
-                                                  lr=plan.lr, add_missing_params=plan.add_missing_params),
-                                 optimizer=opt, scheduler=sched)
+            fixed = replace(options, checks=rule.needs_checks, clip_grad_norm=_clip(plan, options), lr=plan.lr,
+                            add_missing_params=plan.add_missing_params)
+            after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched)
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}
             continue
@@ -148,3 +148,8 @@ def _gain(goal, before: float | None, after: float | None) -> float | None:
 
 def _num(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _clip(plan: FixPlan, options: ProbeOptions) -> float | None:
+    """The fix's clipping, else the run's own (a trainer's gradient_clip_val)."""
+    return plan.clip_grad_norm if plan.clip_grad_norm is not None else options.clip_grad_norm

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import inspect
 import warnings
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -137,6 +138,11 @@ def build(setup: UserSetup, model: nn.Module, optimizer) -> tuple[torch.optim.Op
     """The probe's optimizer over `model`, and whether it is the auditor's default."""
     if optimizer is not None:
         return copy_optimizer(optimizer, setup.model, model), False
+    if setup.configure_optimizers is not None:
+        opt, sched = setup.configure_optimizers(model)
+        if sched is not None:
+            _CONFIGURED[opt] = sched
+        return opt, False
     if setup.make_optimizer is None:
         return torch.optim.AdamW(model.parameters(), lr=1e-3), True
     opt = call_user(setup.make_optimizer, model.parameters(),
@@ -155,7 +161,11 @@ def build_scheduler(setup: UserSetup, opt: torch.optim.Optimizer, optimizer, sch
         return copy_scheduler(scheduler, optimizer, opt)
     if setup.make_scheduler is not None:
         return call_user(setup.make_scheduler, opt, what=f"calling make_scheduler() in {setup.model_file}")
-    return None
+    return _CONFIGURED.pop(opt, None)
+
+
+# The scheduler a LightningModule's configure_optimizers built together with each probe optimizer.
+_CONFIGURED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def describe(opt: torch.optim.Optimizer) -> str:
