@@ -12,6 +12,7 @@ from .engine import load_rules, resolve_thresholds, run_rules
 from .errors import AuditError
 from .load import UserSetup
 from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS, ProbeOptions, run_probe
+from .progress import Progress, as_progress
 from .report import Report
 from .verify import Counterfactuals
 from .verify import verify_fixes as verify
@@ -20,7 +21,7 @@ from .verify import verify_fixes as verify
 def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
                 seed: int = 0, device: str | None = None,
                 optimizer=None, scheduler=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
-                progress: Callable[[int], None] | None = None, verify_fixes: bool = True,
+                progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True,
                 plugins: Iterable[str] = (), clip_grad_norm: float | None = None) -> Report:
     rules = load_rules(plugins)
     resolved = resolve_thresholds(rules, thresholds or {})
@@ -29,6 +30,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
     options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every,
                            clip_grad_norm=clip_grad_norm)
+    progress = as_progress(progress)
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
@@ -38,7 +40,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
     counter = Counterfactuals()
     if verify_fixes:
-        counter = verify(setup, evidence, findings, rules, resolved, options, optimizer, scheduler, ignore)
+        counter = verify(setup, evidence, findings, rules, resolved, options, optimizer, scheduler, ignore, progress)
         report.verify_seconds = counter.seconds
     report.root_causes = link(findings, counter.removed_by, counter.stayed_after)
     report.order_by_cause()

@@ -18,6 +18,7 @@ from .config import FAIL_ON, load_settings, parse_formats, parse_threshold
 from .engine import load_rules
 from .errors import AuditError, print_error
 from .load import load_files
+from .progress import for_terminal
 
 _COLOURS = {"error": "red", "warning": "yellow", "info": "blue"}
 
@@ -65,7 +66,9 @@ def cli():
               help="Override a threshold, e.g. --set update-ratio.high=-1.5 (repeatable).")
 @click.option("--no-verify-fixes", "no_verify", is_flag=True, default=None,
               help="Skip re-running the probe with each mechanical fix applied.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--tensorboard", "tensorboard_dir", metavar="DIR", help="Also write the probe's loss, gradient norm, "
+              "per-layer ratios and activation histograms as TensorBoard event files into DIR.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 def run_cmd(debug, **options):
     """Audit MODEL.py: probe training on a copy of the model and report what is wrong."""
@@ -87,7 +90,7 @@ def run_cmd(debug, **options):
 
 
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
-         overrides, no_verify, quiet) -> int:
+         overrides, no_verify, tensorboard_dir, quiet) -> int:
     from . import diff as differ
     from .api import audit_setup
 
@@ -110,13 +113,19 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         raise AuditError(f"--fail-on {fail_on} compares with an earlier audit: pass --baseline REPORT too")
     base = differ.load(baseline) if baseline else None  # before the probe, so a wrong path costs nothing
     setup = load_files(model_file, data_file)
-    label = f"probing {Path(model_file).name}"
-    show = not quiet and sys.stderr.isatty()
-    with click.progressbar(length=steps, label=label, file=sys.stderr, show_pos=True) if show else _NoBar() as bar:
+    progress = for_terminal(f"auditing {Path(model_file).name}", quiet)
+    try:
         report = audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, ignore=ignore,
-                             thresholds=thresholds, progress=lambda _step: bar.update(1), verify_fixes=verify,
-                             plugins=settings.plugins)
-    if not show and not quiet:
+                             thresholds=thresholds, progress=progress, verify_fixes=verify, plugins=settings.plugins)
+        written = report.write(out, formats, progress)
+        if tensorboard_dir:
+            from .report import tensorboard
+
+            progress.phase("writing TensorBoard events", 1)
+            written.append(tensorboard.write(report, tensorboard_dir))
+    finally:
+        progress.close()
+    if not quiet and not sys.stderr.isatty():
         click.echo(f"probed {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
                    f"in {report.probe.seconds:.1f} s", err=True)
 
@@ -131,7 +140,6 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     counts = report.counts
     summary = (f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
                if report.findings else "clean: no findings")
-    written = report.write(out, formats)
     for reason in report.skipped:
         click.echo(f"audit: {reason}", err=True)
     if report.verify_seconds is not None and any("after" in (f.verified or {}) for f in report.findings):
@@ -184,17 +192,6 @@ def _verified_line(v: dict) -> str:
 
 def _short(x) -> str:
     return "n/a" if x is None else f"{x:.3g}"
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n):
-        pass
 
 
 def _catalogue() -> dict:

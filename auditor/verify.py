@@ -17,6 +17,7 @@ from .load import UserSetup
 from .probe.optim import copy_optimizer, copy_scheduler
 from .probe.run import ProbeOptions, run_probe
 from .probe.state import copy_model
+from .progress import Progress
 
 
 class _Transformed:
@@ -55,14 +56,16 @@ class Counterfactuals:
 
 def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], rules: dict[str, Rule],
                  thresholds: dict, options: ProbeOptions, optimizer=None, scheduler=None,
-                 ignore=()) -> Counterfactuals:
+                 ignore=(), progress: Progress | None = None) -> Counterfactuals:
     """Fill `finding.verified` for every finding, and record which other findings each fix removed."""
     started = time.perf_counter()
     active = {k: r for k, r in rules.items() if k not in set(ignore)}
     result = Counterfactuals()
-    for f in findings:
+    progress = progress or Progress()
+    plans = [(f, rules[f.rule].plan_fix(evidence, f)) for f in findings]
+    progress.phase("verifying fixes", sum(plan is not None for _, plan in plans))
+    for f, plan in plans:
         rule = rules[f.rule]
-        plan = rule.plan_fix(evidence, f)
         if plan is None:
             f.verified = {"reason": "no mechanical fix: " + (
                 "this finding is information" if f.severity == "info" else
@@ -77,6 +80,8 @@ def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], 
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}
             continue
+        finally:
+            progress.update()
         after = rule.measure(after_ev, f)
         after_findings = run_rules(after_ev, active, thresholds, ())
         present = {g.rule for g in after_findings if g.severity != "info"}

@@ -344,8 +344,11 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray) -> dict:
     return {"suggested": float(lrs[i_min] / 10), "good_low": float(lrs[i_steep]), "good_high": float(lrs[i_min])}
 
 
+EXPERIMENTS = ("batch-mixing", "causal-leak", "overfit-one-batch", "LR range")
+
+
 def run_experiments(ev, initial: nn.Module, make_opt: Callable, losses: LossComputer, compute: Callable, stream,
-                    held: list) -> None:
+                    held: list, done: Callable[[], None] = lambda: None) -> None:
     """Runs on the probe's own batches: the ones it holds, then the rest of its stream, so that a loader
     that can be iterated only once (a generator) serves the experiments too."""
 
@@ -358,6 +361,8 @@ def run_experiments(ev, initial: nn.Module, make_opt: Callable, losses: LossComp
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
             ev.probe.notes.append(f"the {name} experiment could not run on this model: {first_line}")
             return None
+        finally:
+            done()
 
     first = held[0]
     ev.batch_mixing = attempt("batch-mixing", lambda: batch_mixing(initial, first, losses))

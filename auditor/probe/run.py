@@ -13,6 +13,7 @@ from torch import nn
 from ..errors import AuditError, from_user_exception
 from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
 from ..load import UserSetup
+from ..progress import Progress, as_progress
 from . import checks, lossspy, optim
 from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss, tensors
@@ -63,9 +64,10 @@ def _model_device(model: nn.Module, override: str | None) -> torch.device:
 
 
 def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=None,
-              progress: Callable[[int], None] | None = None, scheduler=None) -> Evidence:
+              progress: Progress | Callable[[int], None] | None = None, scheduler=None) -> Evidence:
     """`optimizer` and `scheduler` are the caller's own instances, or None: the probe trains copies."""
     options = options or ProbeOptions()
+    progress = as_progress(progress)
     if options.steps < 1:
         raise AuditError(f"--steps must be at least 1, got {options.steps}")
     if options.stats_every < 1:
@@ -86,11 +88,13 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
         if sched is not None and options.lr is not None and hasattr(sched, "base_lrs"):
             sched.base_lrs = [options.lr] * len(sched.base_lrs)  # an LR fix moves the whole schedule
         losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
+        progress.phase("replay", options.steps)
         evidence, stream, held = _probe(setup, options, model, opt, sched, losses, device, started, progress)
         evidence.probe.optimizer_default = opt_default
         evidence.probe.notes[:0] = notes
         if options.checks and evidence.probe.steps_run:
-            _experiments(setup, evidence, initial, optimizer, losses, stream, held)
+            progress.phase("experiments", len(checks.EXPERIMENTS))
+            _experiments(setup, evidence, initial, optimizer, losses, stream, held, progress)
         evidence.probe.seconds = time.perf_counter() - started
         return evidence
 
@@ -112,7 +116,7 @@ def _optimizer_notes(setup: UserSetup, optimizer, sched, opt_default: bool) -> l
 
 
 def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: LossComputer, stream: BatchStream,
-                 held: list) -> None:
+                 held: list, progress: Progress) -> None:
     def compute(m, batch):
         try:
             return losses(m, batch)[0]
@@ -123,7 +127,7 @@ def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: Los
                                            "experiments") from None
 
     checks.run_experiments(ev, initial, lambda m: optim.build(setup, m, optimizer)[0], losses, compute,
-                           stream, held)
+                           stream, held, progress.update)
 
 
 def _probe(setup, options, model, opt, sched, losses, device, started, progress
@@ -241,8 +245,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
                 with torch.no_grad(), replayed_rng(rng, device):
                     log.put("loss_after", compute(batch)[0].detach().float().reshape(()), step)
             steps_run = step + 1
-            if progress:
-                progress(step)
+            progress.update()
             if steps_run % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss.detach()).item():
                 break
     finally:

@@ -160,7 +160,7 @@ class Report:
 
         return write_pdf(html if html is not None else self.to_html(), Path(path))
 
-    def write(self, out_dir: str | Path, formats=("json", "md", "html", "pdf")) -> list[Path]:
+    def write(self, out_dir: str | Path, formats=("json", "md", "html", "pdf"), progress=None) -> list[Path]:
         """Write each format into `out_dir`. A PDF that cannot be made (no WeasyPrint) does not stop the
         others: its reason goes to `self.skipped` and the rest are written."""
         from .html import PdfUnavailable
@@ -169,7 +169,12 @@ class Report:
         out.mkdir(parents=True, exist_ok=True)
         self.skipped: list[str] = []
         written, html = [], None
+        from ..progress import as_progress
+
+        progress = as_progress(progress)
+        progress.phase("writing reports", len(formats))
         for fmt_ in formats:
+            progress.update()
             if fmt_ == "json":
                 written.append(self.write_json(out / "report.json"))
             elif fmt_ == "md":
