@@ -190,11 +190,24 @@ def _metric_changes(base: dict, head: dict) -> list[Change]:
         b, h = bm["parameters"][name], hm["parameters"][name]
         out.append(_log_ratio("update-to-data ratio", name, b["update_data_ratio"], h["update_data_ratio"]))
         out.append(_log_ratio("gradient-to-data ratio", name, b["grad_data_ratio"], h["grad_data_ratio"]))
-    for name in [n for n in hm["activations"] if n in bm["activations"]]:
-        b, h = bm["activations"][name], hm["activations"][name]
+    for base_name, head_name in _paired(list(bm["activations"]), list(hm["activations"])):
+        b, h = bm["activations"][base_name], hm["activations"][head_name]
+        name = head_name if base_name == head_name else f"{base_name} → {head_name}"
         out.append(_share("dead share", name, b.get("dead"), h.get("dead")))
         out.append(_share("saturated share", name, b.get("saturated"), h.get("saturated")))
     return out
+
+
+def _paired(base: list[str], head: list[str]) -> list[tuple[str, str]]:
+    """Activations by name; then those named by call site (`tanh@model.py:26`), whose line moves when a
+    pull request edits the file above them, by function and order of appearance."""
+    pairs = [(n, n) for n in head if n in base]
+    rest_b = [n for n in base if n not in head]
+    rest_h = [n for n in head if n not in base]
+    site = lambda n: n.rpartition("@")[0] if "@" in n else None  # noqa: E731
+    if [site(n) for n in rest_b] == [site(n) for n in rest_h] and all(site(n) for n in rest_h):
+        pairs += list(zip(rest_b, rest_h, strict=True))
+    return pairs
 
 
 def _ms_per_step(report: dict) -> float | None:

@@ -40,6 +40,9 @@ def test_a_fix_shows_as_fixed_findings_and_better_metrics(raw_and_fixed):
     assert base["probe"]["structure_hash"] == head["probe"]["structure_hash"]
     assert not any("structure" in c for c in d.caveats)
     assert any(c.where == "W2" and c.metric == "update-to-data ratio" for c in d.metrics)
+    # The fixed file's tanh sits two lines lower: paired by function and order, not lost.
+    saturated = next(c for c in d.metrics if c.metric == "saturated share")
+    assert saturated.changed and saturated.better and "→" in saturated.where
 
 
 def test_the_reverse_is_a_regression_and_fails_the_gate(raw_and_fixed):
