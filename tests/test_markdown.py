@@ -80,3 +80,8 @@ def test_fit_keeps_a_comment_under_githubs_limit():
     assert out.count("<details>") == out.count("</details>") > 0
     assert "https://example.org/run/1" in out and "left out" in out
     assert markdown.fit("short") == "short"
+
+
+def test_call_site_names_are_not_mail_links():
+    html = render(markdown.text("tanh@model.py:26 is saturated"))
+    assert "mailto:" not in html and "model.py:26" in html

@@ -9,8 +9,9 @@ import re
 GITHUB_COMMENT_LIMIT = 65_536
 
 _ACTIVE = re.compile(r"([\\`*_\[\]<>|~!#])")
-# GitHub links `@name` where `@` follows the start or a non-word character and a letter or digit follows it.
-_MENTION = re.compile(r"(^|\W)@(?=\w)")
+# GitHub links `@name` where `@` follows the start or a non-word character, and GFM's autolinker turns
+# `tanh@model.py` (a call-site activation's name) into a mailto: link: any @ before a word character.
+_MENTION = re.compile(r"@(?=\w)")
 
 
 def text(value) -> str:
@@ -20,9 +21,9 @@ def text(value) -> str:
 
 
 def text_mentions(s: str) -> str:
-    """A zero-width space after an @ that GitHub would link keeps it from notifying a user or team named
-    like a layer."""
-    return _MENTION.sub("\\1@\u200b", s)
+    """An invisible word joiner (U+2060) after an @ keeps GitHub from notifying a user or team named like a
+    layer, and from making a layer name a mail link; it renders as nothing."""
+    return _MENTION.sub("@\u2060", s)
 
 
 def code(value) -> str:
