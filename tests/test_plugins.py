@@ -1,6 +1,7 @@
 """Rules of a team's own, loaded beside the built-ins: installed (entry-point group `auditor.rules`) and by
 path (`[tool.auditor] plugins`); listed, explained, run, and refused when an id clashes with a built-in."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from conftest import SAMPLES
 
 from auditor.engine import load_rules
 from auditor.errors import AuditError
+from auditor.report import schema
 
 PLUGIN = SAMPLES / "plugin_rules"
 
@@ -44,12 +46,16 @@ def test_by_path_listed_explained_and_run(tmp_path):
                  tmp_path / "out", "--fail-on", "warning", "--no-verify-fixes", cwd=tmp_path)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "team-parameter-budget" in run.stdout and "over the team's parameter budget" in run.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert schema.errors(report) == [] and report["findings"][0]["rule"] == "team-parameter-budget"
 
 
 def test_installed_through_the_entry_point(tmp_path):
     target = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--target", str(target), str(PLUGIN)], capture_output=True, text=True, timeout=300)
+    # pip's own build isolation fetches the setuptools the plugin asks for: a venv's bundled setuptools may
+    # be too old to build a wheel without the `wheel` package (setuptools < 70.1).
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                          str(PLUGIN)], capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr
     listed = _audit("rules", cwd=tmp_path, env={"PYTHONPATH": str(target)})
     assert listed.returncode == 0 and "team-parameter-budget" in listed.stdout, listed.stderr
