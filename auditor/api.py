@@ -10,8 +10,9 @@ from . import __version__
 from .causes import link
 from .engine import load_rules, resolve_thresholds, run_rules
 from .errors import AuditError
+from .interrupt import Stopped
 from .load import UserSetup
-from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS, ProbeOptions, run_probe
+from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS, ProbeOptions, mark_partial, run_probe
 from .progress import Progress, as_progress
 from .report import Report
 from .verify import Counterfactuals
@@ -22,14 +23,15 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                 seed: int = 0, device: str | None = None,
                 optimizer=None, scheduler=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
                 progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True,
-                plugins: Iterable[str] = (), clip_grad_norm: float | None = None) -> Report:
+                plugins: Iterable[str] = (), clip_grad_norm: float | None = None,
+                keep_partial: bool = False) -> Report:
     rules = load_rules(plugins)
     resolved = resolve_thresholds(rules, thresholds or {})
     unknown = set(ignore) - set(rules)
     if unknown:  # before the probe, so a typo costs nothing
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
     options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every,
-                           clip_grad_norm=clip_grad_norm)
+                           clip_grad_norm=clip_grad_norm, keep_partial=keep_partial)
     progress = as_progress(progress)
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     findings = run_rules(evidence, rules, resolved, ignore)
@@ -39,9 +41,14 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                        "verify_fixes": verify_fixes, "ignore": sorted(set(ignore)),
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
     counter = Counterfactuals()
-    if verify_fixes:
-        counter = verify(setup, evidence, findings, rules, resolved, options, optimizer, scheduler, ignore, progress)
-        report.verify_seconds = counter.seconds
+    if verify_fixes and not evidence.probe.partial_reason:
+        try:
+            counter = verify(setup, evidence, findings, rules, resolved, options, optimizer, scheduler, ignore,
+                             progress)
+            report.verify_seconds = counter.seconds
+        except Stopped as stop:
+            mark_partial(evidence, stop.reason, stop.exit_code)
+            counter = Counterfactuals()
     report.root_causes = link(findings, counter.removed_by, counter.stayed_after)
     report.order_by_cause()
     return report

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, interrupt
 from .config import FAIL_ON, load_settings, parse_formats, parse_threshold
 from .engine import load_rules
 from .errors import AuditError, print_error
+from .interrupt import Stopped
 from .load import load_files
 from .progress import for_terminal
 
@@ -68,6 +69,8 @@ def cli():
               help="Skip re-running the probe with each mechanical fix applied.")
 @click.option("--tensorboard", "tensorboard_dir", metavar="DIR", help="Also write the probe's loss, gradient norm, "
               "per-layer ratios and activation histograms as TensorBoard event files into DIR.")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Stop the audit after this long (a loader that hangs, "
+              "a model far slower than expected) and write a partial report of what was measured.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 def run_cmd(debug, **options):
@@ -77,9 +80,12 @@ def run_cmd(debug, **options):
     except AuditError as error:
         print_error(error)
         code = 2
+    except Stopped as stop:  # before anything was measured: there is nothing to report
+        click.echo(f"audit: {stop.reason}; nothing had been measured yet, so no report was written", err=True)
+        code = stop.exit_code
     except KeyboardInterrupt:
         click.echo("audit: interrupted", err=True)
-        code = 2
+        code = 130
     except Exception as exc:  # a defect of the auditor itself, not of the user's input
         if debug:
             traceback.print_exc()
@@ -90,7 +96,7 @@ def run_cmd(debug, **options):
 
 
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
-         overrides, no_verify, tensorboard_dir, quiet) -> int:
+         overrides, no_verify, tensorboard_dir, timeout, quiet) -> int:
     from . import diff as differ
     from .api import audit_setup
 
@@ -112,19 +118,29 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     if fail_on.startswith("new-") and not baseline:
         raise AuditError(f"--fail-on {fail_on} compares with an earlier audit: pass --baseline REPORT too")
     base = differ.load(baseline) if baseline else None  # before the probe, so a wrong path costs nothing
-    setup = load_files(model_file, data_file)
+    if timeout is not None and timeout <= 0:
+        raise AuditError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     progress = for_terminal(f"auditing {Path(model_file).name}", quiet)
     try:
-        report = audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, ignore=ignore,
-                             thresholds=thresholds, progress=progress, verify_fixes=verify, plugins=settings.plugins)
-        written = report.write(out, formats, progress)
-        if tensorboard_dir:
-            from .report import tensorboard
+        with interrupt.handled(timeout):
+            interrupt.doing(f"importing {model_file}")
+            setup = load_files(model_file, data_file)
+            report = audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device,
+                                 ignore=ignore, thresholds=thresholds, progress=progress, verify_fixes=verify,
+                                 plugins=settings.plugins, keep_partial=True)
+        # A signal now waits until every report is written whole, then ends the run with its exit code.
+        with interrupt.deferred() as pending:
+            written = report.write(out, formats, progress)
+            if tensorboard_dir:
+                from .report import tensorboard
 
-            progress.phase("writing TensorBoard events", 1)
-            written.append(tensorboard.write(report, tensorboard_dir))
+                progress.phase("writing TensorBoard events", 1)
+                written.append(tensorboard.write(report, tensorboard_dir))
     finally:
         progress.close()
+    if report.partial:
+        click.echo(f"audit: partial report: {report.probe.partial_reason} (after {report.probe.steps_run} of "
+                   f"{report.probe.steps} steps)", err=True)
     if not quiet and not sys.stderr.isatty():
         click.echo(f"probed {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
                    f"in {report.probe.seconds:.1f} s", err=True)
@@ -144,7 +160,11 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         click.echo(f"audit: {reason}", err=True)
     if report.verify_seconds is not None and any("after" in (f.verified or {}) for f in report.findings):
         click.echo(f"fixes verified in {report.verify_seconds:.1f} s (--no-verify-fixes skips this)", err=True)
-    click.echo(f"{summary}. Report: {', '.join(str(p) for p in written)}")
+    click.echo(f"{summary}. Report{' (partial)' if report.partial else ''}: {', '.join(str(p) for p in written)}")
+    if pending:
+        return 128 + pending[0]
+    if report.partial:
+        return report.evidence.stop_code or 2
     if base is not None:
         change = differ.compare(base, json.loads(json.dumps(report.to_dict())))
         path = Path(out) / "diff.md"

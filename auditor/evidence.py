@@ -57,6 +57,9 @@ class ProbeInfo:
     # Names, shapes and dtypes of parameters and buffers, and module types, hashed: `audit diff` says when two
     # reports are of different models rather than comparing their numbers as if they were one.
     structure_hash: str = ""
+    # Set when the audit was stopped (a signal, --timeout, an exception in the user's code after the first
+    # step): what follows was measured until then.
+    partial_reason: str | None = None
 
 
 @dataclass
@@ -124,6 +127,7 @@ class Evidence:
     initial_losses: list[float] = field(default_factory=list)
     # The experiments beyond the replay (auditor/probe/checks.py); None where they could not run.
     structure: object = None  # auditor.probe.structure.Structure
+    stop_code: int | None = None  # the exit code a stopped (partial) audit ends with
     input_stats: dict | None = None
     output_form: dict | None = None
     labels: list = field(default_factory=list)  # (step, class counts of that batch)

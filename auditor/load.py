@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import AuditError, from_user_exception
+from .interrupt import Stopped
 
 
 @dataclass
@@ -54,7 +55,7 @@ def import_user_file(path: str | Path, role: str) -> ModuleType:
         raise AuditError(f"{path}: the file called exit({exc.code}) while being imported; guard "
                          "script code with `if __name__ == '__main__':`") from None
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, KeyboardInterrupt | Stopped):
             raise
         raise from_user_exception(exc, f"importing {path}") from None
     finally:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import interrupt
 from ..errors import AuditError
 from ..load import call_user
 from .lossspy import LossCall, LossSpy
@@ -92,7 +93,9 @@ class BatchStream:
         return call_user(iter, self.loader, what=f"iterating the loader in {self.data_file}")
 
     def next(self):
+        interrupt.doing(f"reading a batch from the loader in {self.data_file}")
         batch = self._next_raw()
+        interrupt.doing("running the probe")
         if batch is None:
             return None
         if self.check is not None:

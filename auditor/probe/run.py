@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import AuditError, from_user_exception
 from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
+from ..interrupt import Stopped
 from ..load import UserSetup
 from ..progress import Progress, as_progress
 from . import checks, lossspy, optim
@@ -49,6 +50,9 @@ class ProbeOptions:
     clip_grad_norm: float | None = None
     lr: float | None = None  # every parameter group's learning rate
     add_missing_params: bool = False  # trainable parameters the optimizer left out get a group of their own
+    # The command line's choice: an exception in the user's code after the first step, or a signal, ends the
+    # probe with what it measured (a partial report) instead of losing it.
+    keep_partial: bool = False
 
     def measured(self, step: int) -> bool:
         return step % self.stats_every == 0 or step == self.steps - 1
@@ -92,9 +96,12 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
         evidence, stream, held = _probe(setup, options, model, opt, sched, losses, device, started, progress)
         evidence.probe.optimizer_default = opt_default
         evidence.probe.notes[:0] = notes
-        if options.checks and evidence.probe.steps_run:
+        if options.checks and evidence.probe.steps_run and not evidence.probe.partial_reason:
             progress.phase("experiments", len(checks.EXPERIMENTS))
-            _experiments(setup, evidence, initial, optimizer, losses, stream, held, progress)
+            try:
+                _experiments(setup, evidence, initial, optimizer, losses, stream, held, progress)
+            except Stopped as stop:
+                mark_partial(evidence, stop.reason, stop.exit_code)
         evidence.probe.seconds = time.perf_counter() - started
         return evidence
 
@@ -188,6 +195,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     histogram_steps = {0, mid - mid % options.stats_every, options.steps - 1}
     tracer = ActivationTracer(model, log, histogram_steps)
     steps_run = 0
+    stopped: tuple[str, int] | None = None  # (why, exit code) when the replay ended early and kept its evidence
     described = optim.describe(opt)  # before a scheduler moves the rate
     not_stepped = optim.not_stepped(opt, model)
     peak_lr = _lr(opt)  # with a scheduler (warm-up, decay), the highest rate the probe trained at
@@ -248,6 +256,14 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
             progress.update()
             if steps_run % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss.detach()).item():
                 break
+    except Stopped as stop:
+        if not steps_run:
+            raise
+        stopped = (stop.reason, stop.exit_code)
+    except AuditError as exc:
+        if not (options.keep_partial and steps_run):
+            raise
+        stopped = (f"stopped by an error at probe step {steps_run}: {exc}", 2)
     finally:
         tracer.remove_hooks()
 
@@ -294,7 +310,15 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
                                                                           strict=True)]
     info.seconds = time.perf_counter() - started
+    if stopped:
+        mark_partial(evidence, *stopped)
     return evidence, stream, init_batches
+
+
+def mark_partial(evidence: Evidence, reason: str, exit_code: int) -> None:
+    if not evidence.probe.partial_reason:
+        evidence.probe.partial_reason = reason
+        evidence.stop_code = exit_code
 
 
 @dataclass

@@ -89,6 +89,11 @@ class Report:
                 for root in self.root_causes]
 
     @property
+    def partial(self) -> bool:
+        """True when the audit was stopped early: the findings are judged on what was measured until then."""
+        return bool(self.probe.partial_reason)
+
+    @property
     def counts(self) -> dict[str, int]:
         return {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
 
@@ -110,6 +115,8 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "auditor_version": self.version,
             "verdict": self.verdict,
+            "partial": self.partial,
+            "partial_reason": self.probe.partial_reason,
             "counts": self.counts,
             "root_causes": self.root_causes,
             "findings": [f.to_dict() for f in self.findings],

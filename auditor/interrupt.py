@@ -1,0 +1,67 @@
+"""A report that is never lost: Ctrl-C, SIGTERM (a CI job's timeout) and `--timeout` stop the audit where it
+is, and what was measured until then still becomes a report, marked partial in every format.
+
+`Stopped` derives from BaseException, as KeyboardInterrupt does, so that a user's `except Exception` around a
+batch cannot swallow it. Only the command line installs the handlers; the Python API keeps Python's own
+Ctrl-C behaviour.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+# What the audit is doing now, for the message of a timeout: "reading a batch from the loader in loader.py".
+_doing = ["starting"]
+
+
+class Stopped(BaseException):
+    def __init__(self, reason: str, exit_code: int):
+        super().__init__(reason)
+        self.reason, self.exit_code = reason, exit_code
+
+
+def doing(what: str) -> None:
+    _doing[0] = what
+
+
+def now() -> str:
+    return _doing[0]
+
+
+@contextmanager
+def handled(timeout: float | None = None):
+    """SIGINT -> exit 130, SIGTERM -> exit 143 (128 + signal number, as shells report them), and SIGALRM after
+    `timeout` seconds -> exit 2 with what the audit was doing."""
+
+    def stop(signum, _frame):
+        if signum == signal.SIGALRM:
+            raise Stopped(f"stopped by --timeout {timeout:g} s while {now()}", 2)
+        name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
+        raise Stopped(f"stopped by {name} while {now()}", 128 + signum)
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    if timeout:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def deferred():
+    """While the reports are written, a signal waits until they are complete, then stops the audit."""
+    pending = []
+
+    def remember(signum, _frame):
+        pending.append(signum)
+
+    old = {s: signal.signal(s, remember) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    try:
+        yield pending
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
