@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import sysconfig
 import traceback
@@ -39,6 +40,8 @@ def user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
 
 def from_user_exception(exc: BaseException, what: str) -> AuditError:
     """Turn an exception raised inside the user's code into a one-line error that points at their code."""
+    if _is_oom(exc):
+        return out_of_memory(exc, what)
     frames = user_frames(exc)
     kind = type(exc).__name__
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -58,3 +61,34 @@ def print_error(error: AuditError, file=None) -> None:
         print("Your code (most recent call last):", file=file)
         for line in error.detail:
             print(line, file=file)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(exc, oom)
+
+
+_ASKED = re.compile(r"Tried to allocate ([\d.]+ [KMGT]i?B)")
+
+
+def out_of_memory(exc: BaseException, what: str) -> AuditError:
+    """A CUDA out-of-memory as one line: the phase, the memory asked for and free, and what to change. The
+    memory the failed attempt held is given back first, so the process (a notebook, a trainer) can go on."""
+    import gc
+
+    import torch
+
+    text = str(exc)
+    asked = _ASKED.search(text)
+    free = ""
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+        free_b, total_b = torch.cuda.mem_get_info()
+        free = f", {free_b / 2**30:.2f} GiB of {total_b / 2**30:.2f} GiB free now"
+    want = f" asking for {asked.group(1)}" if asked else ""
+    return AuditError(f"out of device memory while {what}{want}{free}: the probe holds a copy of the model and "
+                      "optimizer beside yours; use a smaller batch in the loader, or free your own copy "
+                      "(del model; torch.cuda.empty_cache()) before the audit, or run it with --device cpu")

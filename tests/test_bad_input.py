@@ -91,3 +91,27 @@ def test_targets_out_of_range_in_a_later_batch(write):
                    "for _ in range(9)]\ntrain_loader.append((torch.randn(8, 4), torch.full((8,), 5)))\n")
     out = _audit(write("model.py", MODEL), "--data", loader)
     assert "targets range from 5 to 5" in out and "3 classes" in out
+
+
+def test_out_of_memory_is_one_line_naming_the_phase_and_the_size(tmp_path):
+    """A CUDA out-of-memory (raised here on the CPU, as the allocator words it) is a one-line error with the
+    phase, the size asked for and what to change; no traceback."""
+    from click.testing import CliRunner
+
+    from auditor.cli import cli
+
+    model = tmp_path / "model.py"
+    model.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Big(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.lin = nn.Linear(4, 2)\n"
+        "    def forward(self, x):\n"
+        "        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total '\n"
+        "                                     'capacity of 79.11 GiB of which 1.50 GiB is free.')\n\n"
+        "model = Big()\ntrain_loader = [(torch.randn(8, 4), torch.randint(0, 2, (8,)))] * 4\n")
+    result = CliRunner().invoke(cli, [str(model), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "out of device memory while running the model" in lines[0] and "asking for 2.00 GiB" in lines[0]
+    assert "smaller batch" in lines[0]
