@@ -85,12 +85,18 @@ def test_nan_loss_at_step_zero_is_a_finding_not_a_crash(write, tmp_path):
 
 
 def test_targets_out_of_range_in_a_later_batch(write):
-    # Only the first batch is checked up front on the CPU; a later bad batch must still name the labels.
+    # Only the first batch is checked up front on the CPU; a later bad batch must still name the labels. The
+    # nine steps before it are kept as a partial report (exit 2).
     loader = write("loader.py", "import torch\ng = torch.Generator().manual_seed(0)\n"
                    "train_loader = [(torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)) "
                    "for _ in range(9)]\ntrain_loader.append((torch.randn(8, 4), torch.full((8,), 5)))\n")
-    out = _audit(write("model.py", MODEL), "--data", loader)
-    assert "targets range from 5 to 5" in out and "3 classes" in out
+    model = write("model.py", MODEL)
+    result = CliRunner().invoke(cli, [str(model), "--data", str(loader), "--out", str(model.parent / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    first = result.output.strip().splitlines()[0]
+    assert first.startswith("audit: partial report: stopped by an error at probe step 9")
+    assert "targets range from 5 to 5" in first and "3 classes" in first
+    assert (model.parent / "out" / "report.json").exists()
 
 
 def test_out_of_memory_is_one_line_naming_the_phase_and_the_size(tmp_path):
