@@ -19,8 +19,9 @@ class DeviceLog:
         self._values: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._steps: dict[str, list[int]] = defaultdict(list)
 
-    def put(self, key: str, value: torch.Tensor, step: int) -> None:
-        self._values[key].append(value.detach())
+    def put(self, key: str, value: torch.Tensor | list[torch.Tensor], step: int) -> None:
+        """`value` is a tensor, or a list of 0-d tensors that read-back stacks into a vector."""
+        self._values[key].append(value if isinstance(value, list) else value.detach())
         self._steps[key].append(step)
 
     def keys(self):
@@ -31,12 +32,19 @@ class DeviceLog:
         keys = [k for k in self._values if self._values[k]]
         if not keys:
             return {}
-        device = self._values[keys[0]][0].device
+        first_value = self._values[keys[0]][0]
+        device = (first_value[0] if isinstance(first_value, list) else first_value).device
         # One block per key where the entries agree in shape and dtype (per-step scalars and vectors, the
         # bulk of the log), else one per entry: a few hundred tiny reshape/convert calls become a handful.
         blocks = []  # (key, tensor, shape of one entry, entries in the block or None for a single entry)
         for key in keys:
             values = self._values[key]
+            if isinstance(values[0], list):
+                # Every step's list of scalars in one stack: one op for the whole probe, not one a step.
+                width = len(values[0])
+                flat = torch.stack([t for v in values for t in v]).float()  # 0-d norms, no grad
+                blocks.append((key, flat.reshape(len(values), width), torch.Size([width]), len(values)))
+                continue
             first = values[0]
             if all(v.shape == first.shape and v.dtype == first.dtype for v in values):
                 blocks.append((key, torch.stack(values), first.shape, len(values)))

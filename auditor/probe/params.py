@@ -4,7 +4,8 @@ Each tensor's scale is its RMS, ‖x‖/√n, so the ratios the rules read are �
 relative step sizes of LARS/LAMB (You et al. 2017). For zero-mean weights this equals the makemore
 lecture's std(Δw)/std(w); unlike std it stays meaningful for norm-layer gains, whose mean is 1 and
 whose std is 0 at init. Norms of all tensors come from one fused `_foreach_norm` launch, so the cost per
-step does not grow with the number of tensors: two norm launches, one copy and one subtraction.
+step does not grow with the number of tensors: two norm launches, one copy and one subtraction. The norms
+go to the log as lists of 0-d tensors, stacked all at once at read-back.
 
 Gradient norms are taken every step (a rare spike or a NaN must not slip between samples); the weight
 and update norms only on the probe's measured steps (see `ProbeOptions.stats_every`).
@@ -30,19 +31,30 @@ class ParamTracker:
         # Known on the host without asking the device, so kept here rather than in the DeviceLog.
         self.has_grad: dict[int, list[bool]] = {}
         self._measuring = False
+        self._all_present = [True] * len(self.params)  # shared by every step where each tensor got a gradient
+        self._fp32 = all(p.dtype == torch.float32 for p in self.params)
 
     def after_backward(self, step: int, measure: bool = True) -> None:
+        grads = [p.grad for p in self.params]
+        if not measure and self._fp32 and not any(g is None or g.is_sparse for g in grads):
+            # The path of most steps, kept to one norm launch and no Python beyond it: on a sub-millisecond
+            # step every microsecond here is a percent of the probe's overhead.
+            self.log.put("param/grad_norm", list(torch._foreach_norm(grads, 2)), step)
+            self.has_grad[step] = self._all_present
+            self._measuring = False
+            return
         with torch.no_grad():
-            grads = [p.grad for p in self.params]
             mask = [g is not None for g in grads]
             data = [p.detach() for p in self.params] if measure else []
             n = len(grads)
             if all(mask) and not any(g.is_sparse for g in grads):
-                # The common case: gradient and (on measured steps) weight norms in one launch.
-                norms = torch.stack(_norms(grads + data))
+                # Gradient and weight norms in one launch.
+                norms = _norms(grads + data)
             else:
                 dense = iter(_norms([g.to_dense() if g.is_sparse else g for g in grads if g is not None] + data))
-                norms = torch.stack([next(dense) if m else self._nan for m in mask] + [next(dense) for _ in data])
+                norms = [next(dense) if m else self._nan for m in mask] + [next(dense) for _ in data]
+            # Lists, not stacked here: stacking a handful of 0-d tensors costs more on the CPU than the norms
+            # themselves (bench/bench_probe.py); the log stacks every step's at once when it reads back.
             self.log.put("param/grad_norm", norms[:n], step)
             # NaN in grad_norm alone could be "no gradient" or "a NaN gradient"; this tells them apart.
             self.has_grad[step] = mask
@@ -58,7 +70,7 @@ class ParamTracker:
         with torch.no_grad():
             # In place: the snapshot becomes w_before - w_after = -Δw, whose norm is ‖Δw‖.
             torch._foreach_sub_(self._before, [p.detach() for p in self.params])
-            self.log.put("param/update_norm", torch.stack(_norms(self._before)), step)
+            self.log.put("param/update_norm", _norms(self._before), step)
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

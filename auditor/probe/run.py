@@ -229,7 +229,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
                 # The first forward has fixed the module order, so the table holds for the whole probe.
                 table = param_table(model, tracer.module_order)
                 params = ParamTracker([(n, p) for n, p, *_ in table], log)
-            log.put("loss", loss.detach().float().reshape(()), step)
+            log.put("loss", [loss.detach()], step)  # a list: stacked with every other step's at read-back
             try:
                 loss.backward()
             except Exception as exc:
