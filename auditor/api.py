@@ -24,14 +24,16 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                 optimizer=None, scheduler=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
                 progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True,
                 plugins: Iterable[str] = (), clip_grad_norm: float | None = None,
-                keep_partial: bool = False) -> Report:
+                keep_partial: bool = False, dist=None) -> Report:
     rules = load_rules(plugins)
     resolved = resolve_thresholds(rules, thresholds or {})
     unknown = set(ignore) - set(rules)
     if unknown:  # before the probe, so a typo costs nothing
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
+    if dist is not None:  # the rank's own device; re-probes for verification run there too, unwrapped
+        device = str(dist.device)
     options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every,
-                           clip_grad_norm=clip_grad_norm, keep_partial=keep_partial)
+                           clip_grad_norm=clip_grad_norm, keep_partial=keep_partial, dist=dist)
     progress = as_progress(progress)
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     findings = run_rules(evidence, rules, resolved, ignore)
@@ -41,7 +43,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                        "verify_fixes": verify_fixes, "ignore": sorted(set(ignore)),
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
     counter = Counterfactuals()
-    if verify_fixes and not evidence.probe.partial_reason:
+    if verify_fixes and not evidence.probe.partial_reason and (dist is None or dist.main):
         try:
             counter = verify(setup, evidence, findings, rules, resolved, options, optimizer, scheduler, ignore,
                              progress)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__, interrupt
+from . import __version__, distributed, interrupt
 from .config import FAIL_ON, load_settings, parse_formats, parse_threshold
 from .engine import load_rules
 from .errors import AuditError, print_error
@@ -71,6 +71,9 @@ def cli():
               "per-layer ratios and activation histograms as TensorBoard event files into DIR.")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Stop the audit after this long (a loader that hangs, "
               "a model far slower than expected) and write a partial report of what was measured.")
+@click.option("--strategy", type=click.Choice(("ddp", "fsdp")), help="Under torchrun: wrap the model in "
+              "DistributedDataParallel or FSDP2 (fully_shard) as your job does. [default: model.py's wrap(model, "
+              "mesh), else ddp]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 def run_cmd(debug, **options):
@@ -92,14 +95,48 @@ def run_cmd(debug, **options):
         click.echo(f"audit: internal error: {type(exc).__name__}: {exc} (a bug in the auditor; rerun with --debug "
                    "for the traceback and report it)", err=True)
         code = 2
+    distributed.shutdown()
     sys.exit(code)
 
 
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
-         overrides, no_verify, tensorboard_dir, timeout, quiet) -> int:
+         overrides, no_verify, tensorboard_dir, timeout, quiet, strategy) -> int:
     from . import diff as differ
     from .api import audit_setup
 
+    dist = distributed.from_env()  # before model.py is imported, which may itself ask for the process group
+    if dist is None and strategy:
+        raise AuditError(f"--strategy {strategy} wraps the model for a distributed run: launch the audit with "
+                         "torchrun (torchrun --nproc-per-node N -m auditor model.py --data loader.py)")
+    if dist is not None and not dist.main:
+        return _other_rank(dist, model_file, data_file, steps, stats_every, seed, strategy)
+    code = 2  # what the other ranks exit with if this one fails
+    try:
+        code = _main_rank(dist, differ, audit_setup, model_file, data_file, steps, stats_every, seed, device, out,
+                          formats, fail_on, baseline, ignore, overrides, no_verify, tensorboard_dir, timeout, quiet,
+                          strategy)
+        return code
+    finally:
+        if dist is not None:
+            distributed.broadcast_code(dist, code)
+
+
+def _other_rank(dist, model_file, data_file, steps, stats_every, seed, strategy) -> int:
+    """A rank other than 0 takes part in the replay's collectives, then exits with rank 0's code."""
+    from .api import audit_setup
+
+    settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
+    setup = load_files(model_file, data_file)
+    distributed.choose(dist, strategy, setup.wrap)
+    audit_setup(setup, steps=steps if steps is not None else settings.steps,
+                stats_every=stats_every if stats_every is not None else settings.stats_every,
+                seed=seed if seed is not None else settings.seed, verify_fixes=False, plugins=settings.plugins,
+                keep_partial=True, dist=dist)
+    return distributed.broadcast_code(dist, None)
+
+
+def _main_rank(dist, differ, audit_setup, model_file, data_file, steps, stats_every, seed, device, out, formats,
+               fail_on, baseline, ignore, overrides, no_verify, tensorboard_dir, timeout, quiet, strategy) -> int:
     settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
     steps = steps if steps is not None else settings.steps
     stats_every = stats_every if stats_every is not None else settings.stats_every
@@ -125,9 +162,11 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         with interrupt.handled(timeout):
             interrupt.doing(f"importing {model_file}")
             setup = load_files(model_file, data_file)
+            if dist is not None:
+                distributed.choose(dist, strategy, setup.wrap)
             report = audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device,
                                  ignore=ignore, thresholds=thresholds, progress=progress, verify_fixes=verify,
-                                 plugins=settings.plugins, keep_partial=True)
+                                 plugins=settings.plugins, keep_partial=True, dist=dist)
         # A signal now waits until every report is written whole, then ends the run with its exit code.
         with interrupt.deferred() as pending:
             written = report.write(out, formats, progress)

@@ -60,6 +60,8 @@ class ProbeInfo:
     # Set when the audit was stopped (a signal, --timeout, an exception in the user's code after the first
     # step): what follows was measured until then.
     partial_reason: str | None = None
+    world_size: int = 1  # ranks under torchrun
+    strategy: str | None = None  # ddp | fsdp | wrap() (model.py's own), under torchrun
 
 
 @dataclass
@@ -139,6 +141,8 @@ class Evidence:
     causal_leak: dict | None = None
     overfit: dict | None = None
     lr_range: dict | None = None
+    # Under torchrun, per rank (auditor.probe.run._per_rank): fingerprints, end-of-probe norms, gradient norms.
+    ranks: dict | None = None
 
     def matrices(self) -> list[ParamSeries]:
         """Weight matrices and conv kernels in forward order: the tensors the lecture's plots look at.

@@ -1,7 +1,8 @@
 """Step 1 of the data flow: import the user's model.py and loader.py and resolve the contract.
 
 model.py:  `model` (an nn.Module) or `build_model()`; optional `loss_fn(output, target)`,
-           `make_optimizer(params)`, `make_scheduler(optimizer)`, `training_step(model, batch)`.
+           `make_optimizer(params)`, `make_scheduler(optimizer)`, `training_step(model, batch)`,
+           `wrap(model, mesh)` (under torchrun: the job's own DDP or FSDP2 wrapping).
 loader.py: `train_loader` (or `loader`) or `build_loader()`; optional `val_loader`.
 """
 
@@ -32,6 +33,7 @@ class UserSetup:
     make_scheduler: Callable | None = None
     # A LightningModule's configure_optimizers, called on the probe's copy: (optimizer, scheduler or None).
     configure_optimizers: Callable | None = None
+    wrap: Callable | None = None  # model.py's wrap(model, mesh), used under torchrun
     model_file: str = "<api>"
     data_file: str = "<api>"
 
@@ -141,6 +143,7 @@ def load_files(model_path: str | Path, data_path: str | Path | None) -> UserSetu
         make_optimizer=_optional_callable(model_module, "make_optimizer", str(model_path)),
         training_step=_optional_callable(model_module, "training_step", str(model_path)),
         make_scheduler=_optional_callable(model_module, "make_scheduler", str(model_path)),
+        wrap=_optional_callable(model_module, "wrap", str(model_path)),
         model_file=str(model_path),
         data_file=data_file,
     )

@@ -75,7 +75,7 @@ def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], 
         try:
             variant, opt, sched = _variant(setup, plan, optimizer, scheduler)
             fixed = replace(options, checks=rule.needs_checks, clip_grad_norm=_clip(plan, options), lr=plan.lr,
-                            add_missing_params=plan.add_missing_params)
+                            add_missing_params=plan.add_missing_params, dist=None)
             after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched)
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}

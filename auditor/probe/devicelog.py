@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,8 +28,12 @@ class DeviceLog:
     def keys(self):
         return self._values.keys()
 
-    def read_back(self) -> dict[str, tuple[list[int], list[np.ndarray]]]:
-        """Return `{key: (steps, [array per entry])}` after a single device-to-host copy."""
+    def values(self, key: str) -> list:
+        return self._values.get(key, [])
+
+    def read_back(self, reduce: Callable | None = None) -> dict[str, tuple[list[int], list[np.ndarray]]]:
+        """Return `{key: (steps, [array per entry])}` after a single device-to-host copy. `reduce(flat, blocks)`,
+        under torchrun, combines the ranks' flat vectors (`blocks`: (key, length) in order) before the copy."""
         keys = [k for k in self._values if self._values[k]]
         if not keys:
             return {}
@@ -51,6 +56,8 @@ class DeviceLog:
             else:
                 blocks.extend((key, t, t.shape, None) for t in values)
         host = torch.cat([t.reshape(-1).to(device=device, dtype=torch.float32) for _, t, _, _ in blocks])
+        if reduce is not None:
+            host = reduce(host, [(key, t.numel()) for key, t, _, _ in blocks])
         host = host.cpu().numpy()
         out = {key: (list(self._steps[key]), []) for key in keys}
         offset = 0

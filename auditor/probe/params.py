@@ -16,26 +16,35 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..distributed import local
 from .devicelog import DeviceLog
 
 
 class ParamTracker:
     """Records ‖grad‖ and whether it was set every step, and ‖w‖, ‖Δw‖ on measured steps, per tensor."""
 
-    def __init__(self, named_params: list[tuple[str, nn.Parameter]], log: DeviceLog):
+    def __init__(self, named_params: list[tuple[str, nn.Parameter]], log: DeviceLog, sharded: bool = False):
         self.names = [n for n, _ in named_params]
         self.params = [p for _, p in named_params]
         self.log = log
-        self._before = [torch.empty_like(p, memory_format=torch.contiguous_format).detach() for p in self.params]
-        self._nan = torch.full((), float("nan"), device=self.params[0].device)
+        # FSDP2: each rank measures its own shard; the ranks' norms combine in squares at read-back.
+        self._sharded = sharded
+        self._before = [torch.empty_like(local(p), memory_format=torch.contiguous_format).detach()
+                        for p in self.params]
+        self._nan = torch.full((), float("nan"), device=self._before[0].device)
         # Known on the host without asking the device, so kept here rather than in the DeviceLog.
         self.has_grad: dict[int, list[bool]] = {}
         self._measuring = False
         self._all_present = [True] * len(self.params)  # shared by every step where each tensor got a gradient
         self._fp32 = all(p.dtype == torch.float32 for p in self.params)
 
+    def _data(self) -> list[torch.Tensor]:
+        return [local(p).detach() for p in self.params] if self._sharded else [p.detach() for p in self.params]
+
     def after_backward(self, step: int, measure: bool = True) -> None:
         grads = [p.grad for p in self.params]
+        if self._sharded:
+            grads = [None if g is None else local(g) for g in grads]
         if not measure and self._fp32 and not any(g is None or g.is_sparse for g in grads):
             # The path of most steps, kept to one norm launch and no Python beyond it: on a sub-millisecond
             # step every microsecond here is a percent of the probe's overhead.
@@ -45,7 +54,7 @@ class ParamTracker:
             return
         with torch.no_grad():
             mask = [g is not None for g in grads]
-            data = [p.detach() for p in self.params] if measure else []
+            data = self._data() if measure else []
             n = len(grads)
             if all(mask) and not any(g.is_sparse for g in grads):
                 # Gradient and weight norms in one launch.
@@ -69,7 +78,7 @@ class ParamTracker:
             return
         with torch.no_grad():
             # In place: the snapshot becomes w_before - w_after = -Δw, whose norm is ‖Δw‖.
-            torch._foreach_sub_(self._before, [p.detach() for p in self.params])
+            torch._foreach_sub_(self._before, self._data())
             self.log.put("param/update_norm", _norms(self._before), step)
 
 
@@ -93,10 +102,13 @@ def _role(module: nn.Module, param: nn.Parameter) -> str:
     return "weight" if param.ndim >= 2 else "bias"
 
 
-def param_table(model: nn.Module, module_order: list[str]) -> list[tuple[str, nn.Parameter, str, str, int]]:
+def param_table(model: nn.Module, module_order: list[str], named: list[tuple[str, nn.Parameter]] | None = None
+                ) -> list[tuple[str, nn.Parameter, str, str, int]]:
+    """`named`: the parameters as taken before the first forward. FSDP2 swaps a module's sharded parameters for
+    unsharded ones between forward and backward, and frees those after: only the sharded ones stay valid."""
     rank = {name: i for i, name in enumerate(module_order)}
     rows = []
-    for index, (name, param) in enumerate(model.named_parameters()):
+    for index, (name, param) in enumerate(named if named is not None else model.named_parameters()):
         if not param.requires_grad:
             continue
         owner_name = name.rpartition(".")[0]

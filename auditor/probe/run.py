@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..errors import AuditError, from_user_exception
 from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
 from ..interrupt import Stopped
@@ -53,12 +54,16 @@ class ProbeOptions:
     # The command line's choice: an exception in the user's code after the first step, or a signal, ends the
     # probe with what it measured (a partial report) instead of losing it.
     keep_partial: bool = False
+    # Under torchrun (auditor.distributed.Dist): the replay runs wrapped on every rank; experiments on rank 0.
+    dist: object = None
 
     def measured(self, step: int) -> bool:
         return step % self.stats_every == 0 or step == self.steps - 1
 
 
-def _model_device(model: nn.Module, override: str | None) -> torch.device:
+def _model_device(model: nn.Module, override: str | None, d=None) -> torch.device:
+    if d is not None:
+        return d.device
     if override:
         try:
             return torch.device(override)
@@ -76,13 +81,17 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
         raise AuditError(f"--steps must be at least 1, got {options.steps}")
     if options.stats_every < 1:
         raise AuditError(f"--stats-every must be at least 1, got {options.stats_every}")
-    device = _model_device(setup.model, options.device)
+    d = options.dist
+    device = _model_device(setup.model, options.device, d)
     started = time.perf_counter()
     with preserved_rng(device):
         seed_everything(options.seed)
         model = copy_model(setup.model).to(device)
         model.train()
         initial = copy_model(model) if options.checks else None  # the experiments start from the same init
+        net = model
+        if d is not None:  # before the optimizer: FSDP2 replaces the parameters it shards
+            net, model = distributed.wrap(model, d, setup.wrap, setup.model_file)
         opt, opt_default = optim.build(setup, model, optimizer)
         optim.adjust(opt, model, lr=options.lr, add_missing_params=options.add_missing_params)
         sched = optim.build_scheduler(setup, opt, optimizer, scheduler)
@@ -93,10 +102,15 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
             sched.base_lrs = [options.lr] * len(sched.base_lrs)  # an LR fix moves the whole schedule
         losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
         progress.phase("replay", options.steps)
-        evidence, stream, held = _probe(setup, options, model, opt, sched, losses, device, started, progress)
+        evidence, stream, held = _probe(setup, options, net, model, opt, sched, losses, device, started, progress)
         evidence.probe.optimizer_default = opt_default
         evidence.probe.notes[:0] = notes
-        if options.checks and evidence.probe.steps_run and not evidence.probe.partial_reason:
+        if d is not None:
+            evidence.probe.notes.append(
+                f"replayed on {d.world} ranks ({d.strategy}, {d.backend}); statistics averaged over ranks"
+                + ("; the experiments ran on rank 0 alone, unwrapped" if options.checks else ""))
+        if (options.checks and evidence.probe.steps_run and not evidence.probe.partial_reason
+                and (d is None or d.main)):
             progress.phase("experiments", len(checks.EXPERIMENTS))
             try:
                 _experiments(setup, evidence, initial, optimizer, losses, stream, held, progress)
@@ -137,10 +151,12 @@ def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: Los
                            stream, held, progress.update)
 
 
-def _probe(setup, options, model, opt, sched, losses, device, started, progress
+def _probe(setup, options, net, model, opt, sched, losses, device, started, progress
            ) -> tuple[Evidence, BatchStream, list]:
     """The training replay. Returns the evidence, the batch stream (where the replay left it) and the
-    batches it holds on the device, for the experiments that follow."""
+    batches it holds on the device, for the experiments that follow. `net` runs forward and backward (a
+    DDP or FSDP2 wrapper under torchrun); `model` is the user's module inside it, which the hooks watch."""
+    d = options.dist
     log = DeviceLog()
     stream = BatchStream(setup.train_loader, device, setup.data_file)
     first = stream.next()
@@ -148,7 +164,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
 
     def compute(batch):
         try:
-            return losses(model, batch)
+            return losses(net, batch)
         except AuditError:
             raise
         except Exception as exc:
@@ -160,6 +176,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
 
     # Loss at initialisation, over a few batches, before the model has seen an update.
     init_batches = [first]
+    named = list(model.named_parameters())  # before any forward: see param_table
     losses.spy = True
     with torch.no_grad():
         with StructureTracer(model) as structure:
@@ -187,7 +204,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     classes = view.num_classes if view.name == "cross_entropy" and plain_batches else None
     # The same experiment as after the probe, on the untrained model: a model that ignores its input from the
     # start has a structural bug, one that learns to ignore it was driven there by training.
-    zeroed_init, _ = _zeroed(model, init_batches, compute)
+    zeroed_init, _ = _zeroed(net, init_batches, compute)
     val_batches = _val_batches(setup, device) if options.checks else []
     val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
 
@@ -200,18 +217,21 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     not_stepped = optim.not_stepped(opt, model)
     peak_lr = _lr(opt)  # with a scheduler (warm-up, decay), the highest rate the probe trained at
     take_step = optim.stepper(opt)
+    # Ranks must leave the loop together: one that stops while the others wait in a collective hangs them all.
+    # A sized loader is re-iterable and never runs out; a one-shot iterator is asked every step.
+    ask_ranks = d is not None and not hasattr(setup.train_loader, "__len__")
     loop_started = time.perf_counter()
     try:
         pending = list(init_batches)
         for step in range(options.steps):
             batch = pending.pop(0) if pending else stream.next()
-            if batch is None:
+            if (distributed.agree(d, batch is not None) if ask_ranks else batch is not None) is False:
                 break
             measure = options.measured(step)
             tracer.step = step
             opt.zero_grad(set_to_none=True)
             if val_batches and step in val_steps:
-                _val_loss(model, val_batches, compute, log, step)
+                _val_loss(net, val_batches, compute, log, step)
             if classes and measure and isinstance(batch[1], torch.Tensor):
                 log.put("labels", checks.label_counts(batch[1], classes), step)
             if step < checks.FINGERPRINT_STEPS:
@@ -227,8 +247,8 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
                     raise AuditError(f"{setup.model_file}: the loss does not depend on any trainable parameter "
                                      "(it has no grad_fn); check that nothing detaches it or runs under no_grad")
                 # The first forward has fixed the module order, so the table holds for the whole probe.
-                table = param_table(model, tracer.module_order)
-                params = ParamTracker([(n, p) for n, p, *_ in table], log)
+                table = param_table(model, tracer.module_order, named)
+                params = ParamTracker([(n, p) for n, p, *_ in table], log, sharded=d is not None and d.sharded)
             log.put("loss", [loss.detach()], step)  # a list: stacked with every other step's at read-back
             try:
                 loss.backward()
@@ -254,7 +274,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
                     log.put("loss_after", compute(batch)[0].detach().float().reshape(()), step)
             steps_run = step + 1
             progress.update()
-            if steps_run % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss.detach()).item():
+            if steps_run % NAN_CHECK_EVERY == 0 and not distributed.agree(d, torch.isfinite(loss.detach()).item()):
                 break
     except Stopped as stop:
         if not steps_run:
@@ -274,10 +294,11 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     if logits:
         flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
-    host = log.read_back()
+    ranks = _per_rank(d, model, log, checks.FINGERPRINT_STEPS) if d is not None else None
+    host = log.read_back(_reducer(d, log))
     loop_seconds = time.perf_counter() - loop_started
     # Four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge.
-    zeroed, zeroed_note = _zeroed(model, init_batches, compute) if steps_run else (None, None)
+    zeroed, zeroed_note = _zeroed(net, init_batches, compute) if steps_run else (None, None)
     info = ProbeInfo(
         steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=view.name,
         loss_fn_reason=view.reason, loss_fn_default=choice.default, optimizer=described,
@@ -287,7 +308,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
         num_classes=view.num_classes, batch_size=_batch_size(first), lr=peak_lr,
         input_nonfinite=_nonfinite_inputs(init_batches),
         model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds, not_stepped=not_stepped,
-        structure_hash=structure_hash(model),
+        structure_hash=structure_hash(model), world_size=d.world if d else 1, strategy=d.strategy if d else None,
     )
     if zeroed_note:
         info.notes.append(zeroed_note)
@@ -302,6 +323,7 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     evidence.structure = structure.structure
     evidence.zeroed_inputs = zeroed
     evidence.zeroed_inputs_init = zeroed_init
+    evidence.ranks = ranks
     evidence.input_stats = checks.input_stats(init_batches, losses)
     if view.recognised or classes:
         evidence.output_form = checks.output_form(view.outputs, view.name, view.class_dim, view.squashed_by)
@@ -313,6 +335,43 @@ def _probe(setup, options, model, opt, sched, losses, device, started, progress
     if stopped:
         mark_partial(evidence, *stopped)
     return evidence, stream, init_batches
+
+
+def _reducer(d, log: DeviceLog):
+    """How the ranks' read-back vectors combine: sharded parameter norms in squares, the rest averaged."""
+    if d is None:
+        return None
+    sharded = d.sharded
+
+    def reduce(flat: torch.Tensor, blocks: list[tuple[str, int]]) -> torch.Tensor:
+        squares = None
+        if sharded:
+            marks = torch.tensor([k.startswith("param/") for k, _ in blocks], device=flat.device)
+            squares = marks.repeat_interleave(torch.tensor([n for _, n in blocks], device=flat.device))
+        return distributed.reduce_flat(d, flat, squares)
+
+    return reduce
+
+
+def _per_rank(d, model: nn.Module, log: DeviceLog, fingerprint_steps: int) -> dict:
+    """What only a distributed run can show, kept per rank: the early batches' fingerprints, the norm of every
+    parameter and buffer at the end (replicated copies must agree), and each step's total gradient norm."""
+    fps = log.values("batch_fp")[:fingerprint_steps]
+    fp = torch.stack([v.float() for v in fps]) if fps and all(v.shape == fps[0].shape for v in fps) else None
+    named = [(n, distributed.local(p)) for n, p in model.named_parameters()] if not d.sharded else []
+    buffers = [(n, b) for n, b in model.named_buffers() if b.is_floating_point() and b.numel()]
+    tensors_ = [t.detach().float() for _, t in named + buffers]
+    norms = torch.stack(torch._foreach_norm(tensors_, 2)) if tensors_ else torch.zeros(0, device=d.device)
+    steps = log.values("param/grad_norm")
+    grad = torch.stack([torch.stack(v).nan_to_num().square().sum().sqrt() for v in steps]) if steps else None
+    out = {"world": d.world, "strategy": d.strategy, "backend": d.backend,
+           "param_names": [n for n, _ in named], "buffer_names": [n for n, _ in buffers],
+           "norms": distributed.gather(d, norms.to(d.device))}
+    if distributed.agree(d, fp is not None):  # a collective: every rank must take the same branch
+        out["fingerprints"] = distributed.gather(d, fp.to(d.device)).reshape(d.world, *fp.shape)
+    if distributed.agree(d, grad is not None) and not d.sharded:
+        out["grad_norm"] = distributed.gather(d, grad.to(d.device))
+    return out
 
 
 def mark_partial(evidence: Evidence, reason: str, exit_code: int) -> None:
