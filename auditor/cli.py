@@ -95,7 +95,7 @@ def run_cmd(debug, **options):
         click.echo(f"audit: internal error: {type(exc).__name__}: {exc} (a bug in the auditor; rerun with --debug "
                    "for the traceback and report it)", err=True)
         code = 2
-    distributed.shutdown()
+    distributed.shutdown(code)
     sys.exit(code)
 
 

@@ -35,7 +35,7 @@ TRIGGERS = {
     "causal-leak": ["causal_leak"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
-           "healthy_regression", "healthy_mlp_adamw"]
+           "healthy_regression", "healthy_mlp_adamw", "healthy_ddp"]
 
 
 @pytest.mark.parametrize(("rule", "sample"), [(r, s) for r, samples in TRIGGERS.items() for s in samples])
@@ -58,7 +58,9 @@ def test_healthy_sample_is_clean(audit_sample, sample):
 
 
 def test_every_rule_has_a_trigger_sample():
-    assert set(load_rules()) == set(TRIGGERS)
+    from test_distributed import TRIGGERS as DISTRIBUTED  # rules only a torchrun audit can check
+
+    assert set(load_rules()) == set(TRIGGERS) | set(DISTRIBUTED)
 
 
 def test_makemore_story(audit_sample):

@@ -1,0 +1,85 @@
+"""torchrun with 2 CPU processes on the gloo backend: DDP and FSDP2, the rank rules on their samples, and every
+rank ending with the same exit code. Real processes, as a user launches them."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditor.report import schema
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+# The rules only a distributed run can check, and the samples that must trigger them (tests/test_rules.py
+# covers the rest of the catalogue in one process).
+TRIGGERS = {"rank-same-batches": "rank_same_batches", "rank-drift": "rank_drift"}
+
+
+def torchrun(tmp_path: Path, sample: str, *args: str, loader: str | None = None) -> tuple[int, str, dict]:
+    out = tmp_path / sample
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "auditor", str(SAMPLES / sample / "model.py"),
+           "--data", str(SAMPLES / (loader or sample) / "loader.py"), "--out", str(out), "--format", "json,md",
+           "--no-verify-fixes", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    text = proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+    assert not report or not schema.errors(report)
+    return proc.returncode, text, report
+
+
+def _env() -> dict:
+    import os
+
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _rank_codes(text: str) -> list[int]:
+    """Each failed rank's exit code, as torchrun's failure summary lists them."""
+    return [int(c) for c in re.findall(r"^\s*exitcode\s+:\s*(-?\d+)", text, re.MULTILINE)]
+
+
+def _loud(report: dict) -> list[str]:
+    return [f["rule"] for f in report["findings"] if f["severity"] != "info"]
+
+
+def test_ddp_and_fsdp2_agree_on_a_healthy_model(tmp_path):
+    code_ddp, text_ddp, ddp = torchrun(tmp_path / "ddp", "healthy_ddp")
+    code_fsdp, text_fsdp, fsdp = torchrun(tmp_path / "fsdp", "healthy_ddp", "--strategy", "fsdp")
+    assert code_ddp == 0 and code_fsdp == 0, text_ddp + text_fsdp
+    assert "Traceback" not in text_ddp + text_fsdp
+    for report, strategy in ((ddp, "ddp"), (fsdp, "fsdp")):
+        assert report["probe"]["world_size"] == 2 and report["probe"]["strategy"] == strategy
+        assert not _loud(report), report["findings"]
+        assert any("2 ranks" in n for n in report["probe"]["notes"])
+    # FSDP2 shards every tensor across the ranks; its norms, combined in squares, must equal DDP's replicas'.
+    for name, p in ddp["metrics"]["parameters"].items():
+        q = fsdp["metrics"]["parameters"][name]
+        assert q["grad_norm"] == pytest.approx(p["grad_norm"], rel=1e-4), name
+        assert q["update_data_ratio"] == pytest.approx(p["update_data_ratio"], rel=1e-3), name
+    assert fsdp["metrics"]["loss"] == pytest.approx(ddp["metrics"]["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize(("rule", "sample"), sorted(TRIGGERS.items()))
+def test_rank_rule_fires_on_its_sample_and_every_rank_exits_1(tmp_path, rule, sample):
+    code, text, report = torchrun(tmp_path, sample)
+    assert code != 0 and report, text
+    assert _rank_codes(text) == [1, 1], text  # both ranks, with the verdict, not one killed by the other
+    assert rule in _loud(report), report["findings"]
+    assert report["root_causes"][0] == rule
+    others = set(TRIGGERS) - {rule}
+    assert not others & set(_loud(report))
+    # torchrun prints its own traceback (ChildFailedError) for any non-zero exit; none may come from the auditor.
+    assert not re.search(r'File "[^"]*/auditor/', text), text
+
+
+def test_model_py_wrap_is_used_and_strategy_needs_torchrun(tmp_path):
+    _, _, report = torchrun(tmp_path, "rank_drift")
+    assert report["probe"]["strategy"] == "wrap()"
+    proc = subprocess.run([sys.executable, "-m", "auditor", str(SAMPLES / "healthy_ddp" / "model.py"), "--data",
+                           str(SAMPLES / "healthy_ddp" / "loader.py"), "--strategy", "fsdp", "--out",
+                           str(tmp_path / "one")], capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[0].startswith("audit: error: --strategy fsdp") and "torchrun" in proc.stderr
