@@ -78,8 +78,10 @@ def cli():
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 def run_cmd(debug, **options):
     """Audit MODEL.py: probe training on a copy of the model and report what is wrong."""
+    together = False  # whether this rank ended in step with the others (under torchrun)
     try:
         code = _run(**options)
+        together = True
     except AuditError as error:
         print_error(error)
         code = 2
@@ -95,7 +97,7 @@ def run_cmd(debug, **options):
         click.echo(f"audit: internal error: {type(exc).__name__}: {exc} (a bug in the auditor; rerun with --debug "
                    "for the traceback and report it)", err=True)
         code = 2
-    distributed.shutdown(code)
+    distributed.shutdown(code, together)
     sys.exit(code)
 
 
@@ -110,15 +112,10 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
                          "torchrun (torchrun --nproc-per-node N -m auditor model.py --data loader.py)")
     if dist is not None and not dist.main:
         return _other_rank(dist, model_file, data_file, steps, stats_every, seed, strategy)
-    code = 2  # what the other ranks exit with if this one fails
-    try:
-        code = _main_rank(dist, differ, audit_setup, model_file, data_file, steps, stats_every, seed, device, out,
-                          formats, fail_on, baseline, ignore, overrides, no_verify, tensorboard_dir, timeout, quiet,
-                          strategy)
-        return code
-    finally:
-        if dist is not None:
-            distributed.broadcast_code(dist, code)
+    code = _main_rank(dist, differ, audit_setup, model_file, data_file, steps, stats_every, seed, device, out,
+                      formats, fail_on, baseline, ignore, overrides, no_verify, tensorboard_dir, timeout, quiet,
+                      strategy)
+    return distributed.broadcast_code(dist, code) if dist is not None else code
 
 
 def _other_rank(dist, model_file, data_file, steps, stats_every, seed, strategy) -> int:

@@ -85,11 +85,20 @@ def wrap(model: nn.Module, d: Dist, user_wrap=None, model_file: str = "model.py"
 
         wrapped = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     else:
+        if d.device.type == "cpu" and _torch_version() < (2, 7):
+            # FSDP2 waits on stream events, which CPU streams gained in torch 2.7 (pytorch/pytorch#145935).
+            raise AuditError(f"--strategy fsdp on the CPU needs torch 2.7 or newer (this is {torch.__version__}); "
+                             "use --strategy ddp here, or run on GPUs")
         from torch.distributed.fsdp import fully_shard
 
         wrapped = fully_shard(model, mesh=d.mesh)
     inner = wrapped.module if isinstance(wrapped, torch.nn.parallel.DistributedDataParallel) else wrapped
     return wrapped, inner
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
@@ -146,10 +155,12 @@ def broadcast_code(d: Dist, code: int | None) -> int:
     return int(box[0])
 
 
-def shutdown(code: int = 0) -> None:
-    """End every rank together with the same code. torchrun stops the ranks still running as soon as one exits
-    non-zero (they would report SIGTERM, not the verdict), so all ranks meet at a barrier and leave at once,
-    without the interpreter's slow and uneven teardown; the reports are written and the streams flushed."""
+def shutdown(code: int = 0, together: bool = True) -> None:
+    """End every rank with the same code. torchrun stops the ranks still running as soon as one exits non-zero
+    (they would report SIGTERM, not the verdict), so ranks that finished together meet at a barrier and leave at
+    once, without the interpreter's slow and uneven teardown; the reports are written and the streams flushed.
+    A rank that failed on its own (`together` False) leaves at once: the others may be waiting in a collective
+    it will never join, and torchrun stops them when it exits."""
     import sys
 
     import torch.distributed as dist
@@ -157,7 +168,8 @@ def shutdown(code: int = 0) -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
-        dist.barrier()
+        if together:
+            dist.barrier()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

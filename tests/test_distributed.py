@@ -45,9 +45,21 @@ def _loud(report: dict) -> list[str]:
     return [f["rule"] for f in report["findings"] if f["severity"] != "info"]
 
 
+def _old_torch() -> bool:
+    import torch
+
+    return tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) < (2, 7)
+
+
 def test_ddp_and_fsdp2_agree_on_a_healthy_model(tmp_path):
     code_ddp, text_ddp, ddp = torchrun(tmp_path / "ddp", "healthy_ddp")
     code_fsdp, text_fsdp, fsdp = torchrun(tmp_path / "fsdp", "healthy_ddp", "--strategy", "fsdp")
+    if _old_torch():
+        # FSDP2 on CPU streams needs torch 2.7: the auditor says so in one line on every rank, and stops.
+        assert code_ddp == 0 and not _loud(ddp), text_ddp
+        assert code_fsdp != 0 and "--strategy fsdp on the CPU needs torch 2.7 or newer" in text_fsdp, text_fsdp
+        assert not re.search(r'File "[^"]*/auditor/', text_fsdp), text_fsdp
+        pytest.skip("FSDP2 on the CPU needs torch >= 2.7; DDP checked, and the one-line error for FSDP2")
     assert code_ddp == 0 and code_fsdp == 0, text_ddp + text_fsdp
     assert "Traceback" not in text_ddp + text_fsdp
     for report, strategy in ((ddp, "ddp"), (fsdp, "fsdp")):
