@@ -52,7 +52,7 @@ def cli():
               "build_loader()). Omit when MODEL.py defines the loader.")
 @click.option("--steps", type=int, help="Training steps to probe. [default: 100]")
 @click.option("--stats-every", type=int, help="Take activation, weight and update statistics every N steps; "
-              "loss and gradient norms are taken every step. [default: 7]")
+              "loss and gradient norms are taken every step. [default: 13]")
 @click.option("--seed", type=int, help="Seed for the probe. [default: 0]")
 @click.option("--device", help="Run the probe here instead of where the model's parameters live (cpu, cuda:0).")
 @click.option("--out", help="Folder for the reports. [default: audit-report]")
