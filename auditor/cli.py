@@ -71,7 +71,7 @@ def cli():
               "per-layer ratios and activation histograms as TensorBoard event files into DIR.")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Stop the audit after this long (a loader that hangs, "
               "a model far slower than expected) and write a partial report of what was measured.")
-@click.option("--strategy", type=click.Choice(("ddp", "fsdp")), help="Under torchrun: wrap the model in "
+@click.option("--strategy", type=click.Choice(distributed.STRATEGIES), help="Under torchrun: wrap the model in "
               "DistributedDataParallel or FSDP2 (fully_shard) as your job does. [default: model.py's wrap(model, "
               "mesh), else ddp]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
@@ -104,36 +104,11 @@ def run_cmd(debug, **options):
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
          overrides, no_verify, tensorboard_dir, timeout, quiet, strategy) -> int:
     from . import diff as differ
-    from .api import audit_setup
 
     dist = distributed.from_env()  # before model.py is imported, which may itself ask for the process group
     if dist is None and strategy:
         raise AuditError(f"--strategy {strategy} wraps the model for a distributed run: launch the audit with "
                          "torchrun (torchrun --nproc-per-node N -m auditor model.py --data loader.py)")
-    if dist is not None and not dist.main:
-        return _other_rank(dist, model_file, data_file, steps, stats_every, seed, strategy)
-    code = _main_rank(dist, differ, audit_setup, model_file, data_file, steps, stats_every, seed, device, out,
-                      formats, fail_on, baseline, ignore, overrides, no_verify, tensorboard_dir, timeout, quiet,
-                      strategy)
-    return distributed.broadcast_code(dist, code) if dist is not None else code
-
-
-def _other_rank(dist, model_file, data_file, steps, stats_every, seed, strategy) -> int:
-    """A rank other than 0 takes part in the replay's collectives, then exits with rank 0's code."""
-    from .api import audit_setup
-
-    settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
-    setup = load_files(model_file, data_file)
-    distributed.choose(dist, strategy, setup.wrap)
-    audit_setup(setup, steps=steps if steps is not None else settings.steps,
-                stats_every=stats_every if stats_every is not None else settings.stats_every,
-                seed=seed if seed is not None else settings.seed, verify_fixes=False, plugins=settings.plugins,
-                keep_partial=True, dist=dist)
-    return distributed.broadcast_code(dist, None)
-
-
-def _main_rank(dist, differ, audit_setup, model_file, data_file, steps, stats_every, seed, device, out, formats,
-               fail_on, baseline, ignore, overrides, no_verify, tensorboard_dir, timeout, quiet, strategy) -> int:
     settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
     steps = steps if steps is not None else settings.steps
     stats_every = stats_every if stats_every is not None else settings.stats_every
@@ -154,6 +129,27 @@ def _main_rank(dist, differ, audit_setup, model_file, data_file, steps, stats_ev
     base = differ.load(baseline) if baseline else None  # before the probe, so a wrong path costs nothing
     if timeout is not None and timeout <= 0:
         raise AuditError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    probe = dict(steps=steps, stats_every=stats_every, seed=seed, device=device, ignore=ignore, thresholds=thresholds,
+                 plugins=settings.plugins, keep_partial=True, dist=dist)
+    if dist is not None and not dist.main:
+        # Takes part in the replay's collectives; rank 0 alone verifies, reports and decides the exit code.
+        from .api import audit_setup
+
+        setup = load_files(model_file, data_file)
+        distributed.choose(dist, strategy, setup.wrap)
+        audit_setup(setup, verify_fixes=False, **probe)
+        return distributed.broadcast_code(dist, None)
+    code = _main_rank(model_file, data_file, probe, verify, out, formats, fail_on, baseline, base, tensorboard_dir,
+                      timeout, quiet, strategy)
+    return distributed.broadcast_code(dist, code) if dist is not None else code
+
+
+def _main_rank(model_file, data_file, probe: dict, verify, out, formats, fail_on, baseline, base, tensorboard_dir,
+               timeout, quiet, strategy) -> int:
+    from . import diff as differ
+    from .api import audit_setup
+
+    dist = probe["dist"]
     progress = for_terminal(f"auditing {Path(model_file).name}", quiet)
     try:
         with interrupt.handled(timeout):
@@ -161,9 +157,7 @@ def _main_rank(dist, differ, audit_setup, model_file, data_file, steps, stats_ev
             setup = load_files(model_file, data_file)
             if dist is not None:
                 distributed.choose(dist, strategy, setup.wrap)
-            report = audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device,
-                                 ignore=ignore, thresholds=thresholds, progress=progress, verify_fixes=verify,
-                                 plugins=settings.plugins, keep_partial=True, dist=dist)
+            report = audit_setup(setup, progress=progress, verify_fixes=verify, **probe)
         # A signal now waits until every report is written whole, then ends the run with its exit code.
         with interrupt.deferred() as pending:
             written = report.write(out, formats, progress)

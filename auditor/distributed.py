@@ -29,7 +29,6 @@ TIMEOUT = timedelta(minutes=30)
 class Dist:
     rank: int
     world: int
-    local_rank: int
     strategy: str  # ddp | fsdp | wrap() (model.py's own)
     backend: str
     device: torch.device
@@ -53,16 +52,16 @@ def from_env() -> Dist | None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
-        device, backend = torch.device("cuda", local % torch.cuda.device_count()), "nccl"
+        device, backend = torch.device("cuda", local_rank % torch.cuda.device_count()), "nccl"
         torch.cuda.set_device(device)
     else:
         device, backend = torch.device("cpu"), "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=TIMEOUT)
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
-    return Dist(dist.get_rank(), dist.get_world_size(), local, "ddp", backend, device, mesh)
+    return Dist(dist.get_rank(), dist.get_world_size(), "ddp", backend, device, mesh)
 
 
 def choose(d: Dist, strategy: str | None, user_wrap) -> None:
@@ -85,7 +84,7 @@ def wrap(model: nn.Module, d: Dist, user_wrap=None, model_file: str = "model.py"
 
         wrapped = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     else:
-        if d.device.type == "cpu" and _torch_version() < (2, 7):
+        if d.device.type == "cpu" and torch_version() < (2, 7):
             # FSDP2 waits on stream events, which CPU streams gained in torch 2.7 (pytorch/pytorch#145935).
             raise AuditError(f"--strategy fsdp on the CPU needs torch 2.7 or newer (this is {torch.__version__}); "
                              "use --strategy ddp here, or run on GPUs")
@@ -96,7 +95,7 @@ def wrap(model: nn.Module, d: Dist, user_wrap=None, model_file: str = "model.py"
     return wrapped, inner
 
 
-def _torch_version() -> tuple[int, int]:
+def torch_version() -> tuple[int, int]:
     major, minor = torch.__version__.split("+")[0].split(".")[:2]
     return int(major), int(minor)
 
@@ -133,6 +132,42 @@ def gather(d: Dist, values: torch.Tensor) -> np.ndarray:
     out = [torch.empty_like(values) for _ in range(d.world)]
     dist.all_gather(out, values)
     return torch.stack(out).cpu().numpy()
+
+
+def reducer(d: Dist):
+    """How the ranks' read-back vectors combine (DeviceLog.read_back): sharded parameter norms in squares, the
+    rest averaged."""
+
+    def reduce(flat: torch.Tensor, blocks: list[tuple[str, int]]) -> torch.Tensor:
+        squares = None
+        if d.sharded:
+            marks = torch.tensor([k.startswith("param/") for k, _ in blocks], device=flat.device)
+            squares = marks.repeat_interleave(torch.tensor([n for _, n in blocks], device=flat.device))
+        return reduce_flat(d, flat, squares)
+
+    return reduce
+
+
+def per_rank(d: Dist, model: nn.Module, log, fingerprint_steps: int) -> dict:
+    """What only a distributed run can show, kept per rank: the early batches' fingerprints, the norm of every
+    parameter and buffer at the end (replicated copies must agree), and each step's total gradient norm."""
+    fps = log.values("batch_fp")[:fingerprint_steps]
+    fp = torch.stack([v.float() for v in fps]) if fps and all(v.shape == fps[0].shape for v in fps) else None
+    named = [(n, local(p)) for n, p in model.named_parameters()] if not d.sharded else []
+    buffers = [(n, b) for n, b in model.named_buffers() if b.is_floating_point() and b.numel()]
+    tensors = [t.detach().float() for _, t in named + buffers]
+    norms = torch.stack(torch._foreach_norm(tensors, 2)) if tensors else torch.zeros(0, device=d.device)
+    steps = log.values("param/grad_norm")
+    grad = torch.stack([torch.stack(v).nan_to_num().square().sum().sqrt() for v in steps]) if steps else None
+    out = {"world": d.world, "strategy": d.strategy, "backend": d.backend,
+           "param_names": [n for n, _ in named], "buffer_names": [n for n, _ in buffers],
+           "norms": gather(d, norms.to(d.device))}
+    if agree(d, fp is not None):  # a collective: every rank must take the same branch
+        out["fingerprints"] = gather(d, fp.to(d.device)).reshape(d.world, *fp.shape)
+    # Under FSDP2 each rank's gradient shard differs by design: only replicated gradients must agree.
+    if agree(d, grad is not None) and not d.sharded:
+        out["grad_norm"] = gather(d, grad.to(d.device))
+    return out
 
 
 def agree(d: Dist | None, flag: bool) -> bool:

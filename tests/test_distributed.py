@@ -9,19 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from auditor.distributed import torch_version
 from auditor.report import schema
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-# The rules only a distributed run can check, and the samples that must trigger them (tests/test_rules.py
-# covers the rest of the catalogue in one process).
-TRIGGERS = {"rank-same-batches": "rank_same_batches", "rank-drift": "rank_drift"}
+# The rules only a distributed run can check, and the (model, loader) samples that must trigger them: each
+# bug sample holds only the broken file, the other is healthy_ddp's (tests/test_rules.py covers the rest of the
+# catalogue in one process).
+TRIGGERS = {"rank-same-batches": ("healthy_ddp", "rank_same_batches"), "rank-drift": ("rank_drift", "healthy_ddp")}
 
 
-def torchrun(tmp_path: Path, sample: str, *args: str, loader: str | None = None) -> tuple[int, str, dict]:
-    out = tmp_path / sample
+def torchrun(tmp_path: Path, model: str, *args: str, loader: str | None = None) -> tuple[int, str, dict]:
+    out = tmp_path / "report"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "auditor", str(SAMPLES / sample / "model.py"),
-           "--data", str(SAMPLES / (loader or sample) / "loader.py"), "--out", str(out), "--format", "json,md",
+           "-m", "auditor", str(SAMPLES / model / "model.py"),
+           "--data", str(SAMPLES / (loader or model) / "loader.py"), "--out", str(out), "--format", "json,md",
            "--no-verify-fixes", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
     text = proc.stdout + proc.stderr
@@ -45,16 +47,10 @@ def _loud(report: dict) -> list[str]:
     return [f["rule"] for f in report["findings"] if f["severity"] != "info"]
 
 
-def _old_torch() -> bool:
-    import torch
-
-    return tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) < (2, 7)
-
-
 def test_ddp_and_fsdp2_agree_on_a_healthy_model(tmp_path):
     code_ddp, text_ddp, ddp = torchrun(tmp_path / "ddp", "healthy_ddp")
     code_fsdp, text_fsdp, fsdp = torchrun(tmp_path / "fsdp", "healthy_ddp", "--strategy", "fsdp")
-    if _old_torch():
+    if torch_version() < (2, 7):
         # FSDP2 on CPU streams needs torch 2.7: the auditor says so in one line on every rank, and stops.
         assert code_ddp == 0 and not _loud(ddp), text_ddp
         assert code_fsdp != 0 and "--strategy fsdp on the CPU needs torch 2.7 or newer" in text_fsdp, text_fsdp
@@ -74,9 +70,9 @@ def test_ddp_and_fsdp2_agree_on_a_healthy_model(tmp_path):
     assert fsdp["metrics"]["loss"] == pytest.approx(ddp["metrics"]["loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize(("rule", "sample"), sorted(TRIGGERS.items()))
-def test_rank_rule_fires_on_its_sample_and_every_rank_exits_1(tmp_path, rule, sample):
-    code, text, report = torchrun(tmp_path, sample)
+@pytest.mark.parametrize(("rule", "model", "loader"), sorted((r, m, d) for r, (m, d) in TRIGGERS.items()))
+def test_rank_rule_fires_on_its_sample_and_every_rank_exits_1(tmp_path, rule, model, loader):
+    code, text, report = torchrun(tmp_path, model, loader=loader)
     assert code != 0 and report, text
     assert _rank_codes(text) == [1, 1], text  # both ranks, with the verdict, not one killed by the other
     assert rule in _loud(report), report["findings"]
@@ -88,7 +84,7 @@ def test_rank_rule_fires_on_its_sample_and_every_rank_exits_1(tmp_path, rule, sa
 
 
 def test_model_py_wrap_is_used_and_strategy_needs_torchrun(tmp_path):
-    _, _, report = torchrun(tmp_path, "rank_drift")
+    _, _, report = torchrun(tmp_path, "rank_drift", loader="healthy_ddp")
     assert report["probe"]["strategy"] == "wrap()"
     proc = subprocess.run([sys.executable, "-m", "auditor", str(SAMPLES / "healthy_ddp" / "model.py"), "--data",
                            str(SAMPLES / "healthy_ddp" / "loader.py"), "--strategy", "fsdp", "--out",

@@ -218,14 +218,14 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     peak_lr = _lr(opt)  # with a scheduler (warm-up, decay), the highest rate the probe trained at
     take_step = optim.stepper(opt)
     # Ranks must leave the loop together: one that stops while the others wait in a collective hangs them all.
-    # A sized loader is re-iterable and never runs out; a one-shot iterator is asked every step.
-    ask_ranks = d is not None and not hasattr(setup.train_loader, "__len__")
+    # A sized loader is re-iterable and never runs out; only a one-shot iterator asks the ranks every step.
+    loader_ranks = d if not hasattr(setup.train_loader, "__len__") else None
     loop_started = time.perf_counter()
     try:
         pending = list(init_batches)
         for step in range(options.steps):
             batch = pending.pop(0) if pending else stream.next()
-            if (distributed.agree(d, batch is not None) if ask_ranks else batch is not None) is False:
+            if not distributed.agree(loader_ranks, batch is not None):
                 break
             measure = options.measured(step)
             tracer.step = step
@@ -294,8 +294,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     if logits:
         flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
-    ranks = _per_rank(d, model, log, checks.FINGERPRINT_STEPS) if d is not None else None
-    host = log.read_back(_reducer(d, log))
+    ranks = distributed.per_rank(d, model, log, checks.FINGERPRINT_STEPS) if d is not None else None
+    host = log.read_back(distributed.reducer(d) if d is not None else None)
     loop_seconds = time.perf_counter() - loop_started
     # Four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge.
     zeroed, zeroed_note = _zeroed(net, init_batches, compute) if steps_run else (None, None)
@@ -335,43 +335,6 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     if stopped:
         mark_partial(evidence, *stopped)
     return evidence, stream, init_batches
-
-
-def _reducer(d, log: DeviceLog):
-    """How the ranks' read-back vectors combine: sharded parameter norms in squares, the rest averaged."""
-    if d is None:
-        return None
-    sharded = d.sharded
-
-    def reduce(flat: torch.Tensor, blocks: list[tuple[str, int]]) -> torch.Tensor:
-        squares = None
-        if sharded:
-            marks = torch.tensor([k.startswith("param/") for k, _ in blocks], device=flat.device)
-            squares = marks.repeat_interleave(torch.tensor([n for _, n in blocks], device=flat.device))
-        return distributed.reduce_flat(d, flat, squares)
-
-    return reduce
-
-
-def _per_rank(d, model: nn.Module, log: DeviceLog, fingerprint_steps: int) -> dict:
-    """What only a distributed run can show, kept per rank: the early batches' fingerprints, the norm of every
-    parameter and buffer at the end (replicated copies must agree), and each step's total gradient norm."""
-    fps = log.values("batch_fp")[:fingerprint_steps]
-    fp = torch.stack([v.float() for v in fps]) if fps and all(v.shape == fps[0].shape for v in fps) else None
-    named = [(n, distributed.local(p)) for n, p in model.named_parameters()] if not d.sharded else []
-    buffers = [(n, b) for n, b in model.named_buffers() if b.is_floating_point() and b.numel()]
-    tensors_ = [t.detach().float() for _, t in named + buffers]
-    norms = torch.stack(torch._foreach_norm(tensors_, 2)) if tensors_ else torch.zeros(0, device=d.device)
-    steps = log.values("param/grad_norm")
-    grad = torch.stack([torch.stack(v).nan_to_num().square().sum().sqrt() for v in steps]) if steps else None
-    out = {"world": d.world, "strategy": d.strategy, "backend": d.backend,
-           "param_names": [n for n, _ in named], "buffer_names": [n for n, _ in buffers],
-           "norms": distributed.gather(d, norms.to(d.device))}
-    if distributed.agree(d, fp is not None):  # a collective: every rank must take the same branch
-        out["fingerprints"] = distributed.gather(d, fp.to(d.device)).reshape(d.world, *fp.shape)
-    if distributed.agree(d, grad is not None) and not d.sharded:
-        out["grad_norm"] = distributed.gather(d, grad.to(d.device))
-    return out
 
 
 def mark_partial(evidence: Evidence, reason: str, exit_code: int) -> None:
