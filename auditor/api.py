@@ -12,6 +12,7 @@ from .engine import load_rules, resolve_thresholds, run_rules
 from .errors import AuditError
 from .interrupt import Stopped
 from .load import UserSetup
+from .probe import snapshot
 from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS, ProbeOptions, mark_partial, run_probe
 from .progress import Progress, as_progress
 from .report import Report
@@ -24,7 +25,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                 optimizer=None, scheduler=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
                 progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True,
                 plugins: Iterable[str] = (), clip_grad_norm: float | None = None,
-                keep_partial: bool = False, dist=None) -> Report:
+                keep_partial: bool = False, dist=None, in_place: bool | None = None) -> Report:
     rules = load_rules(plugins)
     resolved = resolve_thresholds(rules, thresholds or {})
     unknown = set(ignore) - set(rules)
@@ -32,15 +33,22 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
     if dist is not None:  # the rank's own device; re-probes for verification run there too, unwrapped
         device = str(dist.device)
+    if dist is None:
+        in_place, in_place_note = snapshot.choose(setup.model, device, in_place)
+    else:
+        in_place_note = None  # asked for under torchrun: run_probe says why it cannot
     options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every,
-                           clip_grad_norm=clip_grad_norm, keep_partial=keep_partial, dist=dist)
+                           clip_grad_norm=clip_grad_norm, keep_partial=keep_partial, dist=dist,
+                           in_place=bool(in_place))
     progress = as_progress(progress)
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
+    if in_place_note:
+        evidence.probe.notes.append(in_place_note)
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
     report.catalogue = rules
     report.settings = {"steps": steps, "stats_every": stats_every, "seed": seed, "device": device,
-                       "verify_fixes": verify_fixes, "ignore": sorted(set(ignore)),
+                       "verify_fixes": verify_fixes, "in_place": options.in_place, "ignore": sorted(set(ignore)),
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
     counter = Counterfactuals()
     if verify_fixes and not evidence.probe.partial_reason and (dist is None or dist.main):
@@ -61,7 +69,7 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
           val_loader: Iterable | None = None, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
           seed: int = 0,
           device: str | None = None, ignore: Iterable[str] = (), thresholds: dict | None = None,
-          verify_fixes: bool = True, plugins: Iterable[str] = ()) -> Report:
+          verify_fixes: bool = True, plugins: Iterable[str] = (), in_place: bool | None = None) -> Report:
     """Probe `steps` training steps on a copy of `model` and return a Report.
 
     `optimizer` may be your own optimizer instance, bare or as a trainer wraps it (accelerate's
@@ -72,6 +80,9 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
     `{"update-ratio": {"high": -1.5}}`. `verify_fixes` re-runs the probe with each mechanical fix applied
     to copies and records the effect in `finding.verified`. `plugins`: modules or paths of your own rules,
     loaded beside the built-ins (installed packages exposing the entry-point group `auditor.rules` always are).
+    `in_place`: True trains `model` (and `optimizer`) themselves instead of copies, from a snapshot in host
+    memory, and restores them bit for bit however the audit ends; False always copies; None (the default)
+    goes in place when copies would not fit the device's free memory.
     """
     if not isinstance(model, nn.Module):
         raise AuditError(f"audit() needs an nn.Module, got {type(model).__name__}")
@@ -79,4 +90,4 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
                       make_optimizer=make_optimizer, training_step=training_step)
     return audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, optimizer=optimizer,
                        scheduler=scheduler, ignore=ignore, thresholds=thresholds, verify_fixes=verify_fixes,
-                       plugins=plugins)
+                       plugins=plugins, in_place=in_place)

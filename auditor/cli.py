@@ -74,6 +74,9 @@ def cli():
 @click.option("--strategy", type=click.Choice(distributed.STRATEGIES), help="Under torchrun: wrap the model in "
               "DistributedDataParallel or FSDP2 (fully_shard) as your job does. [default: model.py's wrap(model, "
               "mesh), else ddp]")
+@click.option("--in-place/--copy", "in_place", default=None, help="Train the model itself from a snapshot in host "
+              "memory and restore it afterwards, or always train copies. [default: in place when copies would not "
+              "fit the device's free memory]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 def run_cmd(debug, **options):
@@ -102,7 +105,7 @@ def run_cmd(debug, **options):
 
 
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
-         overrides, no_verify, tensorboard_dir, timeout, quiet, strategy) -> int:
+         overrides, no_verify, tensorboard_dir, timeout, quiet, strategy, in_place) -> int:
     from . import diff as differ
 
     dist = distributed.from_env()  # before model.py is imported, which may itself ask for the process group
@@ -130,7 +133,7 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     if timeout is not None and timeout <= 0:
         raise AuditError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     probe = dict(steps=steps, stats_every=stats_every, seed=seed, device=device, ignore=ignore, thresholds=thresholds,
-                 plugins=settings.plugins, keep_partial=True, dist=dist)
+                 plugins=settings.plugins, keep_partial=True, dist=dist, in_place=in_place)
     if dist is not None and not dist.main:
         # Takes part in the replay's collectives; rank 0 alone verifies, reports and decides the exit code.
         from .api import audit_setup

@@ -9,6 +9,7 @@ Ctrl-C behaviour.
 from __future__ import annotations
 
 import signal
+import threading
 from contextlib import contextmanager
 
 # What the audit is doing now, for the message of a timeout: "reading a batch from the loader in loader.py".
@@ -65,3 +66,16 @@ def deferred():
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+@contextmanager
+def shielded():
+    """A block no signal may cut in half (restoring the caller's model): a signal that comes meanwhile is
+    delivered again, to whatever handler was in place, once the block is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are only ever delivered to the main thread
+        return
+    with deferred() as pending:
+        yield
+    for signum in dict.fromkeys(pending):
+        signal.raise_signal(signum)

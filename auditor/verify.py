@@ -14,8 +14,9 @@ from .engine import Finding, FixPlan, Rule, run_rules
 from .errors import AuditError
 from .evidence import Evidence
 from .load import UserSetup
-from .probe.optim import copy_optimizer, copy_scheduler
+from .probe.optim import copy_optimizer, copy_scheduler, unwrap
 from .probe.run import ProbeOptions, run_probe
+from .probe.snapshot import Snapshot
 from .probe.state import copy_model
 from .progress import Progress
 
@@ -30,18 +31,20 @@ class _Transformed:
         return (self.transform(b) for b in self.loader)
 
 
-def _variant(setup: UserSetup, plan: FixPlan, optimizer, scheduler):
+def _variant(setup: UserSetup, plan: FixPlan, optimizer, scheduler, in_place: bool):
     """The user's setup with the plan's model and data edits, on copies. The optimizer is built by the probe
     as for the original run (the caller's instance re-targeted at the edited copy keeps its groups, and the
-    caller's scheduler follows it)."""
+    caller's scheduler follows it). In place, the model edit is the probe's to apply, on the model itself."""
+    loader = setup.train_loader if plan.batch_transform is None else _Transformed(setup.train_loader,
+                                                                                  plan.batch_transform)
+    if in_place:
+        return replace(setup, train_loader=loader, val_loader=None), optimizer, scheduler
     model = copy_model(setup.model)
     if plan.model_edit is not None:
         with torch.no_grad():
             plan.model_edit(model)
     opt = copy_optimizer(optimizer, setup.model, model) if optimizer is not None else None
     sched = copy_scheduler(scheduler, optimizer, opt) if scheduler is not None and opt is not None else None
-    loader = setup.train_loader if plan.batch_transform is None else _Transformed(setup.train_loader,
-                                                                                  plan.batch_transform)
     return replace(setup, model=model, train_loader=loader, val_loader=None), opt, sched
 
 
@@ -58,6 +61,21 @@ def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], 
                  thresholds: dict, options: ProbeOptions, optimizer=None, scheduler=None,
                  ignore=(), progress: Progress | None = None) -> Counterfactuals:
     """Fill `finding.verified` for every finding, and record which other findings each fix removed."""
+    if not options.in_place:
+        return _verify(setup, evidence, findings, rules, thresholds, options, optimizer, scheduler, ignore,
+                       progress, None)
+    # One snapshot for every fixed variant, each probed on the model itself from it: no copy on the device.
+    snapshot = Snapshot(setup.model, unwrap(optimizer) if optimizer is not None else None)
+    snapshot.release_optimizer_state()
+    try:
+        return _verify(setup, evidence, findings, rules, thresholds, options, optimizer, scheduler, ignore,
+                       progress, snapshot)
+    finally:
+        snapshot.restore()
+
+
+def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, scheduler, ignore, progress,
+            snapshot) -> Counterfactuals:
     started = time.perf_counter()
     active = {k: r for k, r in rules.items() if k not in set(ignore)}
     result = Counterfactuals()
@@ -73,10 +91,11 @@ def verify_fixes(setup: UserSetup, evidence: Evidence, findings: list[Finding], 
             continue
         before = rule.measure(evidence, f)
         try:
-            variant, opt, sched = _variant(setup, plan, optimizer, scheduler)
+            variant, opt, sched = _variant(setup, plan, optimizer, scheduler, snapshot is not None)
             fixed = replace(options, checks=rule.needs_checks, clip_grad_norm=_clip(plan, options), lr=plan.lr,
                             add_missing_params=plan.add_missing_params, dist=None)
-            after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched)
+            after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched, snapshot=snapshot,
+                                 edit=plan.model_edit if snapshot is not None else None)
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}
             continue

@@ -1,6 +1,7 @@
-"""Measurements beyond the training replay, each a small experiment on a copy of the initial model or on
-the batches the probe already holds: inputs and labels, the output's form, batch mixing, overfitting one
-batch, zeroed inputs, and the LR range test. Each returns plain numbers for the evidence."""
+"""Measurements beyond the training replay, each a small experiment on the initial model (a copy, or the
+caller's own model restored from its snapshot) or on the batches the probe already holds: inputs and labels,
+the output's form, batch mixing, overfitting one batch, zeroed inputs, and the LR range test. Each returns
+plain numbers for the evidence."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import torch
 from torch import nn
 
 from .batches import LossComputer, map_tensors, tensors
-from .state import copy_model
 
 OVERFIT_SAMPLES = 8  # few enough that no two share an input with different labels, as a language batch may
 OVERFIT_STEPS = 150
@@ -114,7 +114,7 @@ def probability_floor(classes: int) -> float:
     return math.log(math.e + classes - 1) - 1
 
 
-def batch_mixing(model: nn.Module, batch, losses: LossComputer) -> dict | None:
+def batch_mixing(m: nn.Module, batch, losses: LossComputer) -> dict | None:
     """Gradient of the last sample's output w.r.t. every sample's input, in eval mode (so BatchNorm uses its
     running statistics and mixes nothing legitimately). Any gradient on another sample is a leak."""
     if losses.training_step is not None or not isinstance(batch, list | tuple) or len(batch) != 2:
@@ -122,7 +122,6 @@ def batch_mixing(model: nn.Module, batch, losses: LossComputer) -> dict | None:
     inputs = batch[0]
     if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2 or inputs.shape[0] < 2:
         return None
-    m = copy_model(model)
     m.eval()
     captured = {}
     if inputs.is_floating_point():
@@ -193,7 +192,7 @@ def _logits(out):
     return None
 
 
-def causal_leak(model: nn.Module, batch) -> dict | None:
+def causal_leak(m: nn.Module, batch) -> dict | None:
     """For next-token training: does the output at position t depend on inputs after t? The gradient of one
     position's output with respect to the token embeddings of every position, in eval mode, on one sequence;
     the module where the future gets in is the deepest one whose input carries gradient from future positions
@@ -201,7 +200,6 @@ def causal_leak(model: nn.Module, batch) -> dict | None:
     ids, forward = _next_token_ids(batch)
     if ids is None:
         return None
-    m = copy_model(model)
     m.eval()
     ids = ids[:1]
     T = ids.shape[1]
@@ -263,9 +261,8 @@ def causal_leak(model: nn.Module, batch) -> dict | None:
             "same_code": alike}
 
 
-def overfit_one_batch(model: nn.Module, batch, compute: Callable) -> dict:
-    """Adam on a copy of the initial model, on the first OVERFIT_SAMPLES samples only."""
-    m = copy_model(model)
+def overfit_one_batch(m: nn.Module, batch, compute: Callable) -> dict:
+    """Adam on the initial model (a fresh copy, or the snapshot restored), on the first OVERFIT_SAMPLES only."""
     m.train()
     small = map_tensors(batch, lambda t: t[:OVERFIT_SAMPLES] if t.ndim else t)
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=OVERFIT_LR)
@@ -295,11 +292,10 @@ def zeroed_inputs(model: nn.Module, batches: list, compute: Callable) -> dict | 
     return {"real": values[0].tolist(), "zeroed": values[1].tolist()}
 
 
-def lr_range(model: nn.Module, make_opt: Callable, batches: Callable[[], object], compute: Callable) -> dict:
+def lr_range(m: nn.Module, make_opt: Callable, batches: Callable[[], object], compute: Callable) -> dict:
     """Smith's LR range test: the learning rate grows exponentially each step on a copy of the initial
     model with the user's optimizer; stops once the smoothed loss is LR_RANGE_STOP times its best.
     One host sync per step, unlike the probe: the test has to stop when the loss blows up."""
-    m = copy_model(model)
     m.train()
     opt = make_opt(m)
     lo, hi = LR_RANGE
@@ -347,10 +343,12 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray) -> dict:
 EXPERIMENTS = ("batch-mixing", "causal-leak", "overfit-one-batch", "LR range")
 
 
-def run_experiments(ev, initial: nn.Module, make_opt: Callable, losses: LossComputer, compute: Callable, stream,
-                    held: list, done: Callable[[], None] = lambda: None) -> None:
-    """Runs on the probe's own batches: the ones it holds, then the rest of its stream, so that a loader
-    that can be iterated only once (a generator) serves the experiments too."""
+def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, losses: LossComputer,
+                    compute: Callable, stream, held: list, done: Callable[[], None] = lambda: None) -> None:
+    """Each experiment trains or hooks the model `fresh()` returns: a copy of the initial model, or the caller's
+    own model reset from its snapshot (in-place mode). Runs on the probe's own batches: the ones it holds,
+    then the rest of its stream, so that a loader that can be iterated only once (a generator) serves the
+    experiments too."""
 
     def attempt(name: str, run):
         # An experiment the model cannot take (a forward that hard-codes the batch size, say) costs its own
@@ -365,9 +363,9 @@ def run_experiments(ev, initial: nn.Module, make_opt: Callable, losses: LossComp
             done()
 
     first = held[0]
-    ev.batch_mixing = attempt("batch-mixing", lambda: batch_mixing(initial, first, losses))
-    ev.causal_leak = attempt("causal-leak", lambda: causal_leak(initial, first))
-    ev.overfit = attempt("overfit-one-batch", lambda: overfit_one_batch(initial, first, compute))
+    ev.batch_mixing = attempt("batch-mixing", lambda: batch_mixing(fresh(), first, losses))
+    ev.causal_leak = attempt("causal-leak", lambda: causal_leak(fresh(), first))
+    ev.overfit = attempt("overfit-one-batch", lambda: overfit_one_batch(fresh(), first, compute))
     used = [0]
 
     def next_batch():
@@ -377,4 +375,4 @@ def run_experiments(ev, initial: nn.Module, make_opt: Callable, losses: LossComp
             b = held[used[0] % len(held)]
         return b
 
-    ev.lr_range = attempt("LR range", lambda: lr_range(initial, make_opt, next_batch, compute))
+    ev.lr_range = attempt("LR range", lambda: lr_range(fresh(), make_opt, next_batch, compute))

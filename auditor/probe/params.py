@@ -23,13 +23,19 @@ from .devicelog import DeviceLog
 class ParamTracker:
     """Records ‖grad‖ and whether it was set every step, and ‖w‖, ‖Δw‖ on measured steps, per tensor."""
 
-    def __init__(self, named_params: list[tuple[str, nn.Parameter]], log: DeviceLog, sharded: bool = False):
+    def __init__(self, named_params: list[tuple[str, nn.Parameter]], log: DeviceLog, sharded: bool = False,
+                 staged: bool = False):
         self.names = [n for n, _ in named_params]
         self.params = [p for _, p in named_params]
         self.log = log
         # FSDP2: each rank measures its own shard; the ranks' norms combine in squares at read-back.
         self._sharded = sharded
-        self._before = [torch.empty_like(local(p), memory_format=torch.contiguous_format).detach()
+        # In-place mode on an accelerator: the weights before a measured step wait in (pinned) host memory
+        # instead of a second copy of the model on the device, and come back one tensor at a time.
+        self._staged = staged
+        pin = staged and torch.cuda.is_available() and self.params[0].device.type == "cuda"
+        self._before = [torch.empty(local(p).shape, dtype=p.dtype, device="cpu", pin_memory=pin) if staged else
+                        torch.empty_like(local(p), memory_format=torch.contiguous_format).detach()
                         for p in self.params]
         self._nan = torch.full((), float("nan"), device=self._before[0].device)
         # Known on the host without asking the device, so kept here rather than in the DeviceLog.
@@ -71,12 +77,22 @@ class ParamTracker:
             if not measure:
                 return
             self.log.put("param/data_norm", norms[n:], step)
-            torch._foreach_copy_(self._before, data)
+            if self._staged:
+                for before, d in zip(self._before, data, strict=True):
+                    before.copy_(d, non_blocking=True)
+            else:
+                torch._foreach_copy_(self._before, data)
 
     def after_step(self, step: int) -> None:
         if not self._measuring:
             return
         with torch.no_grad():
+            if self._staged:
+                # Stream order keeps each copy back behind the copy out: no host sync.
+                self.log.put("param/update_norm", [_norms([before.to(d.device, non_blocking=True).sub_(d)])[0]
+                                                   for before, d in zip(self._before, self._data(), strict=True)],
+                             step)
+                return
             # In place: the snapshot becomes w_before - w_after = -Δw, whose norm is ‖Δw‖.
             torch._foreach_sub_(self._before, self._data())
             self.log.put("param/update_norm", _norms(self._before), step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .batches import BatchStream, LossComputer, expected_initial_loss, tensors
 from .devicelog import DeviceLog, stacked
 from .optim import DEFAULT_OPTIMIZER
 from .params import ParamTracker, param_table
+from .snapshot import Snapshot, checked_device, resetter
 from .state import copy_model, preserved_rng, replayed_rng, seed_everything, torch_rng_state
 from .structure import StructureTracer, structure_hash
 
@@ -56,6 +58,8 @@ class ProbeOptions:
     keep_partial: bool = False
     # Under torchrun (auditor.distributed.Dist): the replay runs wrapped on every rank; experiments on rank 0.
     dist: object = None
+    # Train the caller's model itself and restore it from a host snapshot (auditor/probe/snapshot.py).
+    in_place: bool = False
 
     def measured(self, step: int) -> bool:
         return step % self.stats_every == 0 or step == self.steps - 1
@@ -73,8 +77,11 @@ def _model_device(model: nn.Module, override: str | None, d=None) -> torch.devic
 
 
 def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=None,
-              progress: Progress | Callable[[int], None] | None = None, scheduler=None) -> Evidence:
-    """`optimizer` and `scheduler` are the caller's own instances, or None: the probe trains copies."""
+              progress: Progress | Callable[[int], None] | None = None, scheduler=None,
+              snapshot: Snapshot | None = None, edit: Callable[[nn.Module], None] | None = None) -> Evidence:
+    """`optimizer` and `scheduler` are the caller's own instances, or None: the probe trains copies. In place
+    (`options.in_place`), the probe trains `setup.model` itself from `snapshot` (taken here when None) with
+    `edit` applied, and leaves it as the snapshot holds it."""
     options = options or ProbeOptions()
     progress = as_progress(progress)
     if options.steps < 1:
@@ -83,16 +90,53 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
         raise AuditError(f"--stats-every must be at least 1, got {options.stats_every}")
     d = options.dist
     device = _model_device(setup.model, options.device, d)
+    if not options.in_place:
+        return _run(setup, options, optimizer, progress, scheduler, device, None)
+    if d is not None:
+        raise AuditError("--in-place is not available under torchrun yet: the wrapped model's hooks and sharded "
+                         "parameters would outlive the probe; each rank's copy is already 1/N of the model with "
+                         "--strategy fsdp")
+    checked_device(setup.model, device)
+    own = snapshot is None
+    if own:
+        snapshot = Snapshot(setup.model, optim.unwrap(optimizer) if optimizer is not None else None)
+        snapshot.release_optimizer_state()
+    try:
+        return _run(setup, options, optimizer, progress, scheduler, device, (snapshot, resetter(snapshot, edit)))
+    finally:
+        if own:
+            snapshot.restore()
+
+
+def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Evidence:
+    d = options.dist
     started = time.perf_counter()
     with preserved_rng(device):
         seed_everything(options.seed)
-        model = copy_model(setup.model).to(device)
-        model.train()
-        initial = copy_model(model) if options.checks else None  # the experiments start from the same init
+        if in_place is None:
+            model = copy_model(setup.model).to(device)
+            model.train()
+            initial = copy_model(model) if options.checks else None  # the experiments start from the same init
+
+            def fresh():
+                return copy_model(initial)
+
+            def build(m):
+                return optim.build(setup, m, optimizer)
+        else:
+            snapshot, fresh = in_place
+            model = fresh()
+            model.train()
+
+            def build(m):
+                opt, default = optim.build(setup, m, optimizer)
+                if snapshot.optimizer_state is not None:  # the caller's state, back from the host
+                    opt.load_state_dict(copy.deepcopy(snapshot.optimizer_state))
+                return opt, default
         net = model
         if d is not None:  # before the optimizer: FSDP2 replaces the parameters it shards
             net, model = distributed.wrap(model, d, setup.wrap, setup.model_file)
-        opt, opt_default = optim.build(setup, model, optimizer)
+        opt, opt_default = build(model)
         optim.adjust(opt, model, lr=options.lr, add_missing_params=options.add_missing_params)
         sched = optim.build_scheduler(setup, opt, optimizer, scheduler)
         notes = _optimizer_notes(setup, optimizer, sched, opt_default)
@@ -109,11 +153,14 @@ def run_probe(setup: UserSetup, options: ProbeOptions | None = None, optimizer=N
             evidence.probe.notes.append(
                 f"replayed on {d.world} ranks ({d.strategy}, {d.backend}); statistics averaged over ranks"
                 + ("; the experiments ran on rank 0 alone, unwrapped" if options.checks else ""))
+        # The replay's model, gradients and optimizer state are not needed by the experiments: give their memory
+        # back before the experiments take their own.
+        del net, model, opt, sched
         if (options.checks and evidence.probe.steps_run and not evidence.probe.partial_reason
                 and (d is None or d.main)):
             progress.phase("experiments", len(checks.EXPERIMENTS))
             try:
-                _experiments(setup, evidence, initial, optimizer, losses, stream, held, progress)
+                _experiments(setup, evidence, fresh, lambda m: build(m)[0], losses, stream, held, progress)
             except Stopped as stop:
                 mark_partial(evidence, stop.reason, stop.exit_code)
         evidence.probe.seconds = time.perf_counter() - started
@@ -136,8 +183,8 @@ def _optimizer_notes(setup: UserSetup, optimizer, sched, opt_default: bool) -> l
     return notes
 
 
-def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: LossComputer, stream: BatchStream,
-                 held: list, progress: Progress) -> None:
+def _experiments(setup, ev: Evidence, fresh, build, losses: LossComputer, stream: BatchStream, held: list,
+                 progress: Progress) -> None:
     def compute(m, batch):
         try:
             return losses(m, batch)[0]
@@ -147,8 +194,7 @@ def _experiments(setup, ev: Evidence, initial: nn.Module, optimizer, losses: Los
             raise from_user_exception(exc, f"running the model from {setup.model_file} in the auditor's "
                                            "experiments") from None
 
-    checks.run_experiments(ev, initial, lambda m: optim.build(setup, m, optimizer)[0], losses, compute,
-                           stream, held, progress.update)
+    checks.run_experiments(ev, fresh, build, losses, compute, stream, held, progress.update)
 
 
 def _probe(setup, options, net, model, opt, sched, losses, device, started, progress
@@ -248,7 +294,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                                      "(it has no grad_fn); check that nothing detaches it or runs under no_grad")
                 # The first forward has fixed the module order, so the table holds for the whole probe.
                 table = param_table(model, tracer.module_order, named)
-                params = ParamTracker([(n, p) for n, p, *_ in table], log, sharded=d is not None and d.sharded)
+                params = ParamTracker([(n, p) for n, p, *_ in table], log, sharded=d is not None and d.sharded,
+                                      staged=options.in_place and device.type != "cpu")
             log.put("loss", [loss.detach()], step)  # a list: stacked with every other step's at read-back
             try:
                 loss.backward()
