@@ -25,7 +25,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                 optimizer=None, scheduler=None, ignore: Iterable[str] = (), thresholds: dict | None = None,
                 progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True,
                 plugins: Iterable[str] = (), clip_grad_norm: float | None = None,
-                keep_partial: bool = False, dist=None, in_place: bool | None = None) -> Report:
+                keep_partial: bool = False, dist=None, in_place: bool | None = None, amp: str | None = None) -> Report:
     rules = load_rules(plugins)
     resolved = resolve_thresholds(rules, thresholds or {})
     unknown = set(ignore) - set(rules)
@@ -39,7 +39,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
         in_place_note = None  # asked for under torchrun: run_probe says why it cannot
     options = ProbeOptions(steps=steps, seed=seed, device=device, stats_every=stats_every,
                            clip_grad_norm=clip_grad_norm, keep_partial=keep_partial, dist=dist,
-                           in_place=bool(in_place))
+                           in_place=bool(in_place), amp=amp)
     progress = as_progress(progress)
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
     if in_place_note:
@@ -48,7 +48,8 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
     report.catalogue = rules
     report.settings = {"steps": steps, "stats_every": stats_every, "seed": seed, "device": device,
-                       "verify_fixes": verify_fixes, "in_place": options.in_place, "ignore": sorted(set(ignore)),
+                       "verify_fixes": verify_fixes, "in_place": options.in_place, "amp": evidence.probe.amp,
+                       "ignore": sorted(set(ignore)),
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
     counter = Counterfactuals()
     if verify_fixes and not evidence.probe.partial_reason and (dist is None or dist.main):
@@ -69,7 +70,8 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
           val_loader: Iterable | None = None, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY,
           seed: int = 0,
           device: str | None = None, ignore: Iterable[str] = (), thresholds: dict | None = None,
-          verify_fixes: bool = True, plugins: Iterable[str] = (), in_place: bool | None = None) -> Report:
+          verify_fixes: bool = True, plugins: Iterable[str] = (), in_place: bool | None = None,
+          amp: str | None = None, make_grad_scaler: Callable | None = None) -> Report:
     """Probe `steps` training steps on a copy of `model` and return a Report.
 
     `optimizer` may be your own optimizer instance, bare or as a trainer wraps it (accelerate's
@@ -82,12 +84,13 @@ def audit(model: nn.Module, loader: Iterable, *, loss_fn: Callable | None = None
     loaded beside the built-ins (installed packages exposing the entry-point group `auditor.rules` always are).
     `in_place`: True trains `model` (and `optimizer`) themselves instead of copies, from a snapshot in host
     memory, and restores them bit for bit however the audit ends; False always copies; None (the default)
-    goes in place when copies would not fit the device's free memory.
+    goes in place when copies would not fit the device's free memory. `amp`: "bf16" or "fp16" runs the probe
+    under torch.autocast, fp16 through a GradScaler (`make_grad_scaler()` returns your own, or None for none).
     """
     if not isinstance(model, nn.Module):
         raise AuditError(f"audit() needs an nn.Module, got {type(model).__name__}")
     setup = UserSetup(model=model, train_loader=loader, val_loader=val_loader, loss_fn=loss_fn,
-                      make_optimizer=make_optimizer, training_step=training_step)
+                      make_optimizer=make_optimizer, training_step=training_step, make_grad_scaler=make_grad_scaler)
     return audit_setup(setup, steps=steps, stats_every=stats_every, seed=seed, device=device, optimizer=optimizer,
                        scheduler=scheduler, ignore=ignore, thresholds=thresholds, verify_fixes=verify_fixes,
-                       plugins=plugins, in_place=in_place)
+                       plugins=plugins, in_place=in_place, amp=amp)

@@ -77,6 +77,9 @@ def cli():
 @click.option("--in-place/--copy", "in_place", default=None, help="Train the model itself from a snapshot in host "
               "memory and restore it afterwards, or always train copies. [default: in place when copies would not "
               "fit the device's free memory]")
+@click.option("--amp", type=click.Choice(["bf16", "fp16"]), help="Probe under torch.autocast in this precision, fp16 "
+              "with a GradScaler (model.py's make_grad_scaler() if it has one). [default: model.py's `amp`, else "
+              "float32]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 def run_cmd(debug, **options):
@@ -105,7 +108,7 @@ def run_cmd(debug, **options):
 
 
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
-         overrides, no_verify, tensorboard_dir, timeout, quiet, strategy, in_place) -> int:
+         overrides, no_verify, tensorboard_dir, timeout, quiet, strategy, in_place, amp) -> int:
     from . import diff as differ
 
     dist = distributed.from_env()  # before model.py is imported, which may itself ask for the process group
@@ -133,7 +136,8 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
     if timeout is not None and timeout <= 0:
         raise AuditError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     probe = dict(steps=steps, stats_every=stats_every, seed=seed, device=device, ignore=ignore, thresholds=thresholds,
-                 plugins=settings.plugins, keep_partial=True, dist=dist, in_place=in_place)
+                 plugins=settings.plugins, keep_partial=True, dist=dist, in_place=in_place,
+                 amp=amp)
     if dist is not None and not dist.main:
         # Takes part in the replay's collectives; rank 0 alone verifies, reports and decides the exit code.
         from .api import audit_setup

@@ -63,6 +63,8 @@ class FixPlan:
     clip_grad_norm: float | None = None
     batch_transform: Callable | None = None  # applied to each (inputs, targets) batch
     add_missing_params: bool = False  # parameters the optimizer left out get a group of their own
+    amp: str | None = None  # another precision for the probe (bf16 instead of fp16)
+    scaler_init: float | None = None  # another GradScaler init_scale
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class ProbeInfo:
     partial_reason: str | None = None
     world_size: int = 1  # ranks under torchrun
     strategy: str | None = None  # ddp | fsdp | wrap() (model.py's own), under torchrun
+    amp: str | None = None  # bf16 | fp16: the replay ran under autocast (fp16 with a GradScaler unless disabled)
 
 
 @dataclass
@@ -136,6 +137,9 @@ class Evidence:
     val_loss: list = field(default_factory=list)  # (step, mean validation loss)
     batch_fingerprints: list = field(default_factory=list)  # one small vector per early step (checks.fingerprint)
     zeroed_inputs: dict | None = None
+    # Mixed precision (auditor/probe/amp.py): mode, scaler settings, the scale and skipped flag per step, and the
+    # fp16-against-float32 precision check on one batch. None for a float32 probe.
+    amp: dict | None = None
     zeroed_inputs_init: dict | None = None  # the same on the untrained model
     batch_mixing: dict | None = None
     causal_leak: dict | None = None

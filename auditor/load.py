@@ -2,7 +2,8 @@
 
 model.py:  `model` (an nn.Module) or `build_model()`; optional `loss_fn(output, target)`,
            `make_optimizer(params)`, `make_scheduler(optimizer)`, `training_step(model, batch)`,
-           `wrap(model, mesh)` (under torchrun: the job's own DDP or FSDP2 wrapping).
+           `wrap(model, mesh)` (under torchrun: the job's own DDP or FSDP2 wrapping), `amp = "bf16"|"fp16"`
+           (the job's mixed precision) and `make_grad_scaler()` (its GradScaler, or None for none).
 loader.py: `train_loader` (or `loader`) or `build_loader()`; optional `val_loader`.
 """
 
@@ -34,6 +35,8 @@ class UserSetup:
     # A LightningModule's configure_optimizers, called on the probe's copy: (optimizer, scheduler or None).
     configure_optimizers: Callable | None = None
     wrap: Callable | None = None  # model.py's wrap(model, mesh), used under torchrun
+    amp: str | None = None  # model.py's `amp`: the precision the job trains in (--amp overrides)
+    make_grad_scaler: Callable | None = None
     model_file: str = "<api>"
     data_file: str = "<api>"
 
@@ -80,6 +83,15 @@ def _optional_callable(module: ModuleType, name: str, path: str) -> Callable | N
     value = getattr(module, name, None)
     if value is not None and not callable(value):
         raise AuditError(f"{path}: `{name}` must be a function, got {type(value).__name__}")
+    return value
+
+
+def _amp_mode(module: ModuleType, path: str) -> str | None:
+    value = getattr(module, "amp", None)
+    if value is None or isinstance(value, ModuleType):  # `from torch import amp` is not a setting
+        return None
+    if not isinstance(value, str) or value not in ("bf16", "fp16"):
+        raise AuditError(f"{path}: `amp = {value!r}`: expected \"bf16\" or \"fp16\" (or no `amp` for float32)")
     return value
 
 
@@ -144,6 +156,8 @@ def load_files(model_path: str | Path, data_path: str | Path | None) -> UserSetu
         training_step=_optional_callable(model_module, "training_step", str(model_path)),
         make_scheduler=_optional_callable(model_module, "make_scheduler", str(model_path)),
         wrap=_optional_callable(model_module, "wrap", str(model_path)),
+        amp=_amp_mode(model_module, str(model_path)),
+        make_grad_scaler=_optional_callable(model_module, "make_grad_scaler", str(model_path)),
         model_file=str(model_path),
         data_file=data_file,
     )

@@ -93,7 +93,8 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
         try:
             variant, opt, sched = _variant(setup, plan, optimizer, scheduler, snapshot is not None)
             fixed = replace(options, checks=rule.needs_checks, clip_grad_norm=_clip(plan, options), lr=plan.lr,
-                            add_missing_params=plan.add_missing_params, dist=None)
+                            add_missing_params=plan.add_missing_params, dist=None, amp=plan.amp or options.amp,
+                            scaler_init=plan.scaler_init if plan.scaler_init is not None else options.scaler_init)
             after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched, snapshot=snapshot,
                                  edit=plan.model_edit if snapshot is not None else None)
         except AuditError as exc:

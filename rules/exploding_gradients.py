@@ -108,10 +108,13 @@ here is over layers only.
             return
 
     def _nonfinite(self, ev):
-        # NaN gradients that follow a NaN loss are loss-nan's finding; here, those that come first.
+        # NaN gradients that follow a NaN loss are loss-nan's finding; here, those that come first. Under fp16 the
+        # steps a GradScaler skipped are amp-overflow's.
         bad = []
+        skipped = set((ev.amp or {}).get("skipped", ()))
         for p in ev.params:
-            steps = [s for s in p.nonfinite_grad_steps if s < ev.loss.size and np.isfinite(ev.loss[s])]
+            steps = [s for s in p.nonfinite_grad_steps if s < ev.loss.size and np.isfinite(ev.loss[s])
+                     and s not in skipped]
             if steps:
                 bad.append((int(steps[0]), p.name))
         if not bad:

@@ -33,6 +33,8 @@ TRIGGERS = {
     "label-problems": ["label_problems", "shuffled_labels"],
     "repeated-batches": ["repeated_batches"],
     "causal-leak": ["causal_leak"],
+    "amp-overflow": ["amp_overflow"],
+    "amp-underflow": ["amp_underflow"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp"]
@@ -155,6 +157,8 @@ HEADLINE = {
     # The learning rate, named by the range test, explains these samples' symptoms.
     "loss_plateau": "lr-range", "update_ratio": "lr-range", "loss_divergence": "lr-range",
     "loss_oscillation": "update-ratio", "overfitting": "repeated-batches",
+    # fp16 overflows because one input column keeps its raw magnitude: standardising it is the one change.
+    "amp_overflow": "input-scale", "amp_underflow": "amp-underflow",
 }
 AMONG_ROOTS = {"grad_data_ratio": "grad-data-ratio", "grad_spikes": "grad-spikes", "loss_hockey_stick": "init-loss"}
 

@@ -17,6 +17,7 @@ from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
 from ..interrupt import Stopped
 from ..load import UserSetup
 from ..progress import Progress, as_progress
+from . import amp as mixed
 from . import checks, lossspy, optim
 from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss, tensors
@@ -60,6 +61,8 @@ class ProbeOptions:
     dist: object = None
     # Train the caller's model itself and restore it from a host snapshot (auditor/probe/snapshot.py).
     in_place: bool = False
+    amp: str | None = None  # bf16 | fp16 (auditor/probe/amp.py); None: model.py's `amp`, else float32
+    scaler_init: float | None = None  # set by fix verification: the GradScaler's init_scale
 
     def measured(self, step: int) -> bool:
         return step % self.stats_every == 0 or step == self.steps - 1
@@ -145,8 +148,14 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
         if sched is not None and options.lr is not None and hasattr(sched, "base_lrs"):
             sched.base_lrs = [options.lr] * len(sched.base_lrs)  # an LR fix moves the whole schedule
         losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
+        amp = mixed.Amp(options.amp or setup.amp, device, setup.make_grad_scaler, options.scaler_init,
+                        setup.model_file)
+        if amp.scaler is not None and optim.needs_closure(opt):
+            raise AuditError(f"{type(opt).__name__} re-evaluates the loss inside step(), which a GradScaler cannot "
+                             "unscale: audit it in bf16 or float32")
         progress.phase("replay", options.steps)
-        evidence, stream, held = _probe(setup, options, net, model, opt, sched, losses, device, started, progress)
+        evidence, stream, held = _probe(setup, options, net, model, opt, sched, losses, device, started, progress,
+                                        amp)
         evidence.probe.optimizer_default = opt_default
         evidence.probe.notes[:0] = notes
         if d is not None:
@@ -161,6 +170,8 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
             progress.phase("experiments", len(checks.EXPERIMENTS))
             try:
                 _experiments(setup, evidence, fresh, lambda m: build(m)[0], losses, stream, held, progress)
+                if amp.mode == "fp16":
+                    _precision(setup, evidence, fresh, losses, held, amp, device)
             except Stopped as stop:
                 mark_partial(evidence, stop.reason, stop.exit_code)
         evidence.probe.seconds = time.perf_counter() - started
@@ -197,7 +208,20 @@ def _experiments(setup, ev: Evidence, fresh, build, losses: LossComputer, stream
     checks.run_experiments(ev, fresh, build, losses, compute, stream, held, progress.update)
 
 
-def _probe(setup, options, net, model, opt, sched, losses, device, started, progress
+def _precision(setup, ev: Evidence, fresh, losses: LossComputer, held: list, amp: mixed.Amp, device) -> None:
+    """fp16's flushed and overflowing values on the first batch, at the scale the replay ended with."""
+    scales = ev.amp["scales"]
+    scale = float(scales[-1]) if len(scales) and np.isfinite(scales[-1]) else 1.0
+    try:
+        ev.amp["precision"] = mixed.precision(fresh(), held[0], lambda m, b: losses(m, b)[0], amp, scale, device)
+    except AuditError as exc:
+        ev.probe.notes.append(f"the fp16 precision check could not run on this model: {exc}")
+    except Exception as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        ev.probe.notes.append(f"the fp16 precision check could not run on this model: {first_line}")
+
+
+def _probe(setup, options, net, model, opt, sched, losses, device, started, progress, amp
            ) -> tuple[Evidence, BatchStream, list]:
     """The training replay. Returns the evidence, the batch stream (where the replay left it) and the
     batches it holds on the device, for the experiments that follow. `net` runs forward and backward (a
@@ -210,7 +234,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
 
     def compute(batch):
         try:
-            return losses(net, batch)
+            with amp.autocast():
+                return losses(net, batch)
         except AuditError:
             raise
         except Exception as exc:
@@ -298,14 +323,18 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                                       staged=options.in_place and device.type != "cpu")
             log.put("loss", [loss.detach()], step)  # a list: stacked with every other step's at read-back
             try:
-                loss.backward()
+                amp.backward(loss)
             except Exception as exc:
                 raise from_user_exception(exc, f"computing gradients at probe step {step}") from None
+            amp.unscale(opt)
+            scale = amp.current_scale()
+            if scale is not None:
+                log.put("amp_scale", [scale], step)
             params.after_backward(step, measure)
             if options.clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad_norm)
             try:
-                take_step(lambda batch=batch: _closure(opt, compute, batch))
+                amp.step(opt, lambda batch=batch: take_step(lambda: _closure(opt, compute, batch)))
                 if sched is not None:
                     optim.step_scheduler(sched)
                     peak_lr = max(peak_lr, _lr(opt)) if peak_lr is not None else None
@@ -356,6 +385,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
         input_nonfinite=_nonfinite_inputs(init_batches),
         model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds, not_stepped=not_stepped,
         structure_hash=structure_hash(model), world_size=d.world if d else 1, strategy=d.strategy if d else None,
+        amp=amp.mode,
     )
     if zeroed_note:
         info.notes.append(zeroed_note)
@@ -368,6 +398,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     evidence = _assemble(info, host, table, params.has_grad, tracer, steps_run)
     evidence.initial_losses = [float(v) for v in init]
     evidence.structure = structure.structure
+    if amp.mode is not None:
+        evidence.amp = _amp_evidence(amp, host, evidence, steps_run)
     evidence.zeroed_inputs = zeroed
     evidence.zeroed_inputs_init = zeroed_init
     evidence.ranks = ranks
@@ -382,6 +414,17 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     if stopped:
         mark_partial(evidence, *stopped)
     return evidence, stream, init_batches
+
+
+def _amp_evidence(amp: mixed.Amp, host, ev: Evidence, n: int) -> dict:
+    scales = stacked(host.get("amp_scale"), n, 1)[:, 0] if amp.scaler is not None else np.full(n, np.nan)
+    # The scaler skips exactly the steps whose unscaled gradients hold inf or NaN (GradScaler.step).
+    bad = np.zeros(n, dtype=bool)
+    for p in ev.params:
+        bad[p.nonfinite_grad_steps] = True
+    return {"mode": amp.mode, "scaler": amp.settings, "scales": scales,
+            "skipped": [int(s) for s in np.flatnonzero(bad)] if amp.scaler is not None else [],
+            "precision": None}
 
 
 def mark_partial(evidence: Evidence, reason: str, exit_code: int) -> None:
