@@ -13,6 +13,7 @@ import torch
 from .engine import Finding, FixPlan, Rule, run_rules
 from .errors import AuditError
 from .evidence import Evidence
+from .interrupt import Stopped
 from .load import UserSetup
 from .probe.optim import copy_optimizer, copy_scheduler, unwrap
 from .probe.run import ProbeOptions, run_probe
@@ -94,9 +95,12 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
             variant, opt, sched = _variant(setup, plan, optimizer, scheduler, snapshot is not None)
             fixed = replace(options, checks=rule.needs_checks, clip_grad_norm=_clip(plan, options), lr=plan.lr,
                             add_missing_params=plan.add_missing_params, dist=None, amp=plan.amp or options.amp,
-                            scaler_init=plan.scaler_init if plan.scaler_init is not None else options.scaler_init)
+                            scaler_init=plan.scaler_init if plan.scaler_init is not None else options.scaler_init,
+                            keep_partial=False, purpose=f"verifying the fix for {f.rule} ({plan.description})")
             after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched, snapshot=snapshot,
                                  edit=plan.model_edit if snapshot is not None else None)
+            if after_ev.probe.partial_reason:  # a signal or --timeout stopped the re-probe: the audit stops too
+                raise Stopped(after_ev.probe.partial_reason, after_ev.stop_code or 2)
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}
             continue

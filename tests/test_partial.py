@@ -18,6 +18,9 @@ from torch import nn
 
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 4))
+if os.environ.get("BIG_INIT"):  # a loss at init far too high: init-loss, with a fix to verify
+    with torch.no_grad():
+        model[2].weight.mul_(60)
 if os.environ.get("HANG_AT_IMPORT"):
     open(os.environ["READY"], "w").close()
     time.sleep(600)
@@ -26,8 +29,13 @@ if os.environ.get("HANG_AT_IMPORT"):
 class Loader:
     """Slow enough that a signal lands mid-replay; says when it has handed out READY_AT batches."""
 
+    iterations = 0
+
     def __iter__(self):
         g = torch.Generator().manual_seed(0)
+        Loader.iterations += 1
+        if Loader.iterations == int(os.environ.get("READY_ITER", 10**9)):
+            open(os.environ["READY"], "w").close()
         for i in range(10_000):
             if i == int(os.environ.get("READY_AT", 10**9)):
                 open(os.environ["READY"], "w").close()
@@ -85,6 +93,26 @@ def test_a_signal_mid_probe_writes_a_partial_report(job, sig, code, says):
     assert says in report["partial_reason"] and "partial report" in err
     assert 8 <= report["probe"]["steps_run"] < 300
     assert len(report["metrics"]["loss"]) == report["probe"]["steps_run"]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("env, doing", [
+    # The replay takes batches 0-29; the LR range test goes on from batch 30 of the same stream.
+    ({"READY_AT": "36", "DELAY": "0.05"}, "the experiments after the replay"),
+    # Fix verification re-probes from a fresh iteration of the loader: the second one.
+    ({"READY_ITER": "2", "BIG_INIT": "1", "DELAY": "0.05"}, "verifying the fix for init-loss"),
+], ids=["experiments", "verification"])
+def test_a_signal_after_the_replay_keeps_the_whole_replay(job, env, doing):
+    proc = _start(job, env, "--steps", "30")
+    _wait_for(job / "ready", proc)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    report = _partial_report(job)
+    assert doing in report["partial_reason"] and "SIGTERM" in report["partial_reason"]
+    assert report["probe"]["steps_run"] == 30
+    assert len(report["metrics"]["loss"]) == 30
     assert "Traceback" not in err
 
 

@@ -93,9 +93,10 @@ class BatchStream:
         return call_user(iter, self.loader, what=f"iterating the loader in {self.data_file}")
 
     def next(self):
-        interrupt.doing(f"reading a batch from the loader in {self.data_file}")
+        was = interrupt.now()
+        interrupt.doing(f"reading a batch from the loader in {self.data_file} ({was})")
         batch = self._next_raw()
-        interrupt.doing("running the probe")
+        interrupt.doing(was)
         if batch is None:
             return None
         if self.check is not None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import distributed
+from .. import distributed, interrupt
 from ..errors import AuditError, from_user_exception
 from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
 from ..interrupt import Stopped
@@ -63,6 +63,7 @@ class ProbeOptions:
     in_place: bool = False
     amp: str | None = None  # bf16 | fp16 (auditor/probe/amp.py); None: model.py's `amp`, else float32
     scaler_init: float | None = None  # set by fix verification: the GradScaler's init_scale
+    purpose: str = "replaying training"  # what a timeout or signal message says the audit was doing
 
     def measured(self, step: int) -> bool:
         return step % self.stats_every == 0 or step == self.steps - 1
@@ -154,6 +155,7 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
             raise AuditError(f"{type(opt).__name__} re-evaluates the loss inside step(), which a GradScaler cannot "
                              "unscale: audit it in bf16 or float32")
         progress.phase("replay", options.steps)
+        interrupt.doing(options.purpose)
         evidence, stream, held = _probe(setup, options, net, model, opt, sched, losses, device, started, progress,
                                         amp)
         evidence.probe.optimizer_default = opt_default
@@ -168,6 +170,7 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
         if (options.checks and evidence.probe.steps_run and not evidence.probe.partial_reason
                 and (d is None or d.main)):
             progress.phase("experiments", len(checks.EXPERIMENTS))
+            interrupt.doing(f"{options.purpose}: the experiments after the replay (overfit one batch, LR range)")
             try:
                 _experiments(setup, evidence, fresh, lambda m: build(m)[0], losses, stream, held, progress)
                 if amp.mode == "fp16":
