@@ -18,6 +18,7 @@ from torch import nn
 
 from ..distributed import local
 from .devicelog import DeviceLog
+from .spill import ParkedBefore
 
 
 class ParamTracker:
@@ -33,11 +34,14 @@ class ParamTracker:
         # In-place mode on an accelerator: the weights before a measured step wait in (pinned) host memory
         # instead of a second copy of the model on the device, and come back one tensor at a time.
         self._staged = staged
+        # On the CPU, where host memory is the device's, they are parked in a temporary file instead.
+        self._parked = ParkedBefore([p.detach() for p in self.params]) if staged and \
+            self.params[0].device.type == "cpu" else None
         pin = staged and torch.cuda.is_available() and self.params[0].device.type == "cuda"
-        self._before = [torch.empty(local(p).shape, dtype=p.dtype, device="cpu", pin_memory=pin) if staged else
-                        torch.empty_like(local(p), memory_format=torch.contiguous_format).detach()
-                        for p in self.params]
-        self._nan = torch.full((), float("nan"), device=self._before[0].device)
+        self._before = [] if self._parked is not None else [
+            torch.empty(local(p).shape, dtype=p.dtype, device="cpu", pin_memory=pin) if staged else
+            torch.empty_like(local(p), memory_format=torch.contiguous_format).detach() for p in self.params]
+        self._nan = torch.full((), float("nan"), device=self.params[0].device)
         # Known on the host without asking the device, so kept here rather than in the DeviceLog.
         self.has_grad: dict[int, list[bool]] = {}
         self._measuring = False
@@ -77,7 +81,9 @@ class ParamTracker:
             if not measure:
                 return
             self.log.put("param/data_norm", norms[n:], step)
-            if self._staged:
+            if self._parked is not None:
+                self._parked.write(data)
+            elif self._staged:
                 for before, d in zip(self._before, data, strict=True):
                     before.copy_(d, non_blocking=True)
             else:
@@ -87,6 +93,9 @@ class ParamTracker:
         if not self._measuring:
             return
         with torch.no_grad():
+            if self._parked is not None:
+                self.log.put("param/update_norm", self._parked.diff_norms(self._data()), step)
+                return
             if self._staged:
                 # Stream order keeps each copy back behind the copy out: no host sync.
                 self.log.put("param/update_norm", [_norms([before.to(d.device, non_blocking=True).sub_(d)])[0]

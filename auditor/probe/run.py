@@ -323,7 +323,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                 # The first forward has fixed the module order, so the table holds for the whole probe.
                 table = param_table(model, tracer.module_order, named)
                 params = ParamTracker([(n, p) for n, p, *_ in table], log, sharded=d is not None and d.sharded,
-                                      staged=options.in_place and device.type != "cpu")
+                                      staged=options.in_place)
             log.put("loss", [loss.detach()], step)  # a list: stacked with every other step's at read-back
             try:
                 amp.backward(loss)

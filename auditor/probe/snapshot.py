@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import AuditError
 from ..interrupt import shielded
+from .spill import Parked, SpillFile
 
 # The copy mode keeps, beyond the caller's model and what training itself needs, the probe's copy and the
 # initial copy for the experiments: two models. In-place is chosen when those two, on top of what training
@@ -32,8 +33,13 @@ def _host(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True)
 
 
-def _put(target: torch.Tensor, saved: torch.Tensor, device: torch.device) -> None:
-    if target.device == device and target.shape == saved.shape and target.dtype == saved.dtype:
+def _put(target: torch.Tensor, saved, device: torch.device) -> None:
+    if isinstance(saved, Parked):
+        if target.device == device and saved.fits(target.data):
+            saved.read_into(target.data)
+        else:
+            target.data = saved.load().to(device)
+    elif target.device == device and target.shape == saved.shape and target.dtype == saved.dtype:
         target.data.copy_(saved)
     else:  # the probe replaced .data (a .to(), a resize): give the tensor back what it was
         target.data = saved.to(device, copy=True)
@@ -44,18 +50,22 @@ class Snapshot:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None):
         self.model = model
+        self.spill = None
         with torch.no_grad():
             # By owner and name, so that a tensor the probe swapped for another one is put back as well.
-            self.params = [(mod, name, p, _host(p), None if p.grad is None else _host(p.grad), p.requires_grad,
+            self.params = [(mod, name, p, self._save(p), None if p.grad is None else _host(p.grad), p.requires_grad,
                             p.device) for mod, name, p in _slots(model, "_parameters")]
-            self.buffers = [(mod, name, b, _host(b), b.device) for mod, name, b in _slots(model, "_buffers")]
+            self.buffers = [(mod, name, b, self._save(b), b.device) for mod, name, b in _slots(model, "_buffers")]
         self.training = [(m, m.training) for m in model.modules()]
         self.optimizer = optimizer
         self.optimizer_state = _to_host(optimizer.state_dict()) if optimizer is not None else None
 
-    def nbytes(self) -> int:
-        return sum(s.numel() * s.element_size() for *_, s, _g, _r, _d in self.params) + sum(
-            s.numel() * s.element_size() for *_, s, _d in self.buffers)
+    def _save(self, t: torch.Tensor):
+        if t.device.type != "cpu":
+            return _host(t)
+        if self.spill is None:
+            self.spill = SpillFile()
+        return self.spill.park(t)  # see auditor/probe/spill.py: on the CPU, host memory is the device's
 
     def release_optimizer_state(self) -> None:
         """The caller's optimizer state, now in host memory, leaves the device while the probe trains."""
