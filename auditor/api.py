@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
-from . import __version__
+from . import __version__, interrupt
 from .causes import link
 from .engine import load_rules, resolve_thresholds, run_rules
 from .errors import AuditError
@@ -42,6 +42,11 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                            in_place=bool(in_place), amp=amp)
     progress = as_progress(progress)
     evidence = run_probe(setup, options, optimizer=optimizer, progress=progress, scheduler=scheduler)
+    if dist is not None and dist.main:
+        try:
+            interrupt.undefer()  # rank 0 verifies alone: a signal now stops it where it lands
+        except Stopped as stop:
+            mark_partial(evidence, stop.reason, stop.exit_code)
     if in_place_note:
         evidence.probe.notes.append(in_place_note)
     findings = run_rules(evidence, rules, resolved, ignore)

@@ -142,10 +142,11 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         # Takes part in the replay's collectives; rank 0 alone verifies, reports and decides the exit code.
         from .api import audit_setup
 
-        setup = load_files(model_file, data_file)
-        distributed.choose(dist, strategy, setup.wrap)
-        audit_setup(setup, verify_fixes=False, **probe)
-        return distributed.broadcast_code(dist, None)
+        with interrupt.handled(timeout, hold=True):  # a signal here is acted on with rank 0, not alone
+            setup = load_files(model_file, data_file)
+            distributed.choose(dist, strategy, setup.wrap)
+            audit_setup(setup, verify_fixes=False, **probe)
+            return distributed.broadcast_code(dist, None)
     code = _main_rank(model_file, data_file, probe, verify, out, formats, fail_on, baseline, base, tensorboard_dir,
                       timeout, quiet, strategy)
     return distributed.broadcast_code(dist, code) if dist is not None else code
@@ -159,7 +160,7 @@ def _main_rank(model_file, data_file, probe: dict, verify, out, formats, fail_on
     dist = probe["dist"]
     progress = for_terminal(f"auditing {Path(model_file).name}", quiet)
     try:
-        with interrupt.handled(timeout):
+        with interrupt.handled(timeout, hold=dist is not None):
             interrupt.doing(f"importing {model_file}")
             setup = load_files(model_file, data_file)
             if dist is not None:

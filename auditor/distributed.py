@@ -181,6 +181,15 @@ def agree(d: Dist | None, flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
+def stop_code(d: Dist, code: int) -> int:
+    """The highest stop code any rank holds (0: none was signalled), on every rank."""
+    import torch.distributed as dist
+
+    t = torch.tensor([float(code)], device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def broadcast_code(d: Dist, code: int | None) -> int:
     """Rank 0's exit code, on every rank."""
     import torch.distributed as dist

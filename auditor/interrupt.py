@@ -14,6 +14,9 @@ from contextlib import contextmanager
 
 # What the audit is doing now, for the message of a timeout: "reading a batch from the loader in loader.py".
 _doing = ["starting"]
+# Under torchrun a rank must not leave the replay alone: the others would wait for it in a collective. There a
+# signal is recorded here and the ranks agree to stop at their next meeting point (auditor/probe/run.py).
+_deferred = {"on": False, "pending": None}
 
 
 class Stopped(BaseException):
@@ -30,16 +33,37 @@ def now() -> str:
     return _doing[0]
 
 
+def pending() -> tuple[str, int] | None:
+    """(reason, exit code) of a signal that came while signals were held for the ranks to agree on."""
+    return _deferred["pending"]
+
+
+def undefer() -> None:
+    """From now on a signal stops this process at once (rank 0, alone after the replay); one that came while
+    signals were held does so now."""
+    _deferred["on"] = False
+    if _deferred["pending"] is not None:
+        raise Stopped(*_deferred["pending"])
+
+
 @contextmanager
-def handled(timeout: float | None = None):
+def handled(timeout: float | None = None, hold: bool = False):
     """SIGINT -> exit 130, SIGTERM -> exit 143 (128 + signal number, as shells report them), and SIGALRM after
-    `timeout` seconds -> exit 2 with what the audit was doing."""
+    `timeout` seconds -> exit 2 with what the audit was doing. `hold` (under torchrun): record the signal for
+    the ranks to act on together instead of raising where it lands."""
 
     def stop(signum, _frame):
         if signum == signal.SIGALRM:
-            raise Stopped(f"stopped by --timeout {timeout:g} s while {now()}", 2)
-        name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
-        raise Stopped(f"stopped by {name} while {now()}", 128 + signum)
+            why = (f"stopped by --timeout {timeout:g} s while {now()}", 2)
+        else:
+            name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
+            why = (f"stopped by {name} while {now()}", 128 + signum)
+        if _deferred["on"]:
+            _deferred["pending"] = _deferred["pending"] or why
+            return
+        raise Stopped(*why)
+
+    _deferred.update(on=hold, pending=None)
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
     if timeout:
@@ -48,6 +72,7 @@ def handled(timeout: float | None = None):
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        _deferred.update(on=False)
         for s, handler in old.items():
             signal.signal(s, handler)
 

@@ -91,3 +91,56 @@ def test_model_py_wrap_is_used_and_strategy_needs_torchrun(tmp_path):
                            str(tmp_path / "one")], capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[0].startswith("audit: error: --strategy fsdp") and "torchrun" in proc.stderr
+
+
+SLOW_MODEL = '''
+import os, time, torch
+from torch import nn
+
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 4))
+
+
+class Loader:
+    """Slow enough that a signal lands mid-replay; says when it has handed out 12 batches."""
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(int(os.environ.get("RANK", "0")))
+        for i in range(10_000):
+            if i == 12:
+                open(os.environ["READY"] + os.environ.get("RANK", "0"), "w").close()
+            time.sleep(0.05)
+            x = torch.randn(16, 8, generator=g)
+            yield x, x[:, :4].argmax(1)
+
+
+train_loader = Loader()
+'''
+
+
+def test_sigterm_under_torchrun_stops_every_rank_at_the_same_step_with_a_partial_report(tmp_path):
+    import os
+    import signal
+    import time
+
+    (tmp_path / "model.py").write_text(SLOW_MODEL)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             "-m", "auditor", "model.py", "--steps", "300", "--out", "out", "--format", "json,md"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**_env(), "READY": str(ready)}, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (Path(f"{ready}0").exists() and Path(f"{ready}1").exists()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a CI timeout or Ctrl-C in a terminal does: every process at once
+    out, err = proc.communicate(timeout=120)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert not schema.errors(report)
+    assert report["partial"] is True and "SIGTERM" in report["partial_reason"], report["partial_reason"]
+    # The ranks agreed where to stop (every 10 steps): the statistics of both cover the same steps.
+    assert report["probe"]["steps_run"] % 10 == 0 and 10 <= report["probe"]["steps_run"] < 300
+    assert len(report["metrics"]["loss"]) == report["probe"]["steps_run"]
+    assert report["probe"]["world_size"] == 2
+    assert not re.search(r'File "[^"]*/auditor/', out + err), err
+    assert "internal error" not in out + err

@@ -172,6 +172,8 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
             progress.phase("experiments", len(checks.EXPERIMENTS))
             interrupt.doing(f"{options.purpose}: the experiments after the replay (overfit one batch, LR range)")
             try:
+                if d is not None:
+                    interrupt.undefer()  # rank 0 is alone from here: a signal stops it where it lands
                 _experiments(setup, evidence, fresh, lambda m: build(m)[0], losses, stream, held, progress)
                 if amp.mode == "fp16":
                     _precision(setup, evidence, fresh, losses, held, amp, device)
@@ -353,8 +355,15 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                     log.put("loss_after", compute(batch)[0].detach().float().reshape(()), step)
             steps_run = step + 1
             progress.update()
-            if steps_run % NAN_CHECK_EVERY == 0 and not distributed.agree(d, torch.isfinite(loss.detach()).item()):
-                break
+            if steps_run % NAN_CHECK_EVERY == 0:
+                if d is not None:  # a signal held on any rank stops every rank here, at the same step
+                    held_stop = interrupt.pending()
+                    code = distributed.stop_code(d, held_stop[1] if held_stop else 0)
+                    if code:
+                        raise Stopped(*(held_stop or (f"stopped with another rank, signalled while {interrupt.now()}",
+                                                      code)))
+                if not distributed.agree(d, torch.isfinite(loss.detach()).item()):
+                    break
     except Stopped as stop:
         if not steps_run:
             raise
