@@ -25,6 +25,7 @@ from .devicelog import DeviceLog, stacked
 from .optim import DEFAULT_OPTIMIZER
 from .params import ParamTracker, param_table
 from .snapshot import Snapshot, checked_device, resetter
+from .spill import give_back_heap
 from .state import copy_model, preserved_rng, replayed_rng, seed_everything, torch_rng_state
 from .structure import StructureTracer, structure_hash
 
@@ -296,6 +297,9 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     # Ranks must leave the loop together: one that stops while the others wait in a collective hangs them all.
     # A sized loader is re-iterable and never runs out; only a one-shot iterator asks the ranks every step.
     loader_ranks = d if not hasattr(setup.train_loader, "__len__") else None
+    # On the CPU the freed heap is handed back (spill.give_back_heap): every step in place, whose purpose is
+    # memory (~5 ms on a 34M-parameter model), else on measured steps (~20 us on a small one).
+    trim = device.type == "cpu"
     loop_started = time.perf_counter()
     try:
         pending = list(init_batches)
@@ -348,6 +352,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
             except Exception as exc:
                 raise from_user_exception(exc, f"taking an optimizer step at probe step {step}") from None
             params.after_step(step)
+            if trim and (options.in_place or measure):
+                give_back_heap()
             if measure:
                 # The same batch again after the update, with the same dropout masks: a step that raises the
                 # loss of the very batch it was computed on has jumped across the valley.

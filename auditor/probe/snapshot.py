@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import AuditError
 from ..interrupt import shielded
-from .spill import Parked, SpillFile
+from .spill import Parked, SpillFile, give_back_heap
 
 # The copy mode keeps, beyond the caller's model and what training itself needs, the probe's copy and the
 # initial copy for the experiments: two models. In-place is chosen when those two, on top of what training
@@ -170,6 +170,7 @@ def checked_device(model: nn.Module, device: torch.device) -> None:
 def resetter(snapshot: Snapshot, edit: Callable[[nn.Module], None] | None = None) -> Callable[[], nn.Module]:
     """The model at the start of a probe: the snapshot, with a fix's edit applied for fix verification."""
     def reset() -> nn.Module:
+        give_back_heap()  # what the previous probe or experiment freed
         model = snapshot.reset_model()
         if edit is not None:
             with torch.no_grad():

@@ -91,3 +91,23 @@ class ParkedBefore:
                 total += torch.linalg.vector_norm(part, dtype=torch.float64) ** 2
             out.append(total.sqrt().float())
         return out
+
+
+def _malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to call, the allocator keeps its own counsel
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def give_back_heap() -> None:
+    """Return the freed parts of the C heap to the system. Each step frees tensors of many sizes (gradients,
+    optimizer temporaries, activations); glibc keeps those pages, so the resident set of a CPU probe creeps up
+    step after step (measured: +130 MB over 30 steps of a 34M-parameter MLP, 0 with this after every step)."""
+    if _TRIM is not None:
+        _TRIM(0)
