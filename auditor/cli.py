@@ -190,7 +190,8 @@ def _main_rank(model_file, data_file, probe: dict, verify, out, formats, fail_on
         because = f"(from {', '.join(f.explained_by)}) " if f.explained_by else ""
         click.echo(f"{model_file}: {severity} {f.rule:<20} {where + ': ' if where else ''}{because}{f.title}")
         if f.explained_by and "after" in (f.verified or {}):
-            click.echo(f"    {_verified_line(f.verified)}")
+            for line in _verified_lines(f.verified):
+                click.echo(f"    {line}")
     counts = report.counts
     summary = (f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
                if report.findings else "clean: no findings")
@@ -233,15 +234,23 @@ def _print_causes(report, model_file: str) -> None:
         for j, line in enumerate(textwrap.wrap(fix_text, 95)):
             click.echo(f"   {'Fix: ' if j == 0 else '     '}{line}")
         if "after" in (root.verified or {}):
-            click.echo(f"   {_verified_line(root.verified)}")
+            for line in _verified_lines(root.verified):
+                click.echo(f"   {line}")
         if below:
             click.echo(f"   Also explains: {', '.join(f.rule for f in below)}")
     click.echo("")
 
 
+def _verified_lines(v: dict) -> list[str]:
+    """The verified fix, then each alternative fix verified beside it."""
+    return [_verified_line(v)] + [f"or: {_verified_line(alt)}" for alt in v.get("alternatives", [])]
+
+
 def _verified_line(v: dict) -> str:
     from .verify import OUTCOMES
 
+    if "after" not in v:  # an alternative whose copy could not be probed
+        return f"{click.style('fix not verified', bold=True)} ({v['fix']}): {v.get('reason', '')}"
     word, tone = OUTCOMES.get(v.get("outcome"), ("fix verified", "good"))
     why = f" ({v['after_reason']})" if v.get("after_reason") else ""
     return (f"{click.style(word, fg=_TONES[tone], bold=True)} ({v['fix']}): {v['metric']} "

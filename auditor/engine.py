@@ -65,6 +65,7 @@ class FixPlan:
     add_missing_params: bool = False  # parameters the optimizer left out get a group of their own
     amp: str | None = None  # another precision for the probe (bf16 instead of fp16)
     scaler_init: float | None = None  # another GradScaler init_scale
+    float32_modules: tuple[str, ...] = ()  # modules kept outside autocast, in float32
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ class Rule:
     # its findings' onset is step 0 unless the rule says otherwise.
     from_start: bool = False
 
-    def plan_fix(self, ev: Evidence, finding: Finding) -> FixPlan | None:
+    def plan_fix(self, ev: Evidence, finding: Finding) -> FixPlan | list[FixPlan] | None:
+        """The mechanical fix, or several: each is verified on its own copy, and the first is the one the root
+        causes are judged by (the others are alternatives a user may prefer)."""
         return None
 
     def measure(self, ev: Evidence, finding: Finding) -> float | None:

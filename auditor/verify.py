@@ -81,44 +81,65 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
     active = {k: r for k, r in rules.items() if k not in set(ignore)}
     result = Counterfactuals()
     progress = progress or Progress()
-    plans = [(f, rules[f.rule].plan_fix(evidence, f)) for f in findings]
-    progress.phase("verifying fixes", sum(plan is not None for _, plan in plans))
-    for f, plan in plans:
-        rule = rules[f.rule]
+    plans = [(f, _as_list(rules[f.rule].plan_fix(evidence, f))) for f in findings]
+    progress.phase("verifying fixes", sum(len(p) for _, p in plans))
+    for f, (plan, *alternatives) in ((f, p or [None]) for f, p in plans):
         if plan is None:
             f.verified = {"reason": "no mechanical fix: " + (
                 "this finding is information" if f.severity == "info" else
                 "the fix depends on the model's intent, so the auditor does not apply one")}
             continue
-        before = rule.measure(evidence, f)
-        try:
-            variant, opt, sched = _variant(setup, plan, optimizer, scheduler, snapshot is not None)
-            fixed = replace(options, checks=rule.needs_checks, clip_grad_norm=_clip(plan, options), lr=plan.lr,
-                            add_missing_params=plan.add_missing_params, dist=None, amp=plan.amp or options.amp,
-                            scaler_init=plan.scaler_init if plan.scaler_init is not None else options.scaler_init,
-                            keep_partial=False, purpose=f"verifying the fix for {f.rule} ({plan.description})")
-            after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched, snapshot=snapshot,
-                                 edit=plan.model_edit if snapshot is not None else None)
-            if after_ev.probe.partial_reason:  # a signal or --timeout stopped the re-probe: the audit stops too
-                raise Stopped(after_ev.probe.partial_reason, after_ev.stop_code or 2)
-        except AuditError as exc:
-            f.verified = {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}
-            continue
-        finally:
-            progress.update()
-        after = rule.measure(after_ev, f)
-        after_findings = run_rules(after_ev, active, thresholds, ())
-        present = {g.rule for g in after_findings if g.severity != "info"}
-        judged = {g.rule for g in findings if g.rule != f.rule and _judgeable(rules[g.rule], after_ev)}
-        result.removed_by[f.rule] = judged - present
-        result.stayed_after[f.rule] = judged & present
-        # Clipping acts after the gradients are measured: the spikes stay, their effect goes.
-        gone = None if plan.clip_grad_norm is not None else f.rule not in present
-        f.verified = {"fix": plan.description, "metric": rule.metric, "before": _num(before), "after": _num(after),
-                      "resolved": gone, **_outcome(rule, before, after, gone, evidence, after_ev)}
-        f.after = after_ev  # for the report's before/after figure; not part of the JSON
+        f.verified, after_ev, present = _try(plan, f, rules, active, thresholds, evidence, setup, options,
+                                             optimizer, scheduler, snapshot, progress)
+        if after_ev is not None:
+            judged = {g.rule for g in findings if g.rule != f.rule and _judgeable(rules[g.rule], after_ev)}
+            result.removed_by[f.rule] = judged - present
+            result.stayed_after[f.rule] = judged & present
+            f.after = after_ev  # for the report's before/after figure; not part of the JSON
+        # Other fixes of the same finding, each proved on its own copy: what the user may prefer (one layer kept in
+        # float32 rather than the whole model in bf16). The root causes are judged by the first.
+        if alternatives:
+            f.verified["alternatives"] = [_try(alt, f, rules, active, thresholds, evidence, setup, options, optimizer,
+                                               scheduler, snapshot, progress)[0] for alt in alternatives]
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _as_list(plan) -> list[FixPlan]:
+    """A rule's plan_fix: None, one FixPlan, or several (the first is the fix the root causes are judged by)."""
+    if plan is None:
+        return []
+    return [plan] if isinstance(plan, FixPlan) else [p for p in plan if p is not None]
+
+
+def _try(plan: FixPlan, f: Finding, rules, active, thresholds, evidence, setup, options, optimizer, scheduler,
+         snapshot, progress) -> tuple[dict, Evidence | None, set[str]]:
+    """(the verified record, the re-probe's evidence, the rules that still fire there); evidence None when the
+    fixed copy could not be probed."""
+    rule = rules[f.rule]
+    before = rule.measure(evidence, f)
+    try:
+        variant, opt, sched = _variant(setup, plan, optimizer, scheduler, snapshot is not None)
+        fixed = replace(options, checks=rule.needs_checks, clip_grad_norm=_clip(plan, options), lr=plan.lr,
+                        add_missing_params=plan.add_missing_params, dist=None, amp=plan.amp or options.amp,
+                        scaler_init=plan.scaler_init if plan.scaler_init is not None else options.scaler_init,
+                        float32_modules=plan.float32_modules or options.float32_modules,
+                        keep_partial=False, purpose=f"verifying the fix for {f.rule} ({plan.description})")
+        after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched, snapshot=snapshot,
+                             edit=plan.model_edit if snapshot is not None else None)
+        if after_ev.probe.partial_reason:  # a signal or --timeout stopped the re-probe: the audit stops too
+            raise Stopped(after_ev.probe.partial_reason, after_ev.stop_code or 2)
+    except AuditError as exc:
+        return {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}, None, set()
+    finally:
+        progress.update()
+    after = rule.measure(after_ev, f)
+    present = {g.rule for g in run_rules(after_ev, active, thresholds, ()) if g.severity != "info"}
+    # Clipping acts after the gradients are measured: the spikes stay, their effect goes.
+    gone = None if plan.clip_grad_norm is not None else f.rule not in present
+    verified = {"fix": plan.description, "metric": rule.metric, "before": _num(before), "after": _num(after),
+                "resolved": gone, **_outcome(rule, before, after, gone, evidence, after_ev)}
+    return verified, after_ev, present
 
 
 def _judgeable(rule: Rule, ev: Evidence) -> bool:

@@ -102,7 +102,11 @@ not fp16 under autocast (softmax, layer_norm, losses run in float32) are not rep
     metric = "share of steps with inf/NaN loss or gradients"
 
     def plan_fix(self, ev, finding):
-        return FixPlan("train in bfloat16 instead of fp16", amp="bf16")
+        plans = [FixPlan("train in bfloat16 instead of fp16", amp="bf16")]
+        first = (finding.evidence.get("overflow") or [None])[0]
+        if first:  # the cheaper fix where only one layer's range is the trouble: fp16 everywhere else
+            plans.append(FixPlan(f"layer {first} kept in float32, outside autocast", float32_modules=(first,)))
+        return plans
 
     def measure(self, ev, finding):
         return float(bad_steps(ev).mean()) if ev.probe.steps_run else None

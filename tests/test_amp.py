@@ -142,8 +142,41 @@ def test_overflow_fix_bf16_is_verified_on_its_sample(audit_sample):
     assert f.evidence["share"] == 1.0
     assert f.verified["outcome"] == "resolved" and f.verified["after"] == 0.0
     assert "bfloat16" in f.verified["fix"]
+    # The other fix, fp16 everywhere but the overflowing layer, is verified on a copy of its own.
+    (alt,) = f.verified["alternatives"]
+    assert "layer 0 kept in float32" in alt["fix"]
+    assert alt["outcome"] == "resolved" and alt["after"] < 0.5 * f.verified["before"], alt
     # Standardising the inputs removes the overflow too: the data is the root, fp16 its victim.
     assert "input-scale" in f.explained_by
+
+
+def test_a_layer_kept_in_float32_runs_outside_autocast_and_the_model_is_given_back_as_it_was():
+    model = _mlp()
+    dtypes = {}
+    for name in ("0", "2"):
+        model.get_submodule(name).register_forward_hook(
+            lambda m, a, out, name=name: dtypes.__setitem__(name, out.dtype))
+    amp = mixed.Amp("fp16", torch.device("cpu"), float32=("0",))
+    with amp.kept_float32(model), amp.autocast():
+        model(torch.randn(4, 6))
+    assert dtypes == {"0": torch.float32, "2": torch.float16}
+    assert all("forward" not in m.__dict__ for m in model.modules())
+    with pytest.raises(AuditError, match="no module 'nope' to keep in float32"), \
+            mixed.Amp("fp16", torch.device("cpu"), float32=("nope",)).kept_float32(model):
+        pass
+
+
+def test_in_place_verification_of_a_float32_layer_leaves_the_users_model_untouched():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(16, 6, generator=g) * 3e4, torch.randint(0, 3, (16,), generator=g)) for _ in range(8)]
+    report = auditor.audit(model, data, steps=20, amp="fp16", in_place=True)
+    f = next(f for f in report.findings if f.rule == "amp-overflow")
+    assert [a["fix"] for a in f.verified["alternatives"]] == ["layer 0 kept in float32, outside autocast"]
+    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_underflow_fix_grad_scaler_is_verified_on_its_sample(audit_sample):

@@ -36,10 +36,11 @@ class Amp:
     """Autocast and loss scaling for one probe; a no-op when `mode` is None."""
 
     def __init__(self, mode: str | None, device: torch.device, make_scaler: Callable | None = None,
-                 init_scale: float | None = None, model_file: str = "model.py"):
+                 init_scale: float | None = None, model_file: str = "model.py", float32: tuple[str, ...] = ()):
         if mode is not None and mode not in MODES:
             raise AuditError(f"--amp {mode!r}: choose bf16 or fp16")
         self.mode, self.device = mode, device
+        self.float32 = tuple(float32)  # fix verification: modules run outside autocast, on float32 inputs
         self.dtype = MODES.get(mode)
         self.scaler = None
         if mode == "fp16":
@@ -58,6 +59,40 @@ class Amp:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @contextlib.contextmanager
+    def kept_float32(self, model: nn.Module):
+        """`self.float32`'s modules run in float32 for the duration, as a user's
+        `with torch.autocast(device_type, enabled=False): h = layer(x.float())` would; the model is left as it
+        was (in place, it is the user's own)."""
+        if self.dtype is None or not self.float32:
+            yield
+            return
+        saved = []
+        try:
+            for name in self.float32:
+                try:
+                    module = model.get_submodule(name)
+                except AttributeError:
+                    raise AuditError(f"no module {name!r} to keep in float32") from None
+                saved.append((module, module.__dict__.get("forward")))
+                module.forward = self._outside_autocast(module.forward)
+            yield
+        finally:
+            for module, own in reversed(saved):
+                if own is None:
+                    del module.forward
+                else:
+                    module.forward = own
+
+    def _outside_autocast(self, forward: Callable) -> Callable:
+        def to32(x):
+            return x.float() if isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16) else x
+
+        def run(*args, **kwargs):
+            with torch.autocast(self.device.type, enabled=False):
+                return forward(*map(to32, args), **{k: to32(v) for k, v in kwargs.items()})
+        return run
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()

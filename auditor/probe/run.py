@@ -64,6 +64,7 @@ class ProbeOptions:
     in_place: bool = False
     amp: str | None = None  # bf16 | fp16 (auditor/probe/amp.py); None: model.py's `amp`, else float32
     scaler_init: float | None = None  # set by fix verification: the GradScaler's init_scale
+    float32_modules: tuple[str, ...] = ()  # set by fix verification: modules kept outside autocast
     purpose: str = "replaying training"  # what a timeout or signal message says the audit was doing
 
     def measured(self, step: int) -> bool:
@@ -151,14 +152,15 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
             sched.base_lrs = [options.lr] * len(sched.base_lrs)  # an LR fix moves the whole schedule
         losses = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
         amp = mixed.Amp(options.amp or setup.amp, device, setup.make_grad_scaler, options.scaler_init,
-                        setup.model_file)
+                        setup.model_file, options.float32_modules)
         if amp.scaler is not None and optim.needs_closure(opt):
             raise AuditError(f"{type(opt).__name__} re-evaluates the loss inside step(), which a GradScaler cannot "
                              "unscale: audit it in bf16 or float32")
         progress.phase("replay", options.steps)
         interrupt.doing(options.purpose)
-        evidence, stream, held = _probe(setup, options, net, model, opt, sched, losses, device, started, progress,
-                                        amp)
+        with amp.kept_float32(model):
+            evidence, stream, held = _probe(setup, options, net, model, opt, sched, losses, device, started,
+                                            progress, amp)
         evidence.probe.optimizer_default = opt_default
         evidence.probe.notes[:0] = notes
         if d is not None:
@@ -219,7 +221,9 @@ def _precision(setup, ev: Evidence, fresh, losses: LossComputer, held: list, amp
     scales = ev.amp["scales"]
     scale = float(scales[-1]) if len(scales) and np.isfinite(scales[-1]) else 1.0
     try:
-        ev.amp["precision"] = mixed.precision(fresh(), held[0], lambda m, b: losses(m, b)[0], amp, scale, device)
+        model = fresh()
+        with amp.kept_float32(model):
+            ev.amp["precision"] = mixed.precision(model, held[0], lambda m, b: losses(m, b)[0], amp, scale, device)
     except AuditError as exc:
         ev.probe.notes.append(f"the fp16 precision check could not run on this model: {exc}")
     except Exception as exc:

@@ -2,8 +2,8 @@
 
 The first Linear's outputs reach ~1e5, past fp16's 65504: they are inf under autocast, the loss is NaN and the
 GradScaler skips every step. Expected: input-scale as the root cause (standardising the inputs removes the
-overflow), with amp-overflow, loss-nan and dead-units explained by it; amp-overflow's own fix, bf16, is
-verified too.
+overflow), with amp-overflow, loss-nan and dead-units explained by it; amp-overflow's own fixes are
+verified too, each on its own copy: bf16, and layer 0 alone kept in float32.
 """
 
 import torch
