@@ -147,6 +147,9 @@ class Evidence:
     lr_range: dict | None = None
     # Under torchrun, per rank (auditor.probe.run._per_rank): fingerprints, end-of-probe norms, gradient norms.
     ranks: dict | None = None
+    # Shuffling DistributedSamplers iterated more than once in the replay, with the epoch of each pass
+    # (auditor/probe/samplers.py): a loader.py whose own epoch loop never calls set_epoch repeats one epoch.
+    samplers: list = field(default_factory=list)
 
     def matrices(self) -> list[ParamSeries]:
         """Weight matrices and conv kernels in forward order: the tensors the lecture's plots look at.

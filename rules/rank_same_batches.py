@@ -9,7 +9,8 @@ class RankSameBatches(Rule):
     id = "rank-same-batches"
     from_start = True
     reads = ("ranks",)
-    summary = "Under torchrun, the ranks train on identical batches (no DistributedSampler): N devices do one's work."
+    summary = ("Under torchrun, the ranks train on identical batches (no DistributedSampler): N devices do one's "
+               "work; or every epoch repeats the first one's order (set_epoch never called).")
     thresholds = {
         "share": Threshold(0.8, "warn when at least this share of the early steps gives every rank the same batch",
                            "ranks reading disjoint shards never agree on a batch fingerprint (measured: 0 of 10 "
@@ -20,6 +21,9 @@ Data parallelism pays off only when each rank trains on different samples: DDP a
 gradients, so N ranks fed the same batch produce the gradient of one batch at N times the cost. A DataLoader
 without a DistributedSampler gives every process the whole dataset, and since every rank is seeded alike for
 identical initial weights, a shuffled loader shuffles identically on every rank.
+
+A DistributedSampler shuffles by its seed and epoch. A loop that never calls `sampler.set_epoch(epoch)`
+trains every epoch on the same batches in the same order: the shuffling the job asked for happens once.
 """
     example = """
 train_loader = DataLoader(dataset, batch_size=32, shuffle=True)
@@ -33,14 +37,37 @@ for epoch in range(epochs):
         ...
 """
     known_problems = """
-Judged on the first steps of the probe, from a fingerprint of each rank's batch (sum and position-weighted
-sum of every tensor), gathered across ranks. A sampler whose set_epoch is never called still gives each rank
-different batches, so this rule does not see it: the probe is shorter than an epoch.
+Identical batches are judged on the first steps of the probe, from a fingerprint of each rank's batch (sum
+and position-weighted sum of every tensor), gathered across ranks. set_epoch is judged only where the epoch
+loop is in the audited files: a loader.py whose iterable runs its own epochs over a DataLoader. Where the
+auditor is handed the DataLoader itself, it starts each new epoch of the probe as a correct loop does
+(set_epoch, undone afterwards), since the job's own loop, in a script it never sees, is what calls it; and a
+probe shorter than one epoch sees no second epoch at all.
 """
     references = ("PyTorch documentation, torch.utils.data.distributed.DistributedSampler",
                   "PyTorch DDP tutorial: 'Getting Started with Distributed Data Parallel'")
 
     def check(self, ev, t):
+        yield from self._same_across_ranks(ev, t)
+        yield from self._same_across_epochs(ev)
+
+    def _same_across_epochs(self, ev):
+        for row in ev.samplers:
+            epochs = row["epochs"]
+            if len(set(epochs)) != 1:
+                continue
+            data = ev.probe.data_file
+            yield self.finding(
+                "warning", "Every epoch repeats the same order",
+                f"The DistributedSampler behind the loader in {data} started {len(epochs)} epochs during the "
+                f"probe, every one at epoch {epochs[0]}: the epoch loop in {data} never calls "
+                "sampler.set_epoch(epoch), so each epoch shuffles into the first one's order and the model sees "
+                "the same batches in the same sequence every epoch.",
+                "Set the sampler's epoch at the start of every epoch, before iterating the loader:\n\n"
+                "for epoch in range(epochs):\n    sampler.set_epoch(epoch)\n    for x, y in train_loader:\n"
+                "        ...", [], epochs=epochs)
+
+    def _same_across_ranks(self, ev, t):
         fps = (ev.ranks or {}).get("fingerprints")
         if fps is None or fps.shape[0] < 2 or fps.shape[1] == 0:
             return
@@ -64,6 +91,12 @@ different batches, so this rule does not see it: the probe is shorter than an ep
             [], share=share, identical=same, world_size=world)
 
     def draw(self, ax, ev, finding):
+        if "epochs" in finding.evidence:
+            epochs = finding.evidence["epochs"]
+            figures.bars(ax, [str(i) for i in range(len(epochs))], [float(e) for e in epochs],
+                         "the sampler's epoch at each pass (set_epoch moves it)")
+            ax.set_xlabel("pass over the loader in the probe")
+            return
         same = finding.evidence["identical"]
         figures.bars(ax, [str(i) for i in range(len(same))], [1.0 if s else 0.0 for s in same],
                      "every rank's batch equals rank 0's (1 = yes)")

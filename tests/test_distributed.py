@@ -86,6 +86,15 @@ def test_rank_rule_fires_on_its_sample_and_every_rank_exits_1(tmp_path, rule, mo
     assert not re.search(r'File "[^"]*/auditor/', text), text
 
 
+def test_an_epoch_loop_without_set_epoch_is_found_under_torchrun(tmp_path):
+    code, text, report = torchrun(tmp_path, "healthy_ddp", loader="set_epoch_forgotten")
+    assert code == 0, text  # a warning: the job trains, on one epoch's order over and over
+    (f,) = [f for f in report["findings"] if f["rule"] == "rank-same-batches"]
+    assert f["title"] == "Every epoch repeats the same order" and f["severity"] == "warning"
+    assert len(f["evidence"]["epochs"]) >= 4 and set(f["evidence"]["epochs"]) == {0}  # 16 batches a rank
+    assert report["root_causes"] == ["rank-same-batches"]
+
+
 def test_every_rank_exits_with_rank_0s_code(tmp_path):
     """The ranks started as torchrun starts them (the env:// contract), so that each one's exit status is its own
     and not what torchrun happened to see before stopping the others."""

@@ -178,3 +178,45 @@ def test_no_two_roots_advise_opposite_learning_rates(audit_sample):
     for sample in sorted(HEADLINE) + sorted(AMONG_ROOTS):
         roots = [f for f in audit_sample(sample).findings if not f.explained_by and f.advice]
         assert len({f.advice for f in roots}) <= 1, (sample, [(f.rule, f.advice) for f in roots])
+
+
+
+def test_an_epoch_loop_that_never_sets_the_samplers_epoch_is_found_and_one_that_does_is_not(write):
+    from pathlib import Path
+
+    from auditor.api import audit_setup
+    from auditor.load import load_files
+
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    model = samples / "healthy_ddp" / "model.py"
+    broken = samples / "set_epoch_forgotten" / "loader.py"
+    report = audit_setup(load_files(model, broken), verify_fixes=False)
+    (f,) = [f for f in report.findings if f.rule == "rank-same-batches"]
+    assert f.title == "Every epoch repeats the same order" and f.severity == "warning"
+    assert len(f.evidence["epochs"]) >= 3 and set(f.evidence["epochs"]) == {0}  # 32 batches an epoch here
+    assert report.root_causes == ["rank-same-batches"]
+    # The same loop with the call it forgot: every pass at its own epoch, nothing to report.
+    text = broken.read_text().replace("# missing: sampler.set_epoch(_epoch)", "sampler.set_epoch(_epoch)")
+    text = text.replace('str(Path(__file__).resolve().parents[1] / "data")', repr(str(samples / "data")))
+    assert "sampler.set_epoch(_epoch)\n" in text and repr(str(samples / "data")) in text
+    report = audit_setup(load_files(model, write("loader.py", text)), verify_fixes=False)
+    assert not [f for f in report.findings if f.rule == "rank-same-batches"]
+
+
+def test_a_dataloader_handed_over_gets_its_epochs_set_as_a_loop_would_and_back_as_it_was():
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    import auditor
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(256, 6, generator=g), torch.randint(0, 3, (256,), generator=g))
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, seed=0)
+    sampler.set_epoch(7)
+    loader = DataLoader(data, batch_size=32, sampler=sampler, drop_last=True)  # 8 batches: 5 epochs a probe
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    report = auditor.audit(model, loader, steps=40, verify_fixes=False)
+    assert not [f for f in report.findings if f.rule == "rank-same-batches"]
+    assert sampler.epoch == 7
+    assert torch.utils.data.DistributedSampler.__iter__.__qualname__ == "DistributedSampler.__iter__"

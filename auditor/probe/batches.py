@@ -60,9 +60,12 @@ def _describe(batch) -> str:
 class BatchStream:
     """Batch i of the probe. Re-iterates the loader when it runs out, like a second epoch would."""
 
-    def __init__(self, loader: Iterable, device: torch.device, data_file: str, check: Callable | None = None):
+    def __init__(self, loader: Iterable, device: torch.device, data_file: str, check: Callable | None = None,
+                 on_new_epoch: Callable | None = None):
         self.loader, self.device, self.data_file = loader, device, data_file
         self.check = check
+        self.on_new_epoch = on_new_epoch  # (loader, epoch) before each epoch after the first
+        self._epochs = 0
         self.exhausted = False
         self._iter = None
         self._epoch_len = 0
@@ -77,6 +80,9 @@ class BatchStream:
             if self._epoch_len == 0 and self._index == 0:
                 raise AuditError(f"{self.data_file}: the loader yielded no batches; check the dataset "
                                  "is not empty and drop_last does not drop every batch") from None
+            self._epochs += 1
+            if self.on_new_epoch is not None:
+                self.on_new_epoch(self.loader, self._epochs)
             self._iter = self._new_iter()
             self._epoch_len = 0
             try:

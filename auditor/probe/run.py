@@ -24,6 +24,7 @@ from .batches import BatchStream, LossComputer, expected_initial_loss, tensors
 from .devicelog import DeviceLog, stacked
 from .optim import DEFAULT_OPTIMIZER
 from .params import ParamTracker, param_table
+from .samplers import SamplerWatch
 from .snapshot import Snapshot, checked_device, resetter
 from .spill import give_back_heap
 from .state import copy_model, preserved_rng, replayed_rng, seed_everything, torch_rng_state
@@ -158,9 +159,10 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
                              "unscale: audit it in bf16 or float32")
         progress.phase("replay", options.steps)
         interrupt.doing(options.purpose)
-        with amp.kept_float32(model):
+        with amp.kept_float32(model), SamplerWatch() as samplers:
             evidence, stream, held = _probe(setup, options, net, model, opt, sched, losses, device, started,
-                                            progress, amp)
+                                            progress, amp, samplers.new_epoch)
+        evidence.samplers = samplers.records()
         evidence.probe.optimizer_default = opt_default
         evidence.probe.notes[:0] = notes
         if d is not None:
@@ -231,14 +233,14 @@ def _precision(setup, ev: Evidence, fresh, losses: LossComputer, held: list, amp
         ev.probe.notes.append(f"the fp16 precision check could not run on this model: {first_line}")
 
 
-def _probe(setup, options, net, model, opt, sched, losses, device, started, progress, amp
+def _probe(setup, options, net, model, opt, sched, losses, device, started, progress, amp, on_new_epoch
            ) -> tuple[Evidence, BatchStream, list]:
     """The training replay. Returns the evidence, the batch stream (where the replay left it) and the
     batches it holds on the device, for the experiments that follow. `net` runs forward and backward (a
     DDP or FSDP2 wrapper under torchrun); `model` is the user's module inside it, which the hooks watch."""
     d = options.dist
     log = DeviceLog()
-    stream = BatchStream(setup.train_loader, device, setup.data_file)
+    stream = BatchStream(setup.train_loader, device, setup.data_file, on_new_epoch=on_new_epoch)
     first = stream.next()
     what = f"running the model from {setup.model_file} on a batch from {setup.data_file}"
 
