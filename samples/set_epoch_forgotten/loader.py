@@ -1,7 +1,7 @@
 """Broken: the job's epoch loop lives beside the data and never calls sampler.set_epoch(epoch). A
 DistributedSampler shuffles by (seed, epoch), so every epoch replays the first one's batches in the first one's
 order. The model is healthy_ddp's; 1024 samples make an epoch short enough (16 batches a rank on 2 ranks) for
-the probe to see six of them:
+the probe to see seven of them:
 
     torchrun --nproc-per-node 2 -m auditor samples/healthy_ddp/model.py --data samples/set_epoch_forgotten/loader.py
 """
