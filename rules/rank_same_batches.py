@@ -65,7 +65,7 @@ probe shorter than one epoch sees no second epoch at all.
                 "the same batches in the same sequence every epoch.",
                 "Set the sampler's epoch at the start of every epoch, before iterating the loader:\n\n"
                 "for epoch in range(epochs):\n    sampler.set_epoch(epoch)\n    for x, y in train_loader:\n"
-                "        ...", [], epochs=epochs)
+                "        ...", [], epochs=epochs, first=row["first"])
 
     def _same_across_ranks(self, ev, t):
         fps = (ev.ranks or {}).get("fingerprints")
@@ -92,10 +92,13 @@ probe shorter than one epoch sees no second epoch at all.
 
     def draw(self, ax, ev, finding):
         if "epochs" in finding.evidence:
-            epochs = finding.evidence["epochs"]
-            figures.bars(ax, [str(i) for i in range(len(epochs))], [float(e) for e in epochs],
-                         "the sampler's epoch at each pass (set_epoch moves it)")
-            ax.set_xlabel("pass over the loader in the probe")
+            first, epochs = finding.evidence["first"], finding.evidence["epochs"]
+            width = min(len(row) for row in first)
+            ax.imshow(np.array([row[:width] for row in first]), aspect="auto", cmap="viridis",
+                      interpolation="nearest")
+            ax.set_yticks(range(len(epochs)), [f"pass {i} (epoch {e})" for i, e in enumerate(epochs)], fontsize=7)
+            ax.set_xlabel(f"position in the pass (first {width} samples); colour: the sample drawn")
+            ax.set_title("identical rows: every pass draws the same samples in the same order", fontsize=8)
             return
         same = finding.evidence["identical"]
         figures.bars(ax, [str(i) for i in range(len(same))], [1.0 if s else 0.0 for s in same],

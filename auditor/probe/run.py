@@ -243,6 +243,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     stream = BatchStream(setup.train_loader, device, setup.data_file, on_new_epoch=on_new_epoch)
     first = stream.next()
     what = f"running the model from {setup.model_file} on a batch from {setup.data_file}"
+    if amp.mode is not None:  # some kernels exist in float32 only (oneDNN's LSTM in fp16 on the CPU): say so
+        what += f" under {amp.mode} autocast on {device.type}"
 
     def compute(batch):
         try:

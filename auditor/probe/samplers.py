@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from torch.utils.data.distributed import DistributedSampler
 
+SHOWN = 32  # the first indices of each pass kept for the report's figure
+
 
 def _reachable(loader) -> list:
     """The samplers a training loop would call set_epoch on: the loader's own, or its batch sampler's."""
@@ -27,7 +29,7 @@ class SamplerWatch:
     """Records each DistributedSampler pass as (sampler, epoch); `records()` after the replay."""
 
     def __init__(self):
-        self._passes: list[tuple[object, int]] = []
+        self._passes: list[tuple[object, int, list[int]]] = []
         self._set_by_us: dict[int, tuple[object, object]] = {}  # id -> (sampler, its epoch before the probe)
         self._original = None
         self._active = False
@@ -37,8 +39,9 @@ class SamplerWatch:
         passes = self._passes
 
         def __iter__(sampler):
-            passes.append((sampler, getattr(sampler, "epoch", None)))
-            return original(sampler)
+            order = list(original(sampler))  # built whole by the sampler anyway
+            passes.append((sampler, getattr(sampler, "epoch", None), [int(i) for i in order[:SHOWN]]))
+            return iter(order)
 
         DistributedSampler.__iter__ = __iter__
         self._active = True
@@ -61,10 +64,12 @@ class SamplerWatch:
             sampler.set_epoch(epoch)
 
     def records(self) -> list[dict]:
-        """Per shuffling DistributedSampler iterated more than once: the epoch of each pass."""
+        """Per shuffling DistributedSampler iterated more than once: the epoch of each pass, and the first
+        indices it drew."""
         by_sampler: dict[int, dict] = {}
-        for sampler, epoch in self._passes:
+        for sampler, epoch, first in self._passes:
             row = by_sampler.setdefault(id(sampler), {"shuffle": bool(getattr(sampler, "shuffle", False)),
-                                                      "epochs": []})
+                                                      "epochs": [], "first": []})
             row["epochs"].append(None if epoch is None else int(epoch))
+            row["first"].append(first)
         return [row for row in by_sampler.values() if row["shuffle"] and len(row["epochs"]) >= 2]

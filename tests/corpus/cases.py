@@ -452,6 +452,63 @@ def gru_tiny_lr():
     return dict(model=model, loader=lm_batches(sequences()), optimizer=torch.optim.Adam(model.parameters(), lr=1e-7))
 
 
+# --- mixed precision and epoch loops, as other people write them ------------------------------------------
+
+
+def _fp16(build):
+    """A case above, trained under fp16 autocast with torch's default GradScaler."""
+    def fp16():
+        return {**build(), "amp": "fp16"}
+    return fp16
+
+
+def hf_gpt2_bf16():
+    return {**hf_gpt2(), "amp": "bf16"}
+
+
+def price_regression_fp16():
+    """House prices in dollars as the regression target, trained in fp16: the squared error's gradient is ~1e5
+    at any loss scale, so the GradScaler halves its scale step after step (to 2**-8 in the probe)."""
+    _seed()
+    g = _gen(3)
+    x = torch.randn(2048, 8, generator=g)
+    y = (x @ torch.randn(8, 1, generator=g)).squeeze(1) * 4e5 + 1.5e6
+    model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+
+    def loss_fn(pred, target):
+        return ((pred.squeeze(-1) - target) ** 2).mean()
+
+    return dict(model=model, loader=loader(x, y), loss_fn=loss_fn, amp="fp16",
+                optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+
+
+def _epoch_generator(set_epoch: bool):
+    """A DistributedSampler (one replica here) and the training script's epoch loop written as a generator."""
+    from torch.utils.data import DistributedSampler
+
+    _seed()
+    data = TensorDataset(*tabular(seed=5))
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=1)
+    batches = DataLoader(data, batch_size=64, sampler=sampler)  # 32 batches: the probe sees 4 epochs
+
+    def epochs():
+        for epoch in itertools.count():
+            if set_epoch:
+                sampler.set_epoch(epoch)
+            yield from batches
+
+    model = nn.Sequential(nn.Linear(12, 64), nn.ReLU(), nn.Linear(64, 4))
+    return dict(model=model, loader=epochs(), optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3))
+
+
+def epoch_generator_without_set_epoch():
+    return _epoch_generator(False)
+
+
+def epoch_generator_with_set_epoch():
+    return _epoch_generator(True)
+
+
 CASES: dict[str, Case] = {
     # healthy: no warning, no error
     "hf_gpt2": Case(hf_gpt2, healthy=True, needs="transformers"),
@@ -497,4 +554,17 @@ CASES: dict[str, Case] = {
     "saturated_tanh_params": Case(saturated_tanh_params, must=frozenset({"saturated-units"}),
                                   headline="saturated-units"),
     "gru_tiny_lr": Case(gru_tiny_lr, headline=LR_ADVICE, must=frozenset({"lr-range"})),
+    # mixed precision: healthy models stay clean in fp16 and bf16; a target in dollars collapses the fp16 scale.
+    "own_loss_object_fp16": Case(_fp16(own_loss_object), healthy=True),
+    "conv1d_signal_fp16": Case(_fp16(conv1d_signal), healthy=True),
+    "multilabel_bce_fp16": Case(_fp16(multilabel_bce), healthy=True),
+    "hf_gpt2_bf16": Case(hf_gpt2_bf16, healthy=True, needs="transformers"),
+    # The unscaled target makes the gradients huge in float32 as well: either is a right headline.
+    "price_regression_fp16": Case(price_regression_fp16, must=frozenset({"amp-overflow"}),
+                                  headline=frozenset({"amp-overflow", "exploding-gradients"}),
+                                  why="GradScaler scale 2**16 -> 2**-8 on a squared error in dollars"),
+    # epoch loops: a generator that forgets set_epoch repeats one order; the same loop with it is clean.
+    "epoch_generator_without_set_epoch": Case(epoch_generator_without_set_epoch,
+                                              must=frozenset({"rank-same-batches"}), headline="rank-same-batches"),
+    "epoch_generator_with_set_epoch": Case(epoch_generator_with_set_epoch, healthy=True),
 }
