@@ -89,6 +89,6 @@ def out_of_memory(exc: BaseException, what: str) -> AuditError:
         free_b, total_b = torch.cuda.mem_get_info()
         free = f", {free_b / 2**30:.2f} GiB of {total_b / 2**30:.2f} GiB free now"
     want = f" asking for {asked.group(1)}" if asked else ""
-    return AuditError(f"out of device memory while {what}{want}{free}: the probe holds a copy of the model and "
-                      "optimizer beside yours; use a smaller batch in the loader, or free your own copy "
-                      "(del model; torch.cuda.empty_cache()) before the audit, or run it with --device cpu")
+    return AuditError(f"out of device memory while {what}{want}{free}: run with --in-place (the probe then trains "
+                      "your model itself, restored afterwards, instead of a copy beside it), use a smaller batch in "
+                      "the loader, or run it with --device cpu")

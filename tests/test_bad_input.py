@@ -120,4 +120,4 @@ def test_out_of_memory_is_one_line_naming_the_phase_and_the_size(tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output
     assert "out of device memory while running the model" in lines[0] and "asking for 2.00 GiB" in lines[0]
-    assert "smaller batch" in lines[0]
+    assert "smaller batch" in lines[0] and "--in-place" in lines[0]
