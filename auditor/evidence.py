@@ -204,7 +204,15 @@ def first_step(values, threshold: float) -> int | None:
 
 
 def pct(fraction: float) -> str:
-    return f"{100 * fraction:.0f}%" if abs(fraction) >= 0.1 else f"{100 * fraction:.1f}%"
+    """Whole percents, except near 0 and just short of all, where rounding would say 0% or 100% of a part."""
+    if abs(fraction) < 0.1:
+        return f"{100 * fraction:.1f}%"
+    if 0.995 <= abs(fraction) < 1:
+        for digits in (1, 2):
+            if abs(round(100 * fraction, digits)) < 100:
+                return f"{100 * fraction:.{digits}f}%"
+        return ">99.99%" if fraction > 0 else "<-99.99%"
+    return f"{100 * fraction:.0f}%"
 
 
 def smooth(values: np.ndarray, window: int = 5) -> np.ndarray:
