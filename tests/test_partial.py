@@ -133,6 +133,9 @@ def test_an_error_in_user_code_mid_probe_keeps_what_was_measured(job):
     assert report["probe"]["steps_run"] == 20
     assert "stopped by an error at probe step 20" in report["partial_reason"]
     assert "mat1 and mat2" in report["partial_reason"] or "shapes" in report["partial_reason"]
+    # Nothing was wrong in the 20 steps measured: said so, not called clean.
+    assert report["findings"] == [] and "no findings in the 20 steps measured" in out and "clean" not in out
+    assert "not a clean bill" in (job / "out" / "report.md").read_text()
 
 
 def test_a_signal_before_anything_is_measured_says_so(job):
