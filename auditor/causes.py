@@ -32,6 +32,9 @@ class Mechanism:
     source: str
     # Only when the cause's own evidence shows this mechanism at work (else the edge is left to later entries).
     when: Callable[[Finding], bool] | None = None
+    # Only for effects that began after the first update: a mechanism that acts through the updates cannot
+    # explain what was there at initialisation.
+    after_updates: bool = False
 
 
 def _whole_layer_dead(f: Finding) -> bool:
@@ -79,9 +82,14 @@ MECHANISMS = (
                              "init-loss", "loss-hockey-stick", "grad-data-ratio", "update-ratio"),
               "activations that grow or shrink layer after layer saturate or silence units and scale gradients "
               "the same way", "Glorot & Bengio, AISTATS 2010; He et al., ICCV 2015"),
-    Mechanism("init-loss", ("loss-hockey-stick", "saturated-units", "grad-spikes", "update-ratio", "lr-range"),
+    Mechanism("init-loss", ("loss-hockey-stick", "grad-spikes", "update-ratio", "lr-range"),
               "confidently wrong logits make the first steps undo the initialisation",
               "Karpathy, makemore part 3 (2022): fixing the initial loss removes the hockey stick"),
+    # Saturation already there at step 0 is the hidden layers' own initialisation: in the same lecture it stays
+    # after the initial loss is fixed, until the weights feeding the tanh are scaled.
+    Mechanism("init-loss", ("saturated-units",),
+              "the large gradients of confidently wrong logits push pre-activations into the flat tails",
+              "Karpathy, makemore part 3 (2022)", after_updates=True),
     Mechanism("vanishing-gradients", ("loss-plateau", "update-ratio", "grad-data-ratio", "overfit-one-batch",
                                       "input-independence"),
               "layers far from the loss get almost no gradient, so they barely move",
@@ -155,7 +163,8 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
     order = sorted(by_rule.values(), key=lambda f: (_onset(f), -_rank(f), f.rule))
     for m in MECHANISMS:
         for cause in (f for f in order if m.cause in _tags(f) and (m.when is None or m.when(f))):
-            for effect in (f for f in order if f is not cause and f.rule in m.effects):
+            for effect in (f for f in order if f is not cause and f.rule in m.effects
+                           and not (m.after_updates and not f.onset)):
                 if effect.rule in stayed_after.get(cause.rule, set()):
                     continue  # the cause's fix was verified and this finding stayed: not its consequence
                 if effect.onset is not None and cause.onset is not None and effect.onset < cause.onset:

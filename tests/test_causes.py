@@ -28,9 +28,19 @@ def test_a_finding_that_began_before_its_supposed_cause_is_not_its_consequence()
 
 
 def test_a_verified_fix_that_left_a_finding_overrides_the_mechanism():
-    init, sat = _f("init-loss", "error", 0), _f("saturated-units", "error", 0)
+    init, sat = _f("init-loss", "error", 0), _f("saturated-units", "error", 8)  # the mechanism's own case
     roots = link([init, sat], removed_by={"init-loss": set()}, stayed_after={"init-loss": {"saturated-units"}})
     assert sorted(roots) == ["init-loss", "saturated-units"] and not sat.explained_by
+
+
+def test_a_mechanism_through_the_updates_cannot_explain_what_was_there_at_initialisation():
+    # makemore's lesson: the tanh layer saturated at step 0 stays saturated once the initial loss is fixed,
+    # so without a verified fix the two are still two roots; saturation that sets in after the first
+    # confidently wrong updates is the initial loss's doing.
+    init, sat = _f("init-loss", "error", 0), _f("saturated-units", "error", 0)
+    assert sorted(link([init, sat])) == ["init-loss", "saturated-units"]
+    init, later = _f("init-loss", "error", 0), _f("saturated-units", "error", 6)
+    assert link([init, later]) == ["init-loss"] and later.explained_by == ["init-loss"]
 
 
 def test_opposite_learning_rate_advice_is_never_two_roots():
