@@ -193,9 +193,11 @@ def _main_rank(model_file, data_file, probe: dict, verify, out, formats, fail_on
             for line in _verified_lines(f.verified):
                 click.echo(f"    {line}")
     counts = report.counts
-    summary = (f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
-               if report.findings else
-               f"no findings in the {report.probe.steps_run} steps measured" if report.partial else "clean: no findings")
+    if report.findings:
+        summary = f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
+    else:
+        summary = f"no findings in the {report.probe.steps_run} steps measured" if report.partial else \
+            "clean: no findings"
     for reason in report.skipped:
         click.echo(f"audit: {reason}", err=True)
     if report.verify_seconds is not None and any("after" in (f.verified or {}) for f in report.findings):
