@@ -95,6 +95,8 @@ class Rule:
     # Which way the metric should move: "lower" is better, or a number the metric should approach.
     metric_goal: str | float = "lower"
     needs_checks: bool = False  # whether the re-probe must run the experiments this rule reads
+    # Why a finding without a FixPlan is not verified, as the report says it.
+    unverified_because: str = "the fix depends on the model's intent, so the auditor does not apply one"
     # Evidence fields the rule reads that only the experiments fill; on a re-probe without them the rule
     # cannot be judged, so its silence there is no evidence that a fix removed it.
     reads: tuple[str, ...] = ()

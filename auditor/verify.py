@@ -87,7 +87,7 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
         if plan is None:
             f.verified = {"reason": "no mechanical fix: " + (
                 "this finding is information" if f.severity == "info" else
-                "the fix depends on the model's intent, so the auditor does not apply one")}
+                rules[f.rule].unverified_because)}
             continue
         f.verified, after_ev, present = _try(plan, f, rules, active, thresholds, evidence, setup, options,
                                              optimizer, scheduler, snapshot, progress)

@@ -7,6 +7,7 @@ from auditor.report import figures
 
 class RepeatedBatches(Rule):
     id = "repeated-batches"
+    unverified_because = "the fix is in the data pipeline, which the auditor does not rewrite"
     from_start = True
     summary = "The loader hands out the same batch step after step (an iterator made once, next() outside the loop)."
     thresholds = {
