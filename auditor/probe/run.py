@@ -305,9 +305,11 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     # Ranks must leave the loop together: one that stops while the others wait in a collective hangs them all.
     # A sized loader is re-iterable and never runs out; only a one-shot iterator asks the ranks every step.
     loader_ranks = d if not hasattr(setup.train_loader, "__len__") else None
-    # On the CPU the freed heap is handed back (spill.give_back_heap): every step in place, whose purpose is
-    # memory (~5 ms on a 34M-parameter model), else on measured steps (~20 us on a small one).
-    trim = device.type == "cpu"
+    # In place on the CPU the freed heap is handed back every step (spill.give_back_heap; ~5 ms on a
+    # 34M-parameter model): memory is that mode's purpose. A copying probe does not: malloc_trim walks the whole
+    # heap, ~0.7 ms a call beside torch and the report libraries, which on measured steps alone took the
+    # makemore MLP's probe from 1.40x to 1.60x its plain step (bench/bench_probe.py, 2026-12-03).
+    trim = device.type == "cpu" and options.in_place
     loop_started = time.perf_counter()
     try:
         pending = list(init_batches)
@@ -360,7 +362,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
             except Exception as exc:
                 raise from_user_exception(exc, f"taking an optimizer step at probe step {step}") from None
             params.after_step(step)
-            if trim and (options.in_place or measure):
+            if trim:
                 give_back_heap()
             if measure:
                 # The same batch again after the update, with the same dropout masks: a step that raises the
