@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from auditor.api import audit_setup  # noqa: E402
 from auditor.load import load_files  # noqa: E402
 from auditor.probe import optim  # noqa: E402
+from auditor.probe.amp import MODES  # noqa: E402
 from auditor.probe.batches import LossComputer, to_device  # noqa: E402
 from auditor.probe.run import DEFAULT_STATS_EVERY, ProbeOptions, run_probe  # noqa: E402
 from auditor.probe.state import copy_model  # noqa: E402
@@ -50,7 +51,7 @@ def plain_loop(setup, steps: int, device: torch.device, amp: str | None = None) 
     model.train()
     opt, _ = optim.build(setup, model, None)
     losses = LossComputer(setup.loss_fn, setup.training_step, "model.py", "loader.py")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    dtype = MODES.get(amp)
     scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
     batches, done = iter(setup.train_loader), 0
     _sync(device)

@@ -136,6 +136,7 @@ def test_an_error_in_user_code_mid_probe_keeps_what_was_measured(job):
     # Nothing was wrong in the 20 steps measured: said so, not called clean.
     assert report["findings"] == [] and "no findings in the 20 steps measured" in out and "clean" not in out
     assert "not a clean bill" in (job / "out" / "report.md").read_text()
+    assert "not a clean bill" in (job / "out" / "report.html").read_text()
 
 
 def test_a_signal_before_anything_is_measured_says_so(job):

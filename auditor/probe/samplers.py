@@ -31,8 +31,7 @@ class SamplerWatch:
     def __init__(self):
         self._passes: list[tuple[object, int, list[int]]] = []
         self._set_by_us: dict[int, tuple[object, object]] = {}  # id -> (sampler, its epoch before the probe)
-        self._original = None
-        self._active = False
+        self._original = None  # DistributedSampler.__iter__ while the watch is on, else None
 
     def __enter__(self) -> SamplerWatch:
         original = self._original = DistributedSampler.__iter__
@@ -44,12 +43,10 @@ class SamplerWatch:
             return iter(order)
 
         DistributedSampler.__iter__ = __iter__
-        self._active = True
         return self
 
     def __exit__(self, *exc) -> None:
-        DistributedSampler.__iter__ = self._original
-        self._active = False
+        DistributedSampler.__iter__, self._original = self._original, None
         for sampler, epoch in self._set_by_us.values():  # the user's sampler as it was handed to us
             if epoch is not None:
                 sampler.set_epoch(epoch)
@@ -57,7 +54,7 @@ class SamplerWatch:
     def new_epoch(self, loader, epoch: int) -> None:
         """The probe starts epoch `epoch` (1, 2, ...) of `loader`: set its samplers' epoch as a loop would.
         After the replay (the experiments read on from where it stopped) the samplers are left as handed over."""
-        if not self._active:
+        if self._original is None:
             return
         for sampler in _reachable(loader):
             self._set_by_us.setdefault(id(sampler), (sampler, getattr(sampler, "epoch", None)))
