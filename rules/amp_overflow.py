@@ -89,12 +89,12 @@ not fp16 under autocast (softmax, layer_norm, losses run in float32) are not rep
             start = amp["scaler"]["init_scale"]
             parts.append(f"The loss scale went from {fmt(start)} to {fmt(end)}"
                          + (": it has collapsed, nothing is being trained." if collapsed else "."))
-        fix = ("Train in bfloat16, which has float32's range and needs no GradScaler; or keep the overflowing "
-               "layer in float32:\n\n"
+        fix = ("Train in bfloat16, which has float32's range and needs no GradScaler"
+               + ("; or keep the overflowing layer in float32" if overflow else "") + ":\n\n"
                "with torch.autocast(device_type, dtype=torch.bfloat16):     # instead of torch.float16\n"
-               "    loss = loss_fn(model(x), y)\n\n"
-               "with torch.autocast(device_type, enabled=False):           # one layer in float32\n"
-               f"    h = model.get_submodule({(overflow or ['layer'])[0]!r})(x.float())")
+               "    loss = loss_fn(model(x), y)"
+               + ("\n\nwith torch.autocast(device_type, enabled=False):           # one layer in float32\n"
+                  f"    h = model.get_submodule({overflow[0]!r})(x.float())" if overflow else ""))
         yield self.finding("error", "fp16 overflows: steps are skipped" if not overflow else
                            "Activations overflow fp16", " ".join(parts), fix, overflow[:3], onset=int(np.argmax(bad)),
                            share=share, skipped=int(bad.sum()), steps=n, end_scale=end, overflow=overflow)

@@ -74,8 +74,9 @@ here is over layers only.
                 "warning", "Gradients are far larger than the weights",
                 f"‖grad‖/‖weight‖ stays above {fmt(t.grad_data)} in {listing}: one plain SGD step at lr 0.1 "
                 "would change those weights by more than their own scale.",
-                "Find the layer or loss term with the huge scale (an unnormalised input, a loss summed instead of "
-                "averaged); clip meanwhile:\n\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
+                "Find the layer or loss term with the huge scale (an unnormalised input, regression targets in "
+                "raw units such as prices, a loss summed instead of averaged) and standardise it; clip meanwhile:"
+                "\n\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
                 [n for _, n in big], grad_data_ratio={n: r for r, n in big})
 
     def _burst(self, ev, t):
