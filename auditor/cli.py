@@ -143,7 +143,7 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         from .api import audit_setup
 
         with interrupt.handled(timeout, hold=True):  # a signal here is acted on with rank 0, not alone
-            setup = load_files(model_file, data_file)
+            setup = load_files(model_file, data_file, seed=probe["seed"])
             distributed.choose(dist, strategy, setup.wrap)
             audit_setup(setup, verify_fixes=False, **probe)
             return distributed.broadcast_code(dist, None)
@@ -162,7 +162,7 @@ def _main_rank(model_file, data_file, probe: dict, verify, out, formats, fail_on
     try:
         with interrupt.handled(timeout, hold=dist is not None):
             interrupt.doing(f"importing {model_file}")
-            setup = load_files(model_file, data_file)
+            setup = load_files(model_file, data_file, seed=probe["seed"])
             if dist is not None:
                 distributed.choose(dist, strategy, setup.wrap)
             report = audit_setup(setup, progress=progress, verify_fixes=verify, **probe)

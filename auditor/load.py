@@ -131,7 +131,14 @@ def resolve_loader(module: ModuleType, path: str, required: bool = True) -> Iter
     return loader
 
 
-def load_files(model_path: str | Path, data_path: str | Path | None) -> UserSetup:
+def load_files(model_path: str | Path, data_path: str | Path | None, seed: int | None = None) -> UserSetup:
+    """`seed`: python, numpy and torch are seeded with it before either file is imported, so a model built
+    at import (the usual `model = Net()`) and a shuffling loader start the same in every run of one command.
+    A file that seeds itself overrides it, as it would in the user's own job."""
+    if seed is not None:
+        from .probe.state import seed_everything
+
+        seed_everything(seed)
     model_module = import_user_file(model_path, "model.py")
     data_module = import_user_file(data_path, "loader.py") if data_path else model_module
     data_file = str(data_path or model_path)

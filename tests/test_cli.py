@@ -98,3 +98,29 @@ def test_usage_errors_exit_2(tmp_path):
 def test_installed_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "auditor", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "audit model.py --data loader.py" in out.stdout
+
+
+UNSEEDED = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))  # built at import, nothing seeded
+x = torch.randn(256, 8)
+train_loader = DataLoader(TensorDataset(x, (x[:, 0] > 0).long() + (x[:, 1] > 0).long()), batch_size=32, shuffle=True)
+"""
+
+
+def test_same_command_same_report_when_model_py_seeds_nothing(write, tmp_path):
+    # --seed seeds python, numpy and torch before model.py is imported: its weights and data are the same each run.
+    model = write("model.py", UNSEEDED)
+    runs = []
+    for i in range(2):
+        r = _run([model, "--steps", 20, "--format", "json", "--seed", 3, "--out", tmp_path / str(i)])
+        assert r.exit_code in (0, 1), r.output
+        runs.append(json.loads((tmp_path / str(i) / "report.json").read_text()))
+    assert runs[0]["probe"]["initial_loss"] == runs[1]["probe"]["initial_loss"]
+    assert runs[0]["metrics"] == runs[1]["metrics"]
+    other = _run([model, "--steps", 20, "--format", "json", "--seed", 4, "--out", tmp_path / "other"])
+    assert json.loads((tmp_path / "other" / "report.json").read_text())["probe"]["initial_loss"] != \
+        runs[0]["probe"]["initial_loss"], other.output
