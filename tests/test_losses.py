@@ -139,3 +139,82 @@ def test_training_step_returning_an_object_with_logits():
     assert report.probe.loss_fn == "cross_entropy" and report.probe.num_classes == 50
     assert report.probe.expected_initial_loss == pytest.approx(math.log(50))
     assert "init-loss" in _rules(report)
+
+
+def _segmentation(n=12, classes=5, void=255, seed=0):
+    """Per-pixel labels from the input's argmax over channels; a border of void pixels the loss must skip."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        x = torch.randn(8, classes, 12, 12, generator=g)
+        y = x.argmax(1)
+        y[:, :2, :] = void
+        out.append((x, y))
+    return out
+
+
+def _segnet(classes=5):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(classes, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, classes, 1))
+
+
+def _own_void_loss(output, target):
+    return F.cross_entropy(output, target, ignore_index=255)
+
+
+@pytest.mark.parametrize("loss_fn", [nn.CrossEntropyLoss(ignore_index=255), _own_void_loss], ids=["object", "function"])
+def test_ignore_index_255_is_honoured(loss_fn):
+    report = auditor.audit(_segnet(), _segmentation(), loss_fn=loss_fn, steps=30, verify_fixes=False,
+                           make_optimizer=lambda params: torch.optim.Adam(params, lr=1e-2))
+    assert report.probe.num_classes == 5
+    assert report.probe.initial_loss == pytest.approx(math.log(5), rel=0.25)
+    assert not [f for f in report.findings if f.severity != "info"], [f.rule for f in report.findings]
+
+
+def test_targets_outside_the_classes_and_not_ignored_are_still_refused():
+    with pytest.raises(auditor.AuditError, match=r"targets range from 0 to 255.*ignore_index"):
+        auditor.audit(_segnet(), _segmentation(), loss_fn=F.cross_entropy, steps=5, verify_fixes=False)
+    with pytest.raises(auditor.AuditError, match="targets range from 0 to 7"):
+        auditor.audit(_segnet(), _segmentation(void=7), loss_fn=nn.CrossEntropyLoss(ignore_index=255), steps=5,
+                      verify_fixes=False)
+
+
+def _mixup(batches, classes=4, seed=0):
+    """Soft targets as mixup makes them: two samples' one-hot labels mixed with a Beta(0.4, 0.4) weight."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for x, y in batches:
+        lam = torch.distributions.Beta(0.4, 0.4).sample((x.shape[0], 1))
+        perm = torch.randperm(x.shape[0], generator=g)
+        onehot = F.one_hot(y, classes).float()
+        out.append((lam * x + (1 - lam) * x[perm], lam * onehot + (1 - lam) * onehot[perm]))
+    return out
+
+
+def test_soft_targets_are_class_probabilities_not_labels():
+    torch.manual_seed(0)
+    report = auditor.audit(_mlp(4), _mixup(_classes(32)), loss_fn=nn.CrossEntropyLoss(), steps=60,
+                           verify_fixes=False)
+    assert report.probe.loss_fn == "cross_entropy" and report.probe.num_classes == 4
+    assert report.probe.expected_initial_loss == pytest.approx(math.log(4))
+    counts = sum(c for _, c in report.evidence.labels)
+    assert counts.sum() > 0 and counts.min() > 0.1 * counts.sum()  # each class seen as the mixture's larger part
+    assert not [f for f in report.findings if f.severity != "info"], [f.rule for f in report.findings]
+
+
+def test_pos_weight_moves_the_expected_initial_loss():
+    pw = torch.tensor([3.0])
+    report = auditor.audit(_mlp(1), _binary(), loss_fn=nn.BCEWithLogitsLoss(pos_weight=pw), steps=20,
+                           verify_fixes=False)
+    from auditor.probe.run import INIT_BATCHES  # the batches the loss at initialisation is measured on
+
+    positives = float(torch.cat([y for _, y in _binary()[:INIT_BATCHES]]).mean())
+    assert report.probe.expected_initial_loss == pytest.approx(math.log(2) * (1 + 2 * positives), rel=1e-4)
+    assert "init-loss" not in _rules(report)
+
+
+def test_class_weights_and_label_smoothing_keep_ln_c():
+    loss = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5, 1.0]), label_smoothing=0.2)
+    report = auditor.audit(_mlp(4), _classes(), loss_fn=loss, steps=20, verify_fixes=False)
+    assert report.probe.expected_initial_loss == pytest.approx(math.log(4))
+    assert "init-loss" not in _rules(report)

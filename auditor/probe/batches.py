@@ -140,6 +140,11 @@ class LossComputer:
         # user's code really computed, with its input and options (auditor/probe/lossspy.py).
         self.spy = False
         self.spied: list[LossCall] = []
+        # Targets equal to the loss's ignore_index are skipped by it (255 marks a segmentation's void pixels),
+        # so they are no out-of-range labels. Known up front from a loss object, or from the first spied call.
+        own = getattr(loss_fn, "ignore_index", None)
+        self.ignore_index = own if isinstance(own, int) else IGNORE_INDEX
+        self._ignore_known = loss_fn is None or isinstance(own, int)
 
     def unpack(self, batch):
         if isinstance(batch, list | tuple) and len(batch) == 2 and not hasattr(batch, "_fields"):
@@ -159,11 +164,19 @@ class LossComputer:
         """Return (loss, output); output is None when a training_step hides it."""
         if not self.spy:
             return self._compute(model, batch)
-        with LossSpy() as spy:
+        with LossSpy(before=self._seen) as spy:
             loss, output = self._compute(model, batch)
         if spy.call is not None:
             self.spied.append(spy.call)
         return loss, output
+
+    def _seen(self, call: LossCall) -> None:
+        """The user's loss is about to run: check its class targets with the ignore_index it really passes."""
+        if call.kind not in ("cross_entropy", "nll") or call.target is None or call.target.is_floating_point():
+            return
+        self.ignore_index, self._ignore_known = call.ignore_index, True
+        if call.num_classes:
+            self._check_range(call.target, call.num_classes)
 
     def recognised(self) -> LossCall | None:
         """The functional loss seen on every spied forward, if it was one kind throughout."""
@@ -182,8 +195,9 @@ class LossComputer:
         output = self.forward(model, inputs)
         if self.choice is None:
             self.choice = self._choose(output, target)
-            if self.choice.num_classes:
-                # Before the first loss: out-of-range targets are a device-side assert on CUDA.
+            if self.choice.num_classes and self._ignore_known:
+                # Before the first loss: out-of-range targets are a device-side assert on CUDA. A loss function
+                # of the user's may pass its own ignore_index: the spy checks that call before it runs.
                 self.check_targets(batch, self.choice.num_classes, on_device=True)
         if self.loss_fn is not None:
             loss = self.loss_fn(output, target)
@@ -253,18 +267,25 @@ class LossComputer:
         """Class indices must lie in [0, C). Checked on the loader's host copy before it moves to a GPU;
         `on_device` allows the one sync it takes to check a batch that is already there."""
         _, target = self.unpack(batch)
-        if not isinstance(target, torch.Tensor) or target.numel() == 0 or (target.is_cuda and not on_device):
+        if not isinstance(target, torch.Tensor) or (target.is_cuda and not on_device):
             return
+        self._check_range(target, num_classes)
+
+    def _check_range(self, target: torch.Tensor, num_classes: int) -> None:
+        if target.numel() == 0 or target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            return  # class probabilities (soft targets) have no range to check
         lo, hi = (int(v) for v in torch.aminmax(target))
-        if lo < 0:  # only then is the slower masked check worth it: -100 marks targets to ignore
-            valid = target[target != IGNORE_INDEX]
+        if lo < 0 or hi >= num_classes:  # only then is the slower masked check worth it
+            valid = target[target != self.ignore_index]
             if valid.numel() == 0:
                 return
-            lo, hi = int(valid.min()), int(valid.max())
+            lo, hi = (int(v) for v in torch.aminmax(valid))
         if lo < 0 or hi >= num_classes:
+            ignored = f"; the loss ignores {self.ignore_index}" if self.ignore_index != IGNORE_INDEX else ""
             raise AuditError(f"{self.data_file}: targets range from {lo} to {hi}, but the model outputs "
-                             f"{num_classes} classes (valid targets are 0..{num_classes - 1}); fix the labels "
-                             "or the size of the output layer")
+                             f"{num_classes} classes (valid targets are 0..{num_classes - 1}{ignored}); fix the "
+                             "labels or the size of the output layer, or pass the loss its ignore_index "
+                             "(nn.CrossEntropyLoss(ignore_index=255)) if they mark pixels or tokens to skip")
 
 
 def expected_initial_loss(choice: LossChoice, targets: list[torch.Tensor]) -> tuple[float | None, str]:

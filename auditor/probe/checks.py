@@ -80,7 +80,13 @@ def _weights(n: int, device: torch.device) -> torch.Tensor:
 
 def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Class counts of one batch, without a host sync: boolean-mask indexing and `bincount` both ask the
-    device for a size, so ignored and out-of-range targets go to an extra bin that is then dropped."""
+    device for a size, so ignored and out-of-range targets go to an extra bin that is then dropped. Class
+    probabilities (soft targets: mixup, CutMix, distillation; classes on dimension 1, as F.cross_entropy
+    takes them) count as their most likely class."""
+    if target.is_floating_point():
+        if target.ndim < 2 or target.shape[1] != num_classes:
+            return torch.zeros(num_classes, dtype=torch.int64, device=target.device)
+        target = target.argmax(1)
     t = target.reshape(-1).long()
     t = torch.where((t >= 0) & (t < num_classes), t, num_classes)
     counts = torch.zeros(num_classes + 1, dtype=torch.int64, device=t.device)

@@ -54,6 +54,15 @@ class LossCall:
     def class_dim(self) -> int | None:
         return (1 if self.input.ndim >= 2 else 0) if self.num_classes else None
 
+    @property
+    def soft_targets(self) -> bool:
+        """Class probabilities (mixup, CutMix, distillation) rather than class indices."""
+        return self.target is not None and self.target.is_floating_point() and self.kind == "cross_entropy"
+
+    @property
+    def ignore_index(self) -> int:
+        return int(self.options.get("ignore_index", -100))
+
     def describe(self) -> str:
         shown = {k: v for k, v in self.options.items() if k != "reduction" or v != "mean"}
         text = ", ".join(f"{k}={_short(v)}" for k, v in shown.items())
@@ -89,9 +98,12 @@ class LossSpy(TorchFunctionMode):
     """Records the first functional loss called inside the block, and whether a sigmoid or softmax made its
     input (however it was called: nn.Sigmoid, torch.sigmoid, x.sigmoid(), F.softmax)."""
 
-    def __init__(self):
+    def __init__(self, before=None):
         super().__init__()
         self.call: LossCall | None = None
+        # Called with the LossCall before torch runs the loss: out-of-range class targets are checked against
+        # the ignore_index the call really passes, before CUDA turns them into a device-side assert.
+        self.before = before
         self._squashed: dict[int, str] = {}
         self._alive: list[torch.Tensor] = []  # keeps the tracked tensors alive so their ids are not reused
 
@@ -107,6 +119,8 @@ class LossSpy(TorchFunctionMode):
                            and not (k == "label_smoothing" and bound[k] == 0.0)}
                 self.call = LossCall(kind, x.detach(), y.detach() if isinstance(y, torch.Tensor) else None, options,
                                      squashed_by=self._squashed.get(id(x)))
+                if self.before is not None:
+                    self.before(self.call)
         result = func(*args, **kwargs)
         if self.call is None and isinstance(result, torch.Tensor):
             name = getattr(func, "__name__", "")
@@ -126,7 +140,7 @@ def expected_initial_loss(calls: list[LossCall]) -> tuple[float | None, str]:
         c = call.num_classes
         return math.log(c), f"-ln(1/{c}) for {c} equally likely classes"
     if call.kind in ("bce_logits", "bce"):
-        return math.log(2), "ln 2 per output: probability 0.5 (logit 0) for every label"
+        return _bce_at_half(calls)
     targets = [c.target for c in calls if c.target is not None and c.target.is_floating_point()]
     if not targets:
         return None, "unknown for this loss"
@@ -143,6 +157,31 @@ def expected_initial_loss(calls: list[LossCall]) -> tuple[float | None, str]:
             loss = loss / d
         return float(loss.mean()), "the loss of an output near zero"
     return None, "unknown for this loss"
+
+
+def _bce_at_half(calls: list[LossCall]) -> tuple[float, str]:
+    """BCE at probability 0.5 is ln 2 per element, times the element's weight: `weight` scales every term,
+    `pos_weight` the positive ones (a positive label costs pos_weight * ln 2 at logit 0)."""
+    call = calls[0]
+    weight, pos_weight = call.options.get("weight"), call.options.get("pos_weight")
+    targets = [c.target for c in calls if c.target is not None]
+    if (weight is None and pos_weight is None) or not targets:
+        return math.log(2), "ln 2 per output: probability 0.5 (logit 0) for every label"
+    terms = []
+    for c in calls:
+        if c.target is None:
+            continue
+        y = c.target.float()
+        w = torch.ones_like(y)
+        if pos_weight is not None:
+            w = w + (torch.as_tensor(pos_weight, dtype=y.dtype, device=y.device) - 1) * y
+        if weight is not None:
+            w = w * torch.as_tensor(weight, dtype=y.dtype, device=y.device)
+        terms.append(w.reshape(-1))
+    scale = float(torch.cat(terms).mean())
+    parts = " and ".join(p for p, v in (("pos_weight", pos_weight), ("weight", weight)) if v is not None)
+    return math.log(2) * scale, f"ln 2 per output at probability 0.5, weighted by the loss's {parts} " \
+        f"(mean weight {scale:.3g})"
 
 
 def per_element(call: LossCall, value: float) -> float:
