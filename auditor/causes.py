@@ -76,6 +76,12 @@ MECHANISMS = (
     Mechanism("weights-not-updating", ("loss-plateau", "update-ratio", "input-independence"),
               "parameters the optimizer never steps keep their initial values",
               "PyTorch docs, torch.optim: parameters must be passed to the optimizer"),
+    # A setting that shrinks or distorts every step looks like a learning rate far off; the rate's rules see the
+    # same small steps and would advise a rate that only papers over the setting.
+    Mechanism("optimizer-config", ("lr-range", "update-ratio", "loss-plateau", "grad-data-ratio",
+                                   "overfit-one-batch", "vanishing-gradients", "loss-oscillation", "grad-spikes"),
+              "Adam's eps, momentum or weight decay sets the step instead of the learning rate",
+              "Kingma & Ba, 'Adam', ICLR 2015, algorithm 1; Loshchilov & Hutter, ICLR 2019"),
     Mechanism("batch-mixing", ("overfit-one-batch",), "outputs that depend on other samples cannot be fitted "
               "per sample", "PyTorch docs, nn.MultiheadAttention / nn.LSTM: batch_first"),
     Mechanism("init-scale", ("saturated-units", "dead-units", "vanishing-gradients", "exploding-gradients",
@@ -153,8 +159,16 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
         if cause != effect and cause not in parents[effect] and cause not in _below(parents, effect):
             parents[effect][cause] = why
 
-    # (a) counterfactual, the strongest: fixes that removed the most go first, so that of two fixes of one
-    # knob that remove each other's finding, the broader one is the cause.
+    # (a) counterfactual, the strongest. Two fixes that each remove the other's finding (eps and the learning
+    # rate both make Adam's steps larger) are decided by the mechanism table when it names one way only: the
+    # specific setting explains the generic knob's evidence, not the reverse. Then fixes that removed the most
+    # go first, so that of two fixes of one knob that remove each other's finding, the broader one is the cause.
+    for a in sorted(removed_by):
+        for b in sorted(removed_by[a] & by_rule.keys()):
+            if a in by_rule and a in removed_by.get(b, set()) and _mechanism(by_rule[a], by_rule[b]) and \
+                    not _mechanism(by_rule[b], by_rule[a]):
+                add(a, b, f"counterfactual: fixing {a} on a copy removed this finding (and {a}'s own evidence "
+                    f"explains {b}'s)")
     for cause in sorted(removed_by, key=lambda r: (-len(removed_by[r]), r)):
         if cause in by_rule:
             for effect in sorted(removed_by[cause] & by_rule.keys()):
@@ -194,6 +208,11 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
     roots = [f for f in by_rule.values() if not f.explained_by]
     roots.sort(key=_strength(parents, by_rule))
     return [f.rule for f in roots]
+
+
+def _mechanism(cause: Finding, effect: Finding) -> bool:
+    return any(m.cause in _tags(cause) and (m.when is None or m.when(cause)) and effect.rule in m.effects
+               for m in MECHANISMS)
 
 
 def _onset(f: Finding) -> float:

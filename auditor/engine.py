@@ -60,6 +60,7 @@ class FixPlan:
     description: str
     model_edit: Callable[[nn.Module], None] | None = None  # mutates a copy of the initial model
     lr: float | None = None  # every parameter group's learning rate
+    optimizer_settings: dict | None = None  # eps, momentum, weight_decay, ... for every group
     clip_grad_norm: float | None = None
     batch_transform: Callable | None = None  # applied to each (inputs, targets) batch
     add_missing_params: bool = False  # parameters the optimizer left out get a group of their own

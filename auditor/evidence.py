@@ -150,6 +150,9 @@ class Evidence:
     # Shuffling DistributedSamplers iterated more than once in the replay, with the epoch of each pass
     # (auditor/probe/samplers.py): a loader.py whose own epoch loop never calls set_epoch repeats one epoch.
     samplers: list = field(default_factory=list)
+    # The optimizer's settings per group, and for adaptive ones √v̂ against eps per tensor at the end of the
+    # replay (auditor/probe/optim.settings_and_state).
+    optimizer: dict | None = None
 
     def matrices(self) -> list[ParamSeries]:
         """Weight matrices and conv kernels in forward order: the tensors the lecture's plots look at.
@@ -292,3 +295,18 @@ ADAPTIVE = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "
 
 def is_adaptive(ev: Evidence) -> bool:
     return ev.probe.optimizer.split("(")[0] in ADAPTIVE
+
+
+def scale_free(ev: Evidence) -> set[str]:
+    """Weights whose layer feeds only normalisations (a conv into BatchNorm, a projection into LayerNorm): the
+    output does not depend on their scale, so their gradient shrinks as they grow (‖g‖ ∝ 1/‖w‖) and a large
+    ‖g‖/‖w‖ only says the weights are small, not that a step will blow them up (Ioffe & Szegedy 2015, 3.3;
+    van Laarhoven, 'L2 Regularization versus Batch and Weight Normalization', 2017)."""
+    s = ev.structure
+    if not s or not getattr(s, "edges", None):
+        return set()
+    norm = {c.name for c in s.calls if "Norm" in c.type}
+    consumers: dict[str, set[str]] = {}
+    for a, b in s.edges:
+        consumers.setdefault(a, set()).add(b)
+    return {f"{a}.weight" for a, bs in consumers.items() if bs and bs <= norm and a not in norm}

@@ -121,6 +121,7 @@ def _try(plan: FixPlan, f: Finding, rules, active, thresholds, evidence, setup, 
     try:
         variant, opt, sched = _variant(setup, plan, optimizer, scheduler, snapshot is not None)
         fixed = replace(options, checks=rule.needs_checks, clip_grad_norm=_clip(plan, options), lr=plan.lr,
+                        optimizer_settings=plan.optimizer_settings,
                         add_missing_params=plan.add_missing_params, dist=None, amp=plan.amp or options.amp,
                         scaler_init=plan.scaler_init if plan.scaler_init is not None else options.scaler_init,
                         float32_modules=plan.float32_modules or options.float32_modules,

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import depth_profile, fmt, nanmedian, profile_ends
+from auditor.evidence import depth_profile, fmt, is_adaptive, nanmedian, profile_ends, scale_free
 from auditor.report import figures
 
 
@@ -11,8 +11,10 @@ class ExplodingGradients(Rule):
     thresholds = {
         "decades": Threshold(2.0, "warn when the gradient at the first layer is this many decades above the "
                              "last layer's", "measured: healthy samples stay within 0.5 decade"),
-        "grad_data": Threshold(10.0, "warn when a weight's ‖grad‖/‖weight‖ stays above this",
-                               "measured: healthy samples stay below 3 (a just-zeroed output layer at step 0)"),
+        "step_data": Threshold(1.0, "warn when one plain-SGD step at the user's own rate, lr x ‖grad‖/‖weight‖, "
+                               "stays above this (the step is as large as the weights)",
+                               "measured: healthy SGD samples stay below 0.3 (lr 0.1 x a ratio under 3); a rate "
+                               "that rewrites a layer each step is the definition of an explosion"),
         "min_layers": Threshold(3, "layers needed before a depth profile is judged", "a profile needs a slope"),
         "burst": Threshold(100.0, "an explosion: a step whose global gradient norm is this many times the median "
                            "of the steps before it", "measured: healthy samples stay under 6x the running median "
@@ -62,18 +64,31 @@ here is over layers only.
                     "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
                     [n2[0], n2[-1]], profile=dict(zip(n2, s2.tolist(), strict=True)), decades=decades,
                     source=source)
+        yield from self._steps_rewrite_weights(ev, t)
+
+    def _steps_rewrite_weights(self, ev, t):
+        """Gradients far larger than the weights, read as the user's optimizer applies them. An adaptive
+        optimizer (Adam, RMSprop, ...) divides the gradient's scale away: its step is about lr per element
+        whatever ‖g‖ is, and update-ratio judges that step. Weights followed by a normalisation are
+        scale-free: a step that grows them only lowers their effective rate. What is left is a plain or momentum
+        SGD step, lr x ‖g‖, against the weight it updates."""
+        lr = ev.probe.lr
+        if is_adaptive(ev) or not lr or not np.isfinite(lr) or lr <= 0:
+            return
+        free = scale_free(ev)
         big = []
         for p in ev.matrices():
             ratio = nanmedian(p.grad_data_ratio[ev.window()])
-            if np.isfinite(ratio) and ratio > t.grad_data:
+            if p.name not in free and np.isfinite(ratio) and lr * ratio > t.step_data:
                 big.append((ratio, p.name))
         if big:
             big.sort(reverse=True)
             listing = ", ".join(f"{n} ({fmt(r)})" for r, n in big)
             yield self.finding(
                 "warning", "Gradients are far larger than the weights",
-                f"‖grad‖/‖weight‖ stays above {fmt(t.grad_data)} in {listing}: one plain SGD step at lr 0.1 "
-                "would change those weights by more than their own scale.",
+                f"‖grad‖/‖weight‖ is {listing}: one {ev.probe.optimizer.split('(')[0]} step at your learning rate "
+                f"{fmt(lr)} changes those weights by {fmt(lr * big[0][0])}x their own scale (over "
+                f"{fmt(t.step_data)} is a step that rewrites the layer).",
                 "Find the layer or loss term with the huge scale (an unnormalised input, regression targets in "
                 "raw units such as prices, a loss summed instead of averaged) and standardise it; clip meanwhile:"
                 "\n\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",

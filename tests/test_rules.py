@@ -35,6 +35,7 @@ TRIGGERS = {
     "causal-leak": ["causal_leak"],
     "amp-overflow": ["amp_overflow"],
     "amp-underflow": ["amp_underflow"],
+    "optimizer-config": ["optimizer_config"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp"]
@@ -222,3 +223,35 @@ def test_a_dataloader_handed_over_gets_its_epochs_set_as_a_loop_would_and_back_a
     assert not [f for f in report.findings if f.rule == "rank-same-batches"]
     assert sampler.epoch == 7
     assert torch.utils.data.DistributedSampler.__iter__.__qualname__ == "DistributedSampler.__iter__"
+
+
+def test_adam_eps_is_the_root_not_the_learning_rate(audit_sample):
+    # The rate's rules see eps's tiny steps too; they defer to the setting instead of advising a rate.
+    report = audit_sample("optimizer_config")
+    assert report.root_causes[0] == "optimizer-config"
+    eps = next(f for f in report.findings if f.rule == "optimizer-config")
+    assert eps.evidence["setting"] == "eps" and eps.evidence["eps_share"] > 0.9
+    assert eps.verified and eps.verified["resolved"] and eps.verified["after"] > -3.5
+    assert all("optimizer-config" in f.explained_by for f in report.findings if f.rule in ("lr-range", "update-ratio"))
+
+
+@pytest.mark.parametrize(("make", "setting"), [
+    (lambda p: __import__("torch").optim.SGD(p, lr=0.05, momentum=0.999), "momentum"),
+    (lambda p: __import__("torch").optim.AdamW(p, lr=1e-2, weight_decay=5.0), "weight_decay"),
+    (lambda p: __import__("torch").optim.AdamW(p, lr=1e-3, weight_decay=0.05), None),
+    (lambda p: __import__("torch").optim.RMSprop(p, lr=2e-3, eps=0.0316, momentum=0.9, alpha=0.9), None),
+])
+def test_optimizer_settings_read_against_the_gradients(make, setting):
+    import torch
+    from torch import nn
+
+    import auditor
+
+    torch.manual_seed(0)
+    x = torch.randn(1024, 20)
+    y = (x @ torch.randn(20, 5)).argmax(1)
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 1024, 32)]
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
+    report = auditor.audit(model, batches, make_optimizer=make, steps=40, verify_fixes=False)
+    found = [f.evidence["setting"] for f in report.findings if f.rule == "optimizer-config"]
+    assert found == ([setting] if setting else []), [f.title for f in report.findings]

@@ -199,8 +199,14 @@ def not_stepped(opt: torch.optim.Optimizer, model: nn.Module) -> dict[str, str]:
     return out
 
 
-def adjust(opt: torch.optim.Optimizer, model: nn.Module, *, lr: float | None, add_missing_params: bool) -> None:
-    """Optimizer-side fixes that fix verification tries on the probe's own copy."""
+def adjust(opt: torch.optim.Optimizer, model: nn.Module, *, lr: float | None, add_missing_params: bool,
+           settings: dict | None = None) -> None:
+    """Optimizer-side fixes that fix verification tries on the probe's own copy; `settings` (eps, betas,
+    momentum, weight_decay) replace those every group already has."""
+    for group in opt.param_groups:
+        for key, value in (settings or {}).items():
+            if key in group:
+                group[key] = value
     if add_missing_params:
         have = {id(p) for group in opt.param_groups for p in group["params"]}
         missing = [p for p in model.parameters() if p.requires_grad and id(p) not in have]
@@ -209,3 +215,51 @@ def adjust(opt: torch.optim.Optimizer, model: nn.Module, *, lr: float | None, ad
     if lr is not None:
         for group in opt.param_groups:
             group["lr"] = lr
+
+
+# Where each adaptive optimizer keeps its running second moment (or its analogue), and whether Adam's bias
+# correction applies to it. eps is added to the root of it in every one of these.
+_SECOND_MOMENT = {"Adam": ("exp_avg_sq", True), "AdamW": ("exp_avg_sq", True), "NAdam": ("exp_avg_sq", True),
+                  "RAdam": ("exp_avg_sq", True), "RMSprop": ("square_avg", False), "Adagrad": ("sum", False),
+                  "Adamax": ("exp_inf", False)}
+_SETTINGS = ("lr", "eps", "betas", "momentum", "weight_decay", "nesterov", "alpha", "dampening")
+
+
+def settings_and_state(opt: torch.optim.Optimizer, names: dict[int, str], moments: bool = True) -> dict:
+    """The optimizer's settings per group and, for adaptive optimizers, how its eps compares with the root of
+    the second moment it divides by, per parameter tensor: the RMS of √v̂ and the share of elements whose √v̂ is
+    below eps (where eps, not the gradient, sets the step). One read-back at the end of the replay."""
+    opt = unwrap(opt)
+    kind = type(opt).__name__
+    groups = []
+    for group in opt.param_groups:
+        groups.append({"params": [names[id(p)] for p in group["params"] if id(p) in names],
+                       **{k: _plain(group[k]) for k in _SETTINGS if k in group},
+                       "decoupled": kind == "AdamW" or bool(group.get("decoupled_weight_decay"))})
+    out = {"class": kind, "groups": groups, "second_moment": {}}
+    key, corrected = _SECOND_MOMENT.get(kind, (None, False))
+    if key is None or not moments:  # under torchrun the state may be sharded: the settings alone
+        return out
+    rows, which = [], []
+    for group in opt.param_groups:
+        eps = group.get("eps")
+        if not isinstance(eps, int | float):
+            continue
+        beta2 = group.get("betas", (0.9, 0.999))[1]
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            v, step = state.get(key), state.get("step")
+            if not isinstance(v, torch.Tensor) or id(p) not in names or v.numel() == 0:
+                continue
+            v = v.detach().float()
+            if corrected and step is not None:
+                t = float(step)
+                v = v / max(1 - float(beta2) ** t, 1e-12)
+            root = v.sqrt() if key != "exp_inf" else v.abs()
+            rows.append(torch.stack([root.pow(2).mean().sqrt(), (root < eps).float().mean()]))
+            which.append((names[id(p)], p.numel()))
+    if rows:
+        values = torch.stack(rows).cpu().tolist()
+        out["second_moment"] = {n: {"rms_root": r, "eps_share": e, "numel": k}
+                                for (n, k), (r, e) in zip(which, values, strict=True)}
+    return out

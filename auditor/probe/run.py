@@ -55,6 +55,7 @@ class ProbeOptions:
     # Set by fix verification to try an optimizer-side fix on the probe's own copy of the optimizer.
     clip_grad_norm: float | None = None
     lr: float | None = None  # every parameter group's learning rate
+    optimizer_settings: dict | None = None  # set by fix verification: eps, momentum, ... for every group
     add_missing_params: bool = False  # trainable parameters the optimizer left out get a group of their own
     # The command line's choice: an exception in the user's code after the first step, or a signal, ends the
     # probe with what it measured (a partial report) instead of losing it.
@@ -144,7 +145,8 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
         if d is not None:  # before the optimizer: FSDP2 replaces the parameters it shards
             net, model = distributed.wrap(model, d, setup.wrap, setup.model_file)
         opt, opt_default = build(model)
-        optim.adjust(opt, model, lr=options.lr, add_missing_params=options.add_missing_params)
+        optim.adjust(opt, model, lr=options.lr, add_missing_params=options.add_missing_params,
+                     settings=options.optimizer_settings)
         sched = optim.build_scheduler(setup, opt, optimizer, scheduler)
         notes = _optimizer_notes(setup, optimizer, sched, opt_default)
         if sched is not None and optim.scheduler_needs_metric(sched):
@@ -179,7 +181,8 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
             try:
                 if d is not None:
                     interrupt.undefer()  # rank 0 is alone from here: a signal stops it where it lands
-                _experiments(setup, evidence, fresh, lambda m: build(m)[0], losses, stream, held, progress)
+                _experiments(setup, evidence, fresh, lambda m: _with_settings(build(m)[0], options), losses,
+                             stream, held, progress)
                 if amp.mode == "fp16":
                     _precision(setup, evidence, fresh, losses, held, amp, device)
             except Stopped as stop:
@@ -202,6 +205,12 @@ def _optimizer_notes(setup: UserSetup, optimizer, sched, opt_default: bool) -> l
     elif sched is not None:
         notes.append(f"learning rate scheduled by {type(sched).__name__}, stepped after every optimizer step")
     return notes
+
+
+def _with_settings(opt, options: ProbeOptions):
+    """The experiments' optimizers carry a verified fix's settings (eps, momentum) as the replay's does."""
+    optim.adjust(opt, None, lr=None, add_missing_params=False, settings=options.optimizer_settings)
+    return opt
 
 
 def _experiments(setup, ev: Evidence, fresh, build, losses: LossComputer, stream: BatchStream, held: list,
@@ -399,6 +408,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
         flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
     ranks = distributed.per_rank(d, model, log, checks.FINGERPRINT_STEPS) if d is not None else None
+    optimizer_state = optim.settings_and_state(opt, {id(p): n for n, p in named}, moments=d is None) if steps_run \
+        else None
     host = log.read_back(distributed.reducer(d) if d is not None else None)
     loop_seconds = time.perf_counter() - loop_started
     # Four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge.
@@ -431,6 +442,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     evidence.zeroed_inputs = zeroed
     evidence.zeroed_inputs_init = zeroed_init
     evidence.ranks = ranks
+    evidence.optimizer = optimizer_state
     evidence.input_stats = checks.input_stats(init_batches, losses)
     if view.recognised or classes:
         evidence.output_form = checks.output_form(view.outputs, view.name, view.class_dim, view.squashed_by)
