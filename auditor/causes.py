@@ -232,15 +232,17 @@ def _below(parents: dict[str, dict[str, str]], rule: str) -> set[str]:
 
 
 def _strength(parents: dict[str, dict[str, str]], severity: dict[str, Finding]):
-    """Sort key, strongest first: the worst severity among itself and what it explains, then counterfactual
-    support, how much it explains, how much its verified fix lowered the training loss, an earlier onset, its
-    own severity."""
+    """Sort key, strongest first: a fix not proven to make training worse, the worst severity among itself and
+    what it explains, then counterfactual support, how much it explains, how much its verified fix lowered the
+    training loss, an earlier onset, its own severity."""
     def key(f: Finding):
         below = _below(parents, f.rule)
         proven = sum(why.startswith("counterfactual") for ps in parents.values() for c, why in ps.items()
                      if c == f.rule)
         worst = max([_rank(f)] + [_rank(severity[r]) for r in below if r in severity])
-        return (-worst, -proven, -len(below), -_training_gain(f), _onset(f), -_rank(f), f.rule)
+        # A root whose fix was tried on a copy and left training worse is not the change to lead with.
+        worse = (f.verified or {}).get("outcome") == "worse"
+        return (worse, -worst, -proven, -len(below), -_training_gain(f), _onset(f), -_rank(f), f.rule)
 
     return key
 

@@ -102,7 +102,8 @@ reported while the updates it leaves are of a healthy size.
             yield self.finding(
                 "warning", f"{name}={fmt(m, 4)}: each step follows gradients ~{fmt(1 / max(1 - m, 1e-12), 3)} "
                 "steps old",
-                f"{o['class']} with {name}={fmt(m, 4)} averages the last ~{fmt(1 / max(1 - m, 1e-12), 3)} gradients, so "
+                f"{o['class']} with {name}={fmt(m, 4)} averages the last ~{fmt(1 / max(1 - m, 1e-12), 3)} "
+                "gradients, so "
                 "the update keeps going where the loss was long after it turned, and overshoots.",
                 "Use the usual value:\n\n"
                 + ("optimizer = torch.optim.SGD(model.parameters(), lr=..., momentum=0.9)" if name == "momentum"
