@@ -153,6 +153,10 @@ class Evidence:
     # The optimizer's settings per group, and for adaptive ones √v̂ against eps per tensor at the end of the
     # replay (auditor/probe/optim.settings_and_state).
     optimizer: dict | None = None
+    # Warnings shown while the user's forward and loss ran (auditor/probe/warnlog.py), once per message and line.
+    warnings: list = field(default_factory=list)
+    # The functional loss the user's code called, with the shapes it compared (None where none was recognised).
+    loss_call: dict | None = None
 
     def matrices(self) -> list[ParamSeries]:
         """Weight matrices and conv kernels in forward order: the tensors the lecture's plots look at.

@@ -36,6 +36,8 @@ TRIGGERS = {
     "amp-overflow": ["amp_overflow"],
     "amp-underflow": ["amp_underflow"],
     "optimizer-config": ["optimizer_config"],
+    "loss-broadcast": ["loss_broadcast"],
+    "torch-warnings": ["torch_warnings"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp"]
@@ -47,8 +49,9 @@ def test_rule_fires_on_its_sample(audit_sample, rule, sample):
     fired = [f for f in report.findings if f.rule == rule]
     assert fired, f"{rule} did not fire on {sample}: {[f.rule for f in report.findings]}"
     f = fired[0]
-    # A biased layer before BatchNorm wastes a parameter but trains fine: information, not a warning.
-    assert f.severity in (("info",) if rule == "bias-before-norm" else ("warning", "error"))
+    # A biased layer before BatchNorm wastes a parameter but trains fine: information, not a warning. So is a
+    # warning torch printed: the rules that measure its effect say how loud it is.
+    assert f.severity in (("info",) if rule in ("bias-before-norm", "torch-warnings") else ("warning", "error"))
     assert f.diagnosis and f.fix and f.title
 
 
@@ -255,3 +258,32 @@ def test_optimizer_settings_read_against_the_gradients(make, setting):
     report = auditor.audit(model, batches, make_optimizer=make, steps=40, verify_fixes=False)
     found = [f.evidence["setting"] for f in report.findings if f.rule == "optimizer-config"]
     assert found == ([setting] if setting else []), [f.title for f in report.findings]
+
+
+def test_loss_broadcast_is_the_root_and_its_fix_is_proven(audit_sample):
+    report = audit_sample("loss_broadcast")
+    assert report.root_causes[0] == "loss-broadcast"
+    f = next(f for f in report.findings if f.rule == "loss-broadcast")
+    assert f.evidence["input_shape"] == [64, 1] and f.evidence["target_shape"] == [64]
+    assert f.evidence["broadcast_shape"] == [64, 64]
+    assert f.verified["resolved"] and "overfit-one-batch" in f.explains
+
+
+def test_torch_warnings_are_evidence_not_stderr_noise(audit_sample):
+    import warnings
+
+    from conftest import SAMPLES
+
+    from auditor.api import audit_setup
+    from auditor.load import load_files
+
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        report = audit_setup(load_files(SAMPLES / "torch_warnings" / "model.py",
+                                        SAMPLES / "torch_warnings" / "loader.py"), steps=20, verify_fixes=False)
+    assert not [w for w in leaked if "Implicit dimension" in str(w.message)]
+    (f,) = [f for f in report.findings if f.rule == "torch-warnings"]
+    (w,) = f.evidence["warnings"]  # once, however many steps called it
+    assert w["where"] == "model.py:24" and w["step"] == 0 and "softmax" in w["message"]
+    # The broadcasting warning is loss-broadcast's, with its shapes; it is not listed twice.
+    assert "torch-warnings" not in {f.rule for f in audit_sample("loss_broadcast").findings}

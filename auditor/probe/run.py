@@ -22,6 +22,7 @@ from . import checks, lossspy, optim
 from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss, tensors
 from .devicelog import DeviceLog, stacked
+from .lossspy import LossCall
 from .optim import DEFAULT_OPTIMIZER
 from .params import ParamTracker, param_table
 from .samplers import SamplerWatch
@@ -29,6 +30,7 @@ from .snapshot import Snapshot, checked_device, resetter
 from .spill import give_back_heap
 from .state import copy_model, preserved_rng, replayed_rng, seed_everything, torch_rng_state
 from .structure import StructureTracer, structure_hash
+from .warnlog import WarningLog
 
 DEFAULT_STEPS = 100
 INIT_BATCHES = 4
@@ -161,10 +163,13 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
                              "unscale: audit it in bf16 or float32")
         progress.phase("replay", options.steps)
         interrupt.doing(options.purpose)
-        with amp.kept_float32(model), SamplerWatch() as samplers:
+        # Warnings the user's code raises are recorded through the experiments too, which run the same code.
+        warned = WarningLog()
+        with amp.kept_float32(model), SamplerWatch() as samplers, warned:
             evidence, stream, held = _probe(setup, options, net, model, opt, sched, losses, device, started,
-                                            progress, amp, samplers.new_epoch)
+                                            progress, amp, samplers.new_epoch, warned)
         evidence.samplers = samplers.records()
+        evidence.warnings = warned.records
         evidence.probe.optimizer_default = opt_default
         evidence.probe.notes[:0] = notes
         if d is not None:
@@ -181,8 +186,10 @@ def _run(setup, options, optimizer, progress, scheduler, device, in_place) -> Ev
             try:
                 if d is not None:
                     interrupt.undefer()  # rank 0 is alone from here: a signal stops it where it lands
-                _experiments(setup, evidence, fresh, lambda m: _with_settings(build(m)[0], options), losses,
-                             stream, held, progress)
+                warned.step = None
+                with warned:
+                    _experiments(setup, evidence, fresh, lambda m: _with_settings(build(m)[0], options), losses,
+                                 stream, held, progress)
                 if amp.mode == "fp16":
                     _precision(setup, evidence, fresh, losses, held, amp, device)
             except Stopped as stop:
@@ -242,8 +249,8 @@ def _precision(setup, ev: Evidence, fresh, losses: LossComputer, held: list, amp
         ev.probe.notes.append(f"the fp16 precision check could not run on this model: {first_line}")
 
 
-def _probe(setup, options, net, model, opt, sched, losses, device, started, progress, amp, on_new_epoch
-           ) -> tuple[Evidence, BatchStream, list]:
+def _probe(setup, options, net, model, opt, sched, losses, device, started, progress, amp, on_new_epoch,
+           warned: WarningLog) -> tuple[Evidence, BatchStream, list]:
     """The training replay. Returns the evidence, the batch stream (where the replay left it) and the
     batches it holds on the device, for the experiments that follow. `net` runs forward and backward (a
     DDP or FSDP2 wrapper under torchrun); `model` is the user's module inside it, which the hooks watch."""
@@ -327,7 +334,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
             if not distributed.agree(loader_ranks, batch is not None):
                 break
             measure = options.measured(step)
-            tracer.step = step
+            tracer.step = warned.step = step
             opt.zero_grad(set_to_none=True)
             if val_batches and step in val_steps:
                 _val_loss(net, val_batches, compute, log, step)
@@ -444,6 +451,9 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     evidence.ranks = ranks
     evidence.optimizer = optimizer_state
     evidence.input_stats = checks.input_stats(init_batches, losses)
+    if view.call is not None:
+        evidence.loss_call = {"kind": view.call.kind, "input_shape": list(view.call.input.shape),
+                              "target_shape": None if view.call.target is None else list(view.call.target.shape)}
     if view.recognised or classes:
         evidence.output_form = checks.output_form(view.outputs, view.name, view.class_dim, view.squashed_by)
     evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
@@ -488,6 +498,7 @@ class _LossView:
     outputs: list  # what the loss was fed, for the output-form check
     squashed_by: str | None = None
     recognised: bool = False
+    call: LossCall | None = None  # the functional loss the user's code called, as the spy saw it
 
 
 def _loss_view(losses: LossComputer, init_batches: list, init_losses: list, outputs: list) -> _LossView:
@@ -502,7 +513,7 @@ def _loss_view(losses: LossComputer, init_batches: list, init_losses: list, outp
                    for c, v in zip(losses.spied, init_losses, strict=False)] + init_losses[len(losses.spied):]
     reason = choice.reason if choice.default else f"{choice.reason}: {called.describe()}"
     return _LossView(called.kind, reason, called.num_classes, called.class_dim, expected, why, per_element,
-                     [c.input for c in losses.spied], called.squashed_by, recognised=True)
+                     [c.input for c in losses.spied], called.squashed_by, recognised=True, call=called)
 
 
 def _zeroed(model: nn.Module, batches: list, compute) -> tuple[dict | None, str | None]:
