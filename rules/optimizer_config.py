@@ -17,9 +17,11 @@ class OptimizerConfig(Rule):
         "eps_share": Threshold(0.5, "eps: judge when √v̂ is below eps for at least this share of the weights' "
                                "elements (eps, not the gradient, sets most steps)",
                                "Adam's update is lr·m̂/(√v̂+eps): where eps > √v̂ the step is under lr/2"),
-        "eps_update": Threshold(-4.5, "eps: ... and the median layer's log10 ‖Δw‖/‖w‖ is below this (steps too "
-                                "small to learn)", "update-ratio's 'low' threshold; a large eps with healthy "
-                                "steps (RMSprop's eps 0.0316 in the MobileNetV3 recipe) is a choice, not a bug"),
+        "eps_update": Threshold(-3.5, "eps: ... and the median layer's log10 ‖Δw‖/‖w‖ is below this (steps too "
+                                "small to learn)", "half a decade under the slowest healthy recipe measured (-3.0, "
+                                "Adam 3e-4; update-ratio's calibration); Adam with eps=1 on an MLP regression: -4.1. "
+                                "A large eps with healthy steps (RMSprop's 0.0316 in the MobileNetV3 recipe) is a "
+                                "choice, not a bug"),
         "momentum": Threshold(0.999, "momentum (SGD) or beta1 (Adam) at or above this",
                               "an average over ~1/(1-m) steps: 1000 steps at 0.999, so each step follows gradients "
                               "hundreds of steps old (Sutskever et al. 2013 use at most 0.999 late in training, "

@@ -9,6 +9,7 @@ kernel writes them out when it is not) and are read straight back into the param
 from __future__ import annotations
 
 import tempfile
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,9 @@ class SpillFile:
     def __init__(self):
         self.file = tempfile.TemporaryFile(prefix="audit-snapshot-")
         self.end = 0
+        # The update-norm buffer's file lives as long as the probe's tracker: closed with it, not left to the
+        # garbage collector's ResourceWarning.
+        weakref.finalize(self, self.file.close)
 
     def park(self, t: torch.Tensor, at: int | None = None) -> Parked:
         t = t.detach().contiguous()

@@ -51,6 +51,8 @@ class WarningLog:
         return False
 
     def _show(self, message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ResourceWarning):
+            return  # raised by the garbage collector wherever it happens to run: no line of the user's to name
         text = str(message)
         if any(p.search(text) for p in _OURS):
             return

@@ -1,0 +1,125 @@
+"""The model-zoo sweep: every architecture in bench/zoo_models.py, healthy, at several seeds. A healthy
+recipe must get no warning and no error; the table says what fired where.
+
+    python bench/zoo.py                                  # one model per family, seed 0
+    python bench/zoo.py --seeds 0,1,2 --all              # every torchvision model, every timm and HF entry
+    python bench/zoo.py --only 'resnet|gpt2' --json out.json
+
+Each (model, seed) runs in a fresh process with a time limit, so one architecture that is slow or breaks
+on a CPU cannot stop the sweep; the table marks it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT.parent))
+
+
+def audit_one(name: str, seed: int, steps: int) -> dict:
+    """Build the entry from the seed, audit it, and summarise the report."""
+    import torch
+    from zoo_models import entries
+
+    import auditor
+
+    entry = next(e for e in entries() if e.name == name)
+    torch.manual_seed(seed)
+    kwargs = entry.build()
+    n_params = sum(p.numel() for p in kwargs["model"].parameters())
+    started = time.perf_counter()
+    report = auditor.audit(**kwargs, seed=seed, steps=steps)
+    ev = report.evidence
+    return {"model": name, "source": entry.source, "family": entry.family, "seed": seed, "recipe": entry.recipe,
+            "params": n_params, "seconds": round(time.perf_counter() - started, 1),
+            "findings": [[f.rule, f.severity, f.title] for f in report.findings],
+            "roots": report.root_causes,
+            "loss": [float(ev.loss[0]), float(ev.loss[-1])] if ev.loss.size else None,
+            "expected_initial_loss": ev.probe.expected_initial_loss}
+
+
+def run(name: str, seed: int, steps: int, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--one", name, "--seed", str(seed), "--steps", str(steps)]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"model": name, "seed": seed, "error": f"over {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"model": name, "seed": seed, "error": last[:200]}
+    return json.loads(lines[-1])
+
+
+def table(results: list[dict]) -> str:
+    rows = {}
+    for r in results:
+        rows.setdefault(r["model"], []).append(r)
+    out = ["| model | source | params | recipe | seeds clean | warnings and errors |", "|---|---|---|---|---|---|"]
+    for name, rs in rows.items():
+        ok = [r for r in rs if "error" not in r]
+        clean = sum(not any(f[1] != "info" for f in r["findings"]) for r in ok)
+        fired = sorted({f"{f[0]} ({f[1]})" for r in ok for f in r["findings"] if f[1] != "info"})
+        errors = sorted({r["error"] for r in rs if "error" in r})
+        first = ok[0] if ok else {}
+        params = f"{first['params'] / 1e6:.1f}M" if first else "-"
+        what = ", ".join(fired) or "-"
+        if errors:
+            what += " / did not run: " + "; ".join(errors)
+        out.append(f"| {name} | {first.get('source', '-')} | {params} | {first.get('recipe', '-')} | "
+                   f"{clean}/{len(rs)} | {what} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--all", action="store_true", help="every torchvision model, not one per family")
+    ap.add_argument("--heavy", action="store_true", help="include models of hundreds of millions of parameters")
+    ap.add_argument("--only", help="a regular expression on the model names")
+    ap.add_argument("--sources", default="torchvision,timm,hf")
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--json", help="write the results here as they come")
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(audit_one(args.one, args.seed, args.steps)))
+        return 0
+
+    from zoo_models import entries, representatives
+
+    chosen = entries(tuple(args.sources.split(",")))
+    if not args.all:
+        chosen = representatives(chosen)
+    chosen = [e for e in chosen if (args.heavy or not e.heavy) and (not args.only or re.search(args.only, e.name))]
+    results = []
+    for e in chosen:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            r = run(e.name, seed, args.steps, args.timeout)
+            results.append(r)
+            fired = r.get("error") or [f[0] for f in r["findings"] if f[1] != "info"] or "clean"
+            print(f"{e.name:28s} seed {seed} {r.get('seconds', '-'):>6}s {fired}", flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=1))
+    print()
+    print(table(results))
+    ok = [r for r in results if "error" not in r]
+    clean = sum(not any(f[1] != "info" for f in r["findings"]) for r in ok)
+    print(f"\nclean: {clean}/{len(ok)} runs ({len(results) - len(ok)} did not run)")
+    return 0 if clean == len(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
