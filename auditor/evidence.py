@@ -116,6 +116,8 @@ class ActivationSeries:
     grad_std: np.ndarray
     histograms: dict[int, np.ndarray] = field(default_factory=dict)
     grad_histograms: dict[int, np.ndarray] = field(default_factory=dict)
+    # Values per unit in one forward: the batch for a (B, H) layer, B x T for tokens, B x H x W for pixels.
+    positions: int = 0
 
 
 @dataclass
@@ -246,6 +248,14 @@ def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
     # of sixteen, or a gate, has a gradient on another scale by design, not because the gradient vanished.
     kinds = [a.kind for a in acts]
     acts = [a for a in acts if kinds and a.kind == max(set(kinds), key=kinds.count)]
+    # A head that sees one vector per sample (a classifier's or pooler's activation) behind a body that sees
+    # many positions per sample (tokens, pixels) gets the loss's gradient undivided, where each position of the
+    # body gets a share: its per-element gradient is larger by design (ELECTRA's and ALBERT's heads: 2-3 decades).
+    fewest = min((a.positions for a in acts), default=0)
+    if fewest and any(a.positions > fewest for a in acts):
+        body = [a for a in acts if a.positions > fewest]
+        if len(body) >= len(acts) - 2:
+            acts = body
     if len(acts) >= 3:
         return [a.name for a in acts], np.array([nanmedian(a.grad_std) for a in acts]), "activation gradients"
     mats = [p for p in ev.matrices() if p.role == "weight"]

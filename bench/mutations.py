@@ -162,10 +162,13 @@ def log_softmax_over_batch(kw):
 
 
 def layer_left_out(kw):
+    """The optimizer is handed every parameter but the first layer's (the probe builds it for a copy of the
+    model, so they are left out by position, as a slice of the parameter list would)."""
     first = _first_layer(kw["model"])
+    own = {id(p) for p in first.parameters()}
+    skip = [i for i, p in enumerate(kw["model"].parameters()) if id(p) in own]
     make = kw["make_optimizer"]
-    left = {id(p) for p in first.parameters()}
-    return dict(kw, make_optimizer=lambda params: make([p for p in params if id(p) not in left]))
+    return dict(kw, make_optimizer=lambda params: make([p for i, p in enumerate(params) if i not in skip]))
 
 
 def frozen_output(kw):

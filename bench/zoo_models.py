@@ -53,7 +53,8 @@ def sequences(n: int = 512, length: int = 32, vocab: int = 64):
     g = torch.Generator().manual_seed(1234)
     start = torch.randint(0, vocab, (n, 1), generator=g)
     step = torch.randint(1, 4, (n, 1), generator=g)
-    return (start + step * torch.arange(length)) % vocab, step.squeeze(1) - 1
+    # The class is read off the first token, where BERT-style poolers look: learnable within the probe.
+    return (start + step * torch.arange(length)) % vocab, start.squeeze(1) % 3
 
 
 # --- recipes --------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def _vision_recipe(name: str):
 # Models whose smallest variant stands for the family in the default sweep; the rest run with --all.
 # Convolutional nets at 32x32 (CIFAR's size: every torchvision convnet pools adaptively); transformers at 64x64,
 # so that a 16-pixel patch still leaves a 4x4 grid; Inception at 80, over its 75-pixel minimum.
-TV_SIZE = {"inception_v3": 80}
+TV_SIZE = {"inception_v3": 80, "alexnet": 64}  # AlexNet's three max-pools need more than 32
 
 
 def _size(name: str) -> int:
@@ -171,7 +172,8 @@ def _cls_loader():
 
 def _seq2seq_loader():
     tokens, _ = sequences()
-    return [{"input_ids": tokens[i:i + BATCH, :16], "labels": tokens[i:i + BATCH, 16:]} for i in range(0, 512, BATCH)]
+    return [{"input_ids": tokens[i:i + BATCH, :16].contiguous(), "labels": tokens[i:i + BATCH, 16:].contiguous()}
+            for i in range(0, 512, BATCH)]
 
 
 def _image_loader(size=32, channels=3):

@@ -5,6 +5,22 @@ from auditor.evidence import fmt, smooth
 from auditor.report import figures
 
 
+def step_gain(ev):
+    """How much larger than an ordinary step the user's adaptive optimizer steps on a gradient r times the
+    usual, with its moments at their steady state (m = g, v = g²): Adam-family (b1 m + (1-b1) r g) /
+    sqrt(b2 v + (1-b2) r² g²), RMSprop r / sqrt(alpha + (1-alpha) r²). None for SGD, whose step is r times."""
+    o = ev.optimizer or {}
+    g = (o.get("groups") or [{}])[0]
+    betas = g.get("betas")
+    if isinstance(betas, list | tuple) and len(betas) == 2:
+        b1, b2 = float(betas[0]), float(betas[1])
+        return lambda r: (b1 + (1 - b1) * r) / np.sqrt(b2 + (1 - b2) * r * r)
+    if o.get("class") == "RMSprop" and isinstance(g.get("alpha"), int | float):
+        a = float(g["alpha"])
+        return lambda r: r / np.sqrt(a + (1 - a) * r * r)
+    return None
+
+
 class GradSpikes(Rule):
     id = "grad-spikes"
     summary = "Rare gradient-norm spikes far above the running median; clip at a norm read off the distribution."
@@ -17,13 +33,20 @@ class GradSpikes(Rule):
         "quiet_loss": Threshold(0.05, "steps whose running-median loss is below this fraction of the starting loss "
                                 "are not judged", "a memorised batch drives gradients towards 0 (seen: 1e-4 on a "
                                 "ResNet-18 at loss 0.002), where any ordinary batch is a 'spike'"),
+        "step_gain": Threshold(2.0, "with an adaptive optimizer, a spike counts only when the step the optimizer "
+                               "takes on it is at least this many times an ordinary step",
+                               "Adam's step on a gradient r times the usual is (b1 + (1-b1) r) / sqrt(b2 + (1-b2) "
+                               "r^2) times the usual (steady-state moments): 1.96x at r=12 with (0.9, 0.999), "
+                               "never above (1-b1)/sqrt(1-b2) = 3.2x, and below 1x at b2=0.95 (nanoGPT)"),
         "max_share": Threshold(0.1, "spikes must be rare: at most this share of steps (more is divergence or noise)",
                                "rare outliers, by definition"),
     }
     why = """
 A single batch with a gradient ten or a hundred times the usual one (an outlier sample, a near-zero
-denominator, a rare token) moves the weights by that much more: one step can undo many, and with Adam it
-also inflates the second-moment estimate for a long time. Clipping the global gradient norm just above the
+denominator, a rare token) moves plain SGD's weights by that much more: one step can undo many. Adam divides
+the spike by its own second moment, so its step grows far less (at most (1-b1)/sqrt(1-b2) = 3.2x with the
+default betas) and the rule judges the step Adam takes, not the raw gradient; the spike still inflates the
+second-moment estimate for a while. Clipping the global gradient norm just above the
 normal range removes the spikes and leaves ordinary steps alone.
 """
     example = """
@@ -50,6 +73,9 @@ optimizer.step()
         start = float(np.median(ev.loss[: int(t.skip)]))
         ratio[smooth(ev.loss, 15) < t.quiet_loss * start] = np.nan
         spikes = np.flatnonzero(np.isfinite(ratio) & (ratio > t.factor))
+        gain = step_gain(ev)
+        if gain is not None:  # an adaptive optimizer divides the spike by its own second moment
+            spikes = spikes[gain(ratio[spikes]) >= t.step_gain]
         if not spikes.size or spikes.size > t.max_share * g.size:
             return
         normal = g[np.setdiff1d(np.arange(g.size), spikes)]

@@ -1,8 +1,19 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import depth_profile, fmt, profile_ends
+from auditor.evidence import depth_profile, fmt, is_adaptive, nanmedian, profile_ends
 from auditor.report import figures
+
+
+def _update_lag(ev) -> float | None:
+    """How many decades the updates of the weight tensors nearest the input (first third) lag those nearest
+    the output (last third), as ‖Δw‖/‖w‖ medians over the later half of the probe."""
+    ratios = [nanmedian(p.update_data_ratio[ev.window()]) for p in ev.matrices() if p.role == "weight"]
+    ratios = np.array([r for r in ratios if np.isfinite(r) and r > 0])
+    if ratios.size < 3:
+        return None
+    k = max(1, ratios.size // 3)
+    return float(np.log10(np.median(ratios[-k:]) / np.median(ratios[:k])))
 
 
 class VanishingGradients(Rule):
@@ -12,6 +23,11 @@ class VanishingGradients(Rule):
         "decades": Threshold(2.0, "warn when the gradient at the first layer is this many decades (powers of "
                              "10) below the last layer's",
                              "measured: healthy ResNet, GPT, transformer and MLP samples stay within 0.5 decade"),
+        "update_decades": Threshold(1.0, "with an adaptive optimizer, report only when the updates near the input "
+                                    "also lag those near the output by this many decades", "Adam's step is ~lr "
+                                    "per element whatever the gradient's scale (Kingma & Ba 2015, 2.1); "
+                                    "measured: ALBERT and ELECTRA tiny configs, 2-3 decades of gradient, updates "
+                                    "within one decade, learning to 1% of their start"),
         "min_layers": Threshold(3, "layers needed before a depth profile is judged", "a profile needs a slope"),
     }
     why = """
@@ -45,6 +61,9 @@ check the figure before acting.
         decades = float(np.log10(near_input / near_output))
         if decades > -t.decades:
             return
+        lag = _update_lag(ev)
+        if is_adaptive(ev) and lag is not None and lag < t.update_decades:
+            return  # Adam divides each gradient by its own scale: the layers near the input still move
         diagnosis = (f"Measured on {source}: the gradient near the input ({names[0]} ...) is {fmt(near_input)}, "
                      f"{fmt(-decades, 2)} decades below the {fmt(near_output)} near the output (... {names[-1]}), "
                      f"across {len(names)} layers. The layers near the input "

@@ -20,6 +20,16 @@ def _frozen(ev) -> list[str]:
     return out
 
 
+def _frozen_output(ev) -> list[str]:
+    """The output layer's own parameters when every one of them has requires_grad=False: a head frozen with
+    the body it replaced (or never unfrozen) stays at its random initialisation, and everything else learns to
+    feed a fixed random projection. Freezing is deliberate for a backbone, almost never for the layer that
+    produces the output."""
+    names = list(getattr(ev.structure, "output_params", None) or [])
+    trainable = {p.name for p in ev.params}
+    return names if names and not any(n in trainable for n in names) else []
+
+
 def _why(ev, names: list[str]) -> str:
     reasons = {}
     for n in names:
@@ -37,7 +47,9 @@ A parameter with a gradient that the optimizer never changes is dead weight: it 
 parameter list given to the optimizer (a second module created after the optimizer, a forgotten group), or
 its group's learning rate is 0. The network trains with part of itself frozen at its random initialisation,
 and nothing errors. Parameters with requires_grad=True that never receive a gradient are unused by the
-forward pass (or cut off by a detach): that is reported as info, since freezing can be deliberate.
+forward pass (or cut off by a detach): that is reported as info, since freezing can be deliberate. An output
+layer with requires_grad=False is a warning: a backbone is frozen on purpose, the head that produces the
+output almost never.
 """
     example = """
 optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)    # the body is never updated
@@ -63,6 +75,18 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
                 "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)\n"
                 "# or add the missing ones: optimizer.add_param_group({'params': missing})",
                 frozen, frozen=frozen)
+        head = _frozen_output(ev)
+        if head:
+            layer = head[0].rsplit(".", 1)[0]
+            yield self.finding(
+                "warning", "The output layer is frozen",
+                f"{', '.join(head)} (the layer that produces the model's output) "
+                f"{'has' if len(head) == 1 else 'have'} requires_grad=False: it stays at its random initialisation "
+                "and the rest of the network can only learn to feed a fixed random projection.",
+                "Unfreeze the output layer and give it to the optimizer:\n\n"
+                f"for p in model.get_submodule({layer!r}).parameters():\n    p.requires_grad_(True)\n"
+                "optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)",
+                head, frozen_output=head)
         if unused:
             yield self.finding(
                 "info", "Parameters that never receive a gradient",
@@ -83,11 +107,19 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     def plan_fix(self, ev, finding):
         if finding.severity == "info":
             return None
+        if "frozen_output" in finding.evidence:
+            names = finding.evidence["frozen_output"]
+
+            def unfreeze(model):
+                for n in names:
+                    model.get_parameter(n).requires_grad_(True)
+            return FixPlan("the output layer unfrozen and added to the optimizer", model_edit=unfreeze,
+                           add_missing_params=True)
         return FixPlan("the parameters missing from the optimizer added as a parameter group",
                        add_missing_params=True)
 
     def measure(self, ev, finding):
-        return len(_frozen(ev))
+        return len(_frozen_output(ev)) if "frozen_output" in finding.evidence else len(_frozen(ev))
 
 
 RULE = WeightsNotUpdating()

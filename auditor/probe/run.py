@@ -603,8 +603,10 @@ def _assemble(info: ProbeInfo, host, table, has_grad: dict[int, list[bool]], tra
     for order, name in enumerate(tracer.kinds):
         hist = dict(zip(*host.get(f"acthist/{name}", ([], [])), strict=True))
         ghist = dict(zip(*host.get(f"actgradhist/{name}", ([], [])), strict=True))
+        counts = tracer.numel.get(name) or {0: 0}
         activations.append(ActivationSeries(name=name, kind=tracer.kinds[name], units=tracer.units[name],
                                             order=order, histograms=hist, grad_histograms=ghist,
+                                            positions=counts[min(counts)] // max(tracer.units[name], 1),
                                             **tracer.moments(name, host, n)))
     return Evidence(probe=info, loss=loss, loss_after=loss_after, grad_norm=grad_norm, params=params,
                     activations=activations)

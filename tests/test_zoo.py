@@ -1,0 +1,36 @@
+"""A fast subset of the zoo sweeps (bench/zoo.py, bench/mutations.py): healthy architectures built from their
+libraries with their authors' recipes stay clean, and injected faults are named by their root cause."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import mutations  # noqa: E402
+
+import auditor  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert"])
+def test_hugging_face_tiny_configs_are_clean(name):
+    if importlib.util.find_spec("transformers") is None:
+        pytest.skip("transformers is not installed")
+    torch.manual_seed(0)
+    report = auditor.audit(**mutations.build(name), seed=0)
+    assert not [f.rule for f in report.findings if f.severity != "info"]
+
+
+@pytest.mark.parametrize("op", ["output_x100", "broadcast_loss", "layer_left_out", "frozen_output", "adam_eps_1",
+                                "lr_x100"])
+def test_injected_fault_is_the_headline(op):
+    result = mutations.audit_one("mlp_regression", op, seed=0)
+    operator = next(o for o in mutations.OPERATORS if o.name == op)
+    assert result["applies"] and result["detected"], result
+    assert result["headline"] in operator.expect, result
+
+
+def test_unmutated_model_is_clean():
+    assert mutations.audit_one("mlp_regression", "none", seed=0)["fired"] == []
