@@ -13,7 +13,8 @@ class OverfitOneBatch(Rule):
     thresholds = {
         "max_fraction": Threshold(0.4, "warn when the best loss on the batch stays above this fraction of its start",
                                   "measured: healthy samples reach 0.01-1% of the start (Adam 3e-3, 150 steps, "
-                                  "8 samples), 24% with a label-smoothed loss whose floor is above 0; broken "
+                                  "8 samples; measured from the loss's own floor, which label smoothing, class "
+                                  "weights and soft targets raise above 0); broken "
                                   "ones stay at 59-87%"),
     }
     why = """
@@ -40,19 +41,24 @@ self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))        
         if not np.isfinite(losses[0]) or losses[0] <= 0:
             return
         best = float(np.nanmin(losses)) if np.isfinite(losses).any() else float("nan")
-        fraction = best / losses[0] if np.isfinite(best) else float("inf")
+        # Label smoothing, class weights with it, soft targets: the loss has a floor above 0 that no model goes
+        # below; progress is measured from the start towards that floor.
+        floor = o.get("floor")
+        floor = floor if floor is not None and 0 <= floor < 0.9 * losses[0] else 0.0
+        fraction = (best - floor) / (losses[0] - floor) if np.isfinite(best) else float("inf")
         if fraction <= t.max_fraction:
             return
         yield self.finding(
             "warning", "Cannot overfit a single small batch",
             f"Trained alone on {o['samples']} samples for {o['steps']} Adam steps (lr {o['lr']}), the loss went "
-            f"from {fmt(losses[0])} to at best {fmt(best)} ({pct(fraction)} of its start); a working model "
+            f"from {fmt(losses[0])} to at best {fmt(best)} ({pct(fraction)} of the way from its start"
+            + (f" to the loss's floor of {fmt(floor)}" if floor else "") + "); a working model "
             "memorises them. Look for an output that cannot express the targets, a loss comparing the wrong "
             "tensors, or labels that do not match inputs.",
             "Check the output layer and the loss against the targets, e.g.:\n\n"
             "out = model(x[:8]); print(out[:4], y[:4])   # same shape, same range?\n"
             "# no ReLU/sigmoid/softmax after the last layer unless the loss expects it",
-            [], start=float(losses[0]), best=best, fraction=fraction)
+            [], start=float(losses[0]), best=best, fraction=fraction, floor=floor)
 
     def draw(self, ax, ev, finding):
         losses = ev.overfit["losses"]

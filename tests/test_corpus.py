@@ -20,7 +20,8 @@ def _audit(name):
     return auditor.audit(**CASES[name].build())
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=c.known_miss))
+                                  if c.known_miss else n for n, c in CASES.items()])
 def test_corpus_case(name):
     case = CASES[name]
     if case.needs and importlib.util.find_spec(case.needs) is None:

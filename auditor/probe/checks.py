@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .batches import LossComputer, map_tensors, tensors
+from .lossspy import KINDS, LossCall, LossSpy
 
 OVERFIT_SAMPLES = 8  # few enough that no two share an input with different labels, as a language batch may
 OVERFIT_STEPS = 150
@@ -273,16 +274,57 @@ def overfit_one_batch(m: nn.Module, batch, compute: Callable) -> dict:
     small = map_tensors(batch, lambda t: t[:OVERFIT_SAMPLES] if t.ndim else t)
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=OVERFIT_LR)
     losses = []
+    floor = None
     for step in range(OVERFIT_STEPS):
         opt.zero_grad(set_to_none=True)
-        loss = compute(m, small)
+        if step == 0:
+            with LossSpy() as spy:
+                loss = compute(m, small)
+            floor = loss_floor(spy.call)
+        else:
+            loss = compute(m, small)
         loss.backward()
         opt.step()
         losses.append(loss.detach().float())
         if (step + 1) % OVERFIT_CHECK == 0 and float(losses[-1]) <= OVERFIT_DONE * float(losses[0]):
             break
     values = torch.stack(losses).cpu().numpy().astype(float)
-    return {"losses": values.tolist(), "samples": OVERFIT_SAMPLES, "steps": len(losses), "lr": OVERFIT_LR}
+    return {"losses": values.tolist(), "samples": OVERFIT_SAMPLES, "steps": len(losses), "lr": OVERFIT_LR,
+            "floor": floor}
+
+
+_FUNCTIONS = {kind: fn for fn, kind in KINDS.items()}
+FLOOR_STEPS = 300
+
+
+def loss_floor(call: LossCall | None) -> float | None:
+    """The least loss any output could reach on these targets under this loss and its options: the user's
+    functional loss minimised over a free output tensor. 0 for a plain cross-entropy on hard labels; above 0
+    with label smoothing, class weights with smoothing, soft targets (their entropy), or targets that no single
+    output fits. None where the loss was not recognised."""
+    if call is None or call.target is None or call.kind not in _FUNCTIONS:
+        return None
+    fn = _FUNCTIONS[call.kind]
+    with torch.enable_grad():
+        x = call.input.detach().float()
+        # Probabilities (bce) are reached through a sigmoid and log-probabilities (nll) through a log-softmax,
+        # so that the free tensor stays a valid input.
+        z = (torch.logit(x.clamp(1e-4, 1 - 1e-4)) if call.kind == "bce" else x.clone()).requires_grad_(True)
+        target = call.target
+        options = dict(call.options)
+        opt = torch.optim.Adam([z], lr=0.1)
+        best = math.inf
+        for _ in range(FLOOR_STEPS):
+            opt.zero_grad(set_to_none=True)
+            out = torch.sigmoid(z) if call.kind == "bce" else (
+                torch.log_softmax(z, dim=1 if z.ndim > 1 else 0) if call.kind == "nll" else z)
+            value = fn(out, target.float() if call.kind in ("bce", "bce_logits") else target, **options)
+            if value.numel() != 1:
+                return None
+            value.backward()
+            opt.step()
+            best = min(best, float(value.detach()))
+    return best if math.isfinite(best) else None
 
 
 def zeroed_inputs(model: nn.Module, batches: list, compute: Callable) -> dict | None:
