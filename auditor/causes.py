@@ -211,6 +211,11 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
             f.explains, f.explained_by, f.because = list(node.explains), list(node.explained_by), dict(node.because)
     roots = [f for f in by_rule.values() if not f.explained_by]
     roots.sort(key=_strength(parents, by_rule))
+    # Where one root's fix was proven on a copy (its finding gone, training no worse), a root whose fix left
+    # training worse does not lead before it: the proven change comes first.
+    outcome = {f.rule: (f.verified or {}).get("outcome") for f in roots}
+    if any(o in ("resolved", "improved") for o in outcome.values()):
+        roots.sort(key=lambda f: outcome[f.rule] == "worse")
     return [f.rule for f in roots]
 
 
@@ -236,17 +241,15 @@ def _below(parents: dict[str, dict[str, str]], rule: str) -> set[str]:
 
 
 def _strength(parents: dict[str, dict[str, str]], severity: dict[str, Finding]):
-    """Sort key, strongest first: a fix not proven to make training worse, the worst severity among itself and
-    what it explains, then counterfactual support, how much it explains, how much its verified fix lowered the
-    training loss, an earlier onset, its own severity."""
+    """Sort key, strongest first: the worst severity among itself and what it explains, then counterfactual
+    support, how much it explains, how much its verified fix lowered the training loss, an earlier onset, its
+    own severity."""
     def key(f: Finding):
         below = _below(parents, f.rule)
         proven = sum(why.startswith("counterfactual") for ps in parents.values() for c, why in ps.items()
                      if c == f.rule)
         worst = max([_rank(f)] + [_rank(severity[r]) for r in below if r in severity])
-        # A root whose fix was tried on a copy and left training worse is not the change to lead with.
-        worse = (f.verified or {}).get("outcome") == "worse"
-        return (worse, -worst, -proven, -len(below), -_training_gain(f), _onset(f), -_rank(f), f.rule)
+        return (-worst, -proven, -len(below), -_training_gain(f), _onset(f), -_rank(f), f.rule)
 
     return key
 

@@ -4,6 +4,30 @@ from auditor.engine import Rule, Threshold
 from auditor.evidence import first_step, nanmedian, pct
 from auditor.report import figures
 
+_GATES = ("Sigmoid", "Hardsigmoid")
+
+
+def _gating(ev) -> set[str]:
+    """Activation modules in a squeeze-and-excitation bottleneck: they see one pooled vector per sample (fewer
+    values per unit than the network's other activations) and feed, through one layer, a sigmoid gate."""
+    s = ev.structure
+    if not s or not getattr(s, "edges", None):
+        return set()
+    types = {c.name: c.type for c in s.calls}
+    after: dict[str, set[str]] = {}
+    for a, b in s.edges:
+        after.setdefault(a, set()).add(b)
+    fewest = min((a.positions for a in ev.activations if a.positions), default=0)
+    most = max((a.positions for a in ev.activations), default=0)
+    out = set()
+    for act in ev.activations:
+        if not fewest or act.positions != fewest or most <= fewest:
+            continue
+        reach = {c for n in after.get(act.name, ()) for c in after.get(n, ())} | after.get(act.name, set())
+        if any(types.get(n) in _GATES for n in reach):
+            out.add(act.name)
+    return out
+
 
 class DeadUnits(Rule):
     id = "dead-units"
@@ -30,7 +54,9 @@ nn.init.zeros_(layer.bias)
 # and keep the learning rate in range; consider LeakyReLU/GELU, or BatchNorm before the ReLU
 """
     known_problems = """
-"Dead for every sample" is judged per batch: with very small batches a rarely active unit can look dead.
+"Dead for every sample" is judged per batch: with very small batches a rarely active unit can look dead. Units
+in the bottleneck of a squeeze-and-excitation gate (one pooled vector per sample, feeding a sigmoid gate) are
+reported as information: the gate still works through the units left.
 Leaky ReLU keeps a slope everywhere and is never reported.
 """
     references = ("A. Karpathy, makemore part 3 (2022): dead neurons, the white columns",
@@ -38,11 +64,21 @@ Leaky ReLU keeps a slope everywhere and is never reported.
                   "He et al., 'Delving Deep into Rectifiers', ICCV 2015")
 
     def check(self, ev, t):
-        bad = []
+        bad, gates = [], []
+        gating = _gating(ev)
         for act in ev.activations:
             frac = nanmedian(act.dead)
             if np.isfinite(frac) and frac >= t.warn_fraction:
-                bad.append((frac, act))
+                (gates if act.name in gating else bad).append((frac, act))
+        if gates:
+            listing = ", ".join(f"{a.name}: {pct(f)} of {a.units} units" for f, a in gates)
+            yield self.finding(
+                "info", "Dead units in squeeze-and-excitation gates",
+                f"Units off for every sample, in the bottleneck of a gate: {listing}. Each sees one pooled vector "
+                "per sample, so a few samples decide, and the gate still works through the units left and its "
+                "bias; from-scratch SE networks (RegNetY, MobileNetV3, EfficientNet) train with them.",
+                "Nothing to do unless the whole gate is dead; a wider bottleneck (squeeze ratio) keeps more units.",
+                [a.name for _, a in gates], dead_fraction={a.name: f for f, a in gates}, gate=True)
         if not bad:
             return
         bad.sort(key=lambda x: -x[0])
