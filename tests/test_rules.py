@@ -285,5 +285,11 @@ def test_torch_warnings_are_evidence_not_stderr_noise(audit_sample):
     (f,) = [f for f in report.findings if f.rule == "torch-warnings"]
     (w,) = f.evidence["warnings"]  # once, however many steps called it
     assert w["where"] == "model.py:24" and w["step"] == 0 and "softmax" in w["message"]
+    # A warning the user silenced stays silent.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Implicit dimension")
+        quiet = audit_setup(load_files(SAMPLES / "torch_warnings" / "model.py",
+                                       SAMPLES / "torch_warnings" / "loader.py"), steps=20, verify_fixes=False)
+    assert quiet.evidence.warnings == []
     # The broadcasting warning is loss-broadcast's, with its shapes; it is not listed twice.
     assert "torch-warnings" not in {f.rule for f in audit_sample("loss_broadcast").findings}

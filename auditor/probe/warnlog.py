@@ -42,7 +42,9 @@ class WarningLog:
             frame = frame.f_back
         self._catch = warnings.catch_warnings()
         self._catch.__enter__()
-        warnings.simplefilter("default")  # once per location; resets the registries of earlier runs
+        # Once per location for what no filter decides, behind the user's own filters (a warning they silenced
+        # stays silent); changing the filters also resets the once-per-location registries of earlier runs.
+        warnings.simplefilter("default", append=True)
         warnings.showwarning = self._show
         return self
 
