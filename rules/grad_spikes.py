@@ -30,9 +30,11 @@ class GradSpikes(Rule):
         "skip": Threshold(5, "steps at the start not judged: the gradient falls from its initial scale there",
                           "measured: the first step's gradient is 15x the later median on the loss-oscillation "
                           "sample, an init transient, not an outlier batch"),
-        "quiet_loss": Threshold(0.05, "steps whose running-median loss is below this fraction of the starting loss "
+        "quiet_loss": Threshold(0.1, "steps whose running-median loss is below this fraction of the starting loss "
                                 "are not judged", "a memorised batch drives gradients towards 0 (seen: 1e-4 on a "
-                                "ResNet-18 at loss 0.002), where any ordinary batch is a 'spike'"),
+                                "ResNet-18 at loss 0.002), where any ordinary batch is a 'spike'; measured: tiny "
+                                "DistilBERT and ALBERT spike 14x and 33x at 5.7% of their starting loss, one seed "
+                                "in three, while learning normally"),
         "step_gain": Threshold(2.0, "with an adaptive optimizer, a spike counts only when the step the optimizer "
                                "takes on it is at least this many times an ordinary step",
                                "Adam's step on a gradient r times the usual is (b1 + (1-b1) r) / sqrt(b2 + (1-b2) "
