@@ -149,7 +149,9 @@ def timm_entries() -> list[Entry]:
                 model = timm.create_model(name, pretrained=False, **kw)
             return dict(model=model, loader=images(size), make_optimizer=make_opt)
 
-        out.append(Entry(name, "timm", re.split(r"[_\d]", name)[0], build, heavy=name == "convmixer_768_32"))
+        # timm shares some names with torchvision (efficientnet_b0, densenet121): its entries carry a prefix.
+        out.append(Entry(f"timm/{name}", "timm", re.split(r"[_\d]", name)[0], build,
+                         heavy=name == "convmixer_768_32"))
         out[-1].recipe = recipe
     return out
 
