@@ -153,7 +153,7 @@ class Evidence:
     # (auditor/probe/samplers.py): a loader.py whose own epoch loop never calls set_epoch repeats one epoch.
     samplers: list = field(default_factory=list)
     # The optimizer's settings per group, and for adaptive ones √v̂ against eps per tensor at the end of the
-    # replay (auditor/probe/optim.settings_and_state).
+    # replay (auditor/probe/optim.OptimizerReadout).
     optimizer: dict | None = None
     # Warnings shown while the user's forward and loss ran (auditor/probe/warnlog.py), once per message and line.
     warnings: list = field(default_factory=list)

@@ -225,41 +225,43 @@ _SECOND_MOMENT = {"Adam": ("exp_avg_sq", True), "AdamW": ("exp_avg_sq", True), "
 _SETTINGS = ("lr", "eps", "betas", "momentum", "weight_decay", "nesterov", "alpha", "dampening")
 
 
-def settings_and_state(opt: torch.optim.Optimizer, names: dict[int, str], moments: bool = True) -> dict:
+class OptimizerReadout:
     """The optimizer's settings per group and, for adaptive optimizers, how its eps compares with the root of
     the second moment it divides by, per parameter tensor: the RMS of √v̂ and the share of elements whose √v̂ is
-    below eps (where eps, not the gradient, sets the step). One read-back at the end of the replay."""
-    opt = unwrap(opt)
-    kind = type(opt).__name__
-    groups = []
-    for group in opt.param_groups:
-        groups.append({"params": [names[id(p)] for p in group["params"] if id(p) in names],
-                       **{k: _plain(group[k]) for k in _SETTINGS if k in group},
-                       "decoupled": kind == "AdamW" or bool(group.get("decoupled_weight_decay"))})
-    out = {"class": kind, "groups": groups, "second_moment": {}}
-    key, corrected = _SECOND_MOMENT.get(kind, (None, False))
-    if key is None or not moments:  # under torchrun the state may be sharded: the settings alone
-        return out
-    rows, which = [], []
-    for group in opt.param_groups:
-        eps = group.get("eps")
-        if not isinstance(eps, int | float):
-            continue
-        beta2 = group.get("betas", (0.9, 0.999))[1]
-        for p in group["params"]:
-            state = opt.state.get(p, {})
-            v, step = state.get(key), state.get("step")
-            if not isinstance(v, torch.Tensor) or id(p) not in names or v.numel() == 0:
+    below eps (where eps, not the gradient, sets the step). The moments go into the replay's device log, so
+    they come back in its one read-back."""
+
+    def __init__(self, opt: torch.optim.Optimizer, names: dict[int, str], log, moments: bool = True):
+        opt = unwrap(opt)
+        self.kind = type(opt).__name__
+        self.groups = [{"params": [names[id(p)] for p in g["params"] if id(p) in names],
+                        **{k: _plain(g[k]) for k in _SETTINGS if k in g}} for g in opt.param_groups]
+        self.which: list[tuple[str, int]] = []
+        key, corrected = _SECOND_MOMENT.get(self.kind, (None, False))
+        if key is None or not moments:  # under torchrun the state may be sharded: the settings alone
+            return
+        rows = []
+        for group in opt.param_groups:
+            eps = group.get("eps")
+            if not isinstance(eps, int | float):
                 continue
-            v = v.detach().float()
-            if corrected and step is not None:
-                t = float(step)
-                v = v / max(1 - float(beta2) ** t, 1e-12)
-            root = v.sqrt() if key != "exp_inf" else v.abs()
-            rows.append(torch.stack([root.pow(2).mean().sqrt(), (root < eps).float().mean()]))
-            which.append((names[id(p)], p.numel()))
-    if rows:
-        values = torch.stack(rows).cpu().tolist()
-        out["second_moment"] = {n: {"rms_root": r, "eps_share": e, "numel": k}
-                                for (n, k), (r, e) in zip(which, values, strict=True)}
-    return out
+            beta2 = group.get("betas", (0.9, 0.999))[1]
+            for p in group["params"]:
+                state = opt.state.get(p, {})
+                v, step = state.get(key), state.get("step")
+                if not isinstance(v, torch.Tensor) or id(p) not in names or v.numel() == 0:
+                    continue
+                v = v.detach().float()
+                if corrected and step is not None:
+                    v = v / max(1 - float(beta2) ** float(step), 1e-12)
+                root = v.sqrt() if key != "exp_inf" else v.abs()
+                rows.append(torch.stack([root.pow(2).mean().sqrt(), (root < eps).float().mean()]))
+                self.which.append((names[id(p)], p.numel()))
+        if rows:
+            log.put("second_moment", torch.stack(rows), 0)
+
+    def evidence(self, host: dict) -> dict:
+        values = host["second_moment"][1][0].tolist() if self.which else []
+        return {"class": self.kind, "groups": self.groups,
+                "second_moment": {n: {"rms_root": r, "eps_share": e, "numel": k}
+                                  for (n, k), (r, e) in zip(self.which, values, strict=True)}}

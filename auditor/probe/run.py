@@ -415,7 +415,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
         flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
         log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
     ranks = distributed.per_rank(d, model, log, checks.FINGERPRINT_STEPS) if d is not None else None
-    optimizer_state = optim.settings_and_state(opt, {id(p): n for n, p in named}, moments=d is None) if steps_run \
+    readout = optim.OptimizerReadout(opt, {id(p): n for n, p in named}, log, moments=d is None) if steps_run \
         else None
     host = log.read_back(distributed.reducer(d) if d is not None else None)
     loop_seconds = time.perf_counter() - loop_started
@@ -449,7 +449,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     evidence.zeroed_inputs = zeroed
     evidence.zeroed_inputs_init = zeroed_init
     evidence.ranks = ranks
-    evidence.optimizer = optimizer_state
+    evidence.optimizer = readout.evidence(host) if readout is not None else None
     evidence.input_stats = checks.input_stats(init_batches, losses)
     if view.call is not None:
         evidence.loss_call = {"kind": view.call.kind, "input_shape": list(view.call.input.shape),
