@@ -52,7 +52,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
     report.catalogue = rules
-    report.settings = {"steps": steps, "stats_every": stats_every, "seed": seed, "device": device,
+    report.settings = {"mode": "replay", "steps": steps, "stats_every": stats_every, "seed": seed, "device": device,
                        "verify_fixes": verify_fixes, "in_place": options.in_place, "amp": evidence.probe.amp,
                        "ignore": sorted(set(ignore)),
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
@@ -66,6 +66,31 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
             mark_partial(evidence, stop.reason, stop.exit_code)
             counter = Counterfactuals()
     report.root_causes = link(findings, counter.removed_by, counter.stayed_after)
+    report.order_by_cause()
+    return report
+
+
+def audit_script(script, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY, seed: int = 0,
+                 ignore: Iterable[str] = (), thresholds: dict | None = None, plugins: Iterable[str] = (),
+                 progress: Progress | Callable[[int], None] | None = None) -> Report:
+    """`audit run train.py ARGS`: the script's own loop, observed for its first `steps` optimizer steps
+    (auditor/probe/script.py), judged by the same rules as a replay. `script` is an auditor.probe.script.Script."""
+    from .probe.script import run_script
+
+    rules = load_rules(plugins)
+    resolved = resolve_thresholds(rules, thresholds or {})
+    unknown = set(ignore) - set(rules)
+    if unknown:
+        raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
+    evidence = run_script(script, steps, stats_every, seed)
+    findings = run_rules(evidence, rules, resolved, ignore)
+    report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
+    report.catalogue = rules
+    report.settings = {"mode": "script", "script": script.name, "args": list(script.args), "steps": steps,
+                       "stats_every": stats_every, "seed": seed, "device": evidence.probe.device,
+                       "verify_fixes": False, "ignore": sorted(set(ignore)),
+                       "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
+    report.root_causes = link(findings, {}, {})
     report.order_by_cause()
     return report
 

@@ -45,6 +45,30 @@ def _whole_layer_dead(f: Finding) -> bool:
 # the edge from the earlier entry wins. The data and the model's structure come first, then the
 # initialisation, then the training dynamics they set off.
 MECHANISMS = (
+    # The loop's own bugs (audit run) come first: each changes what every update is, so every dynamics rule
+    # downstream measures its effect.
+    Mechanism("stale-optimizer", ("weights-not-updating", "loss-plateau", "update-ratio", "missing-zero-grad",
+                                  "lr-range", "overfit-one-batch"),
+              "an optimizer holding another model's tensors never moves the one that runs",
+              "PyTorch docs, torch.optim: construct optimizers after the model's final form"),
+    Mechanism("grads-zeroed-before-step", ("weights-not-updating", "loss-plateau", "update-ratio", "lr-range"),
+              "gradients cleared before step() leave the optimizer nothing to apply",
+              "PyTorch docs, 'Zeroing out gradients in PyTorch'"),
+    Mechanism("missing-zero-grad", ("loss-divergence", "loss-nan", "loss-oscillation", "grad-spikes",
+                                    "exploding-gradients", "update-ratio", "lr-range", "dead-units",
+                                    "saturated-units", "grad-data-ratio", "loss-plateau"),
+              "gradients summed over every earlier step make each update larger than the last",
+              "PyTorch docs, torch.optim.Optimizer.zero_grad"),
+    Mechanism("clip-before-unscale", ("loss-plateau", "update-ratio", "lr-range", "vanishing-gradients"),
+              "clipping the scaled norm shrinks the real gradients by the loss scale",
+              "PyTorch docs, 'Automatic Mixed Precision examples': gradient clipping"),
+    Mechanism("lr-schedule", ("loss-plateau", "update-ratio", "vanishing-gradients", "lr-range",
+                              "overfit-one-batch", "loss-oscillation"),
+              "a rate that collapses within the first steps stops every layer from learning",
+              "PyTorch docs, 'How to adjust learning rate'"),
+    Mechanism("train-in-eval-mode", ("overfitting", "loss-oscillation", "grad-spikes"),
+              "training without dropout and on frozen BatchNorm statistics removes the regularisation and "
+              "mismatches the normalisation", "PyTorch docs, nn.Module.train"),
     Mechanism("label-problems", ("loss-plateau", "lr-range", "update-ratio", "input-independence",
                                  "overfit-one-batch", "overfitting", "loss-oscillation"),
               "labels that do not belong to their inputs leave nothing to learn but the label frequencies",

@@ -24,29 +24,30 @@ from .progress import for_terminal
 _COLOURS = {"error": "red", "warning": "yellow", "info": "blue"}
 
 
-class _DefaultToRun(click.Group):
-    """`audit model.py ...` runs an audit; `audit rules` and `audit explain` are subcommands."""
+class _DefaultToModel(click.Group):
+    """`audit model.py ...` audits a model file; `audit run`, `audit rules`, `audit explain` are subcommands."""
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
-            args = ["run", *args]
+            args = ["model", *args]
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=_DefaultToRun, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_DefaultToModel, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="audit")
 def cli():
     """Tell why a network will train badly, and what to change, before a long run.
 
     \b
     audit model.py --data loader.py     probe a short stretch of training and report
+    audit run train.py ARGS             observe your own training script's first steps and report
     audit rules                         list the rule catalogue
     audit explain RULE                  what a rule checks, why, how to fix, sources
     audit diff BASE HEAD                what changed between two audits, as a pull-request comment
     """
 
 
-@cli.command("run")
+@cli.command("model", hidden=True)
 @click.argument("model_file", metavar="MODEL.py")
 @click.option("--data", "data_file", metavar="LOADER.py", help="File defining train_loader (or loader, or "
               "build_loader()). Omit when MODEL.py defines the loader.")
@@ -82,11 +83,16 @@ def cli():
               "float32]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
-def run_cmd(debug, **options):
+def model_cmd(debug, **options):
     """Audit MODEL.py: probe training on a copy of the model and report what is wrong."""
+    _exit(lambda: _run(**options), debug, distributed=True)
+
+
+def _exit(body, debug: bool, distributed: bool = False) -> None:
+    """Run a command's body and exit with its code: one line for bad input, never a traceback of the user's."""
     together = False  # whether this rank ended in step with the others (under torchrun)
     try:
-        code = _run(**options)
+        code = body()
         together = True
     except AuditError as error:
         print_error(error)
@@ -103,8 +109,70 @@ def run_cmd(debug, **options):
         click.echo(f"audit: internal error: {type(exc).__name__}: {exc} (a bug in the auditor; rerun with --debug "
                    "for the traceback and report it)", err=True)
         code = 2
-    distributed.shutdown(code, together)
+    if distributed:
+        _shutdown(code, together)
     sys.exit(code)
+
+
+def _shutdown(code: int, together: bool) -> None:
+    distributed.shutdown(code, together)
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-m", "module", is_flag=True, help="SCRIPT is a module to run as `python -m` does.")
+@click.option("--steps", type=int, help="Optimizer steps of the script to observe, then stop it. [default: 100]")
+@click.option("--stats-every", type=int, help="Take activation, weight and update statistics every N steps. "
+              "[default: 13]")
+@click.option("--seed", type=int, help="Seed python, numpy and torch with this before the script runs (a script "
+              "that seeds itself keeps its own). [default: 0]")
+@click.option("--out", help="Folder for the reports. [default: audit-report]")
+@click.option("--format", "formats", help="Comma-separated subset of: json,md,html,pdf. [default: all four]")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), help="Lowest severity that makes the exit code 1. "
+              "[default: error]")
+@click.option("--ignore", multiple=True, metavar="RULE", help="Switch a rule off (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="RULE.NAME=VALUE", help="Override a threshold "
+              "(repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
+@click.argument("script", metavar="SCRIPT")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[SCRIPT ARGS]...")
+def run_script_cmd(debug, **options):
+    """Run SCRIPT (your own training script, unchanged) for its first steps, observing its loop, and report
+    what is wrong. Everything after SCRIPT is the script's own: `audit run train.py --lr 0.1 --out ckpt`."""
+    _exit(lambda: _run_script(**options), debug)
+
+
+def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore, overrides, quiet, script,
+                script_args) -> int:
+    import os
+
+    from .api import audit_script
+    from .probe.script import Script
+
+    target = Script(script, list(script_args), module=module)
+    settings = load_settings(Path.cwd())
+    steps = steps if steps is not None else settings.steps
+    stats_every = stats_every if stats_every is not None else settings.stats_every
+    seed = seed if seed is not None else settings.seed
+    out = out or settings.out
+    fail_on = fail_on or settings.fail_on
+    formats = parse_formats(formats) if formats else settings.formats
+    ignore = list(settings.ignore) + list(ignore)
+    thresholds = {rule: dict(values) for rule, values in settings.thresholds.items()}
+    for text in overrides:
+        rule, name, value = parse_threshold(text)
+        thresholds.setdefault(rule, {})[name] = value
+    report = audit_script(target, steps=steps, stats_every=stats_every, seed=seed, ignore=ignore,
+                          thresholds=thresholds, plugins=settings.plugins)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun every rank ran the script; rank 0 reports
+        return 0
+    progress = for_terminal(f"reporting on {target.name}", quiet)
+    try:
+        with interrupt.deferred() as pending:
+            written = report.write(out, formats, progress)
+    finally:
+        progress.close()
+    return _conclude(report, target.name, written, pending, fail_on, quiet, None, None, out)
 
 
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
@@ -154,7 +222,6 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
 
 def _main_rank(model_file, data_file, probe: dict, verify, out, formats, fail_on, baseline, base, tensorboard_dir,
                timeout, quiet, strategy) -> int:
-    from . import diff as differ
     from .api import audit_setup
 
     dist = probe["dist"]
@@ -176,6 +243,13 @@ def _main_rank(model_file, data_file, probe: dict, verify, out, formats, fail_on
                 written.append(tensorboard.write(report, tensorboard_dir))
     finally:
         progress.close()
+    return _conclude(report, model_file, written, pending, fail_on, quiet, base, baseline, out)
+
+
+def _conclude(report, model_file: str, written, pending, fail_on, quiet, base, baseline, out) -> int:
+    """The terminal's account of a written report, and the exit code."""
+    from . import diff as differ
+
     if report.partial:
         click.echo(f"audit: partial report: {report.probe.partial_reason} (after {report.probe.steps_run} of "
                    f"{report.probe.steps} steps)", err=True)

@@ -67,6 +67,7 @@ class FixPlan:
     amp: str | None = None  # another precision for the probe (bf16 instead of fp16)
     scaler_init: float | None = None  # another GradScaler init_scale
     float32_modules: tuple[str, ...] = ()  # modules kept outside autocast, in float32
+    scheduler_every: int | None = None  # the LR scheduler stepped once every this many steps (an epoch's worth)
 
 
 @dataclass(frozen=True)

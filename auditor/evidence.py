@@ -138,6 +138,11 @@ class Evidence:
     labels: list = field(default_factory=list)  # (step, class counts of that batch)
     val_loss: list = field(default_factory=list)  # (step, mean validation loss)
     batch_fingerprints: list = field(default_factory=list)  # one small vector per early step (checks.fingerprint)
+    # Each parameter group's learning rate at each step, as the optimizer held it when it stepped (steps x groups).
+    lrs: np.ndarray | None = None
+    # A script's own loop (auditor/probe/script.py): backward passes per step, modes of each forward, clipping,
+    # gradients left from earlier steps. None for the replay, whose loop is the auditor's own.
+    loop: dict | None = None
     zeroed_inputs: dict | None = None
     # Mixed precision (auditor/probe/amp.py): mode, scaler settings, the scale and skipped flag per step, and the
     # fp16-against-float32 precision check on one batch. None for a float32 probe.

@@ -93,7 +93,9 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
                                              optimizer, scheduler, snapshot, progress)
         if after_ev is not None:
             judged = {g.rule for g in findings if g.rule != f.rule and _judgeable(rules[g.rule], after_ev)}
-            result.removed_by[f.rule] = judged - present
+            # A fix that blew the loss up ended its re-probe early: what it did not see there, it did not remove.
+            blew_up = not np.isfinite(after_ev.loss[:after_ev.probe.steps_run]).all()
+            result.removed_by[f.rule] = set() if blew_up else judged - present
             result.stayed_after[f.rule] = judged & present
             f.after = after_ev  # for the report's before/after figure; not part of the JSON
         # Other fixes of the same finding, each proved on its own copy: what the user may prefer (one layer kept in
@@ -125,6 +127,7 @@ def _try(plan: FixPlan, f: Finding, rules, active, thresholds, evidence, setup, 
                         add_missing_params=plan.add_missing_params, dist=None, amp=plan.amp or options.amp,
                         scaler_init=plan.scaler_init if plan.scaler_init is not None else options.scaler_init,
                         float32_modules=plan.float32_modules or options.float32_modules,
+                        scheduler_every=plan.scheduler_every,
                         keep_partial=False, purpose=f"verifying the fix for {f.rule} ({plan.description})")
         after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched, snapshot=snapshot,
                              edit=plan.model_edit if snapshot is not None else None)

@@ -38,6 +38,7 @@ TRIGGERS = {
     "optimizer-config": ["optimizer_config"],
     "loss-broadcast": ["loss_broadcast"],
     "torch-warnings": ["torch_warnings"],
+    "lr-schedule": ["lr_schedule"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp"]
@@ -65,8 +66,9 @@ def test_healthy_sample_is_clean(audit_sample, sample):
 
 def test_every_rule_has_a_trigger_sample():
     from test_distributed import TRIGGERS as DISTRIBUTED  # rules only a torchrun audit can check
+    from test_scripts import TRIGGERS as SCRIPTS  # rules only a script's own loop can show
 
-    assert set(load_rules()) == set(TRIGGERS) | set(DISTRIBUTED)
+    assert set(load_rules()) == set(TRIGGERS) | set(DISTRIBUTED) | set(SCRIPTS)
 
 
 def test_makemore_story(audit_sample):

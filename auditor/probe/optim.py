@@ -176,6 +176,17 @@ def describe(opt: torch.optim.Optimizer) -> str:
     return f"{type(opt).__name__}({', '.join(shown)}{more})"
 
 
+def lr_value(lr) -> float:
+    """A group's learning rate as a float, without a device sync (a rate held in a CUDA tensor reads NaN)."""
+    if isinstance(lr, torch.Tensor):
+        return float(lr.item()) if lr.device.type == "cpu" else float("nan")
+    return float(lr) if isinstance(lr, int | float) else float("nan")
+
+
+def group_lrs(opt) -> list[float]:
+    return [lr_value(g.get("lr")) for g in opt.param_groups]
+
+
 def _plain(value):
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()

@@ -69,6 +69,7 @@ class ProbeOptions:
     amp: str | None = None  # bf16 | fp16 (auditor/probe/amp.py); None: model.py's `amp`, else float32
     scaler_init: float | None = None  # set by fix verification: the GradScaler's init_scale
     float32_modules: tuple[str, ...] = ()  # set by fix verification: modules kept outside autocast
+    scheduler_every: int | None = None  # set by fix verification: the scheduler stepped once every N steps
     purpose: str = "replaying training"  # what a timeout or signal message says the audit was doing
 
     def measured(self, step: int) -> bool:
@@ -318,6 +319,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     not_stepped = optim.not_stepped(opt, model)
     peak_lr = _lr(opt)  # with a scheduler (warm-up, decay), the highest rate the probe trained at
     take_step = optim.stepper(opt)
+    lrs: list[list[float]] = []  # each group's rate at each step, as the step used it
     # Ranks must leave the loop together: one that stops while the others wait in a collective hangs them all.
     # A sized loader is re-iterable and never runs out; only a one-shot iterator asks the ranks every step.
     loader_ranks = d if not hasattr(setup.train_loader, "__len__") else None
@@ -366,11 +368,13 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
             if scale is not None:
                 log.put("amp_scale", [scale], step)
             params.after_backward(step, measure)
+            lrs.append(optim.group_lrs(opt))
             if options.clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad_norm)
             try:
                 amp.step(opt, lambda batch=batch: take_step(lambda: _closure(opt, compute, batch)))
-                if sched is not None:
+                if sched is not None and (options.scheduler_every is None or
+                                          (step + 1) % options.scheduler_every == 0):
                     optim.step_scheduler(sched)
                     peak_lr = max(peak_lr, _lr(opt)) if peak_lr is not None else None
             except AuditError:
@@ -444,6 +448,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     evidence = _assemble(info, host, table, params.has_grad, tracer, steps_run)
     evidence.initial_losses = [float(v) for v in init]
     evidence.structure = structure.structure
+    evidence.lrs = np.array(lrs[:steps_run], dtype=float) if lrs else None
     if amp.mode is not None:
         evidence.amp = _amp_evidence(amp, host, evidence, steps_run)
     evidence.zeroed_inputs = zeroed

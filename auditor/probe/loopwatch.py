@@ -1,0 +1,351 @@
+"""The observer of a training loop the auditor does not drive: the user's own script, run unchanged.
+
+Everything is seen through PyTorch's own global hooks, never by tracing or rewriting the user's code:
+optimizer step hooks mark the steps (the loop's unit of work), `torch.autograd.backward` is wrapped to see
+the tensor each backward starts from (the loss), module forward hooks see which model runs, in which mode and
+with or without grad, and `GradScaler.scale` and the clipping functions are wrapped to see whether clipping
+met scaled gradients. The per-layer measurements are the replay's own (ParamTracker, ActivationTracer,
+DeviceLog), fed from these hooks on the same schedule, so every rule reads the same evidence whichever driver
+produced it. Statistics stay on the device; the host keeps only what it knows without asking it (how many
+backward passes a step had, whether `.grad` was set, the learning rates, the modes of each forward).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import checks, lossspy, optim
+from .activations import ActivationTracer
+from .devicelog import DeviceLog
+from .params import ParamTracker, param_table
+
+# Modules whose behaviour differs between train() and eval(): the ones a mode bug changes.
+_MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+# Steps at which the gradients found at the first backward of a step are measured even off the stats schedule:
+# a missing zero_grad shows from step 1 on.
+_STALE_STEPS = 4
+NAN_CHECK_EVERY = 10
+
+
+class StopScript(BaseException):
+    """Raised from the optimizer step hook once the steps asked for are seen. A BaseException, so the script's
+    own `except Exception:` cannot swallow it; its `finally:` blocks still run."""
+
+
+@dataclass
+class Forward:
+    """One forward of a model the script called at the top level (not a submodule called by another)."""
+
+    step: int  # the optimizer step it belongs to (the number of steps taken before it)
+    module: str
+    ident: int  # id() of the module, to tell the trained model's forwards from others'
+    training: bool  # the model's own flag
+    grad: bool  # autograd recording (False under no_grad and inference_mode)
+    sensitive: int  # dropout and BatchNorm modules inside it
+    sensitive_training: int  # of those, the ones in training mode
+
+
+@dataclass
+class LoopRecord:
+    """What the host knows about the loop without asking the device."""
+
+    backwards: list[int] = field(default_factory=list)  # backward passes before each step
+    none_at_step: list[int] = field(default_factory=list)  # steps where every .grad was None at step() after a backward
+    lrs: list[list[float]] = field(default_factory=list)  # each group's learning rate at each step
+    forwards: list[Forward] = field(default_factory=list)
+    clips: list[dict] = field(default_factory=list)  # {step, scaled, function}
+    other_optimizers: dict[str, int] = field(default_factory=dict)  # class name -> steps taken
+    stale_optimizer: dict | None = None
+    scaler: dict | None = None  # the script's GradScaler: enabled, init_scale
+
+
+class LoopWatch:
+    """Install with `with LoopWatch(steps, stats_every):`, run the user's code inside, then `finish()`."""
+
+    def __init__(self, steps: int, stats_every: int, names_from: dict | None = None):
+        self.steps, self.stats_every = steps, stats_every
+        self.log = DeviceLog()
+        self.record = LoopRecord()
+        self.step = 0  # optimizer steps taken so far by the main optimizer
+        self.opt: torch.optim.Optimizer | None = None
+        self.model: nn.Module | None = None
+        self.params: ParamTracker | None = None
+        self.table: list = []
+        self.tracer: ActivationTracer | None = None
+        self.spy = lossspy.LossSpy()
+        self.first_loss: torch.Tensor | None = None
+        self.first_args = None
+        self.nan_stopped = False
+        self._names_from = names_from  # the script's globals, to name raw tensors trained without a module
+        self._handles: list = []
+        self._patched: list[tuple[object, str, object]] = []
+        self._depth = 0
+        self._candidates: dict[int, nn.Module] = {}  # top-level modules run with grad, by id, in call order
+        self._pending: list[torch.Tensor] = []  # losses backpropagated since the last step
+        self._backwards = 0
+        self._scaled: dict[int, tuple[torch.Tensor, torch.Tensor, object]] = {}  # id(scaled) -> (scaled, loss, scaler)
+        self._scalers: list = []
+        self._sensitive: dict[int, list[nn.Module]] = {}
+        self._tracer_on = False
+        self._spy_on = False
+        self._model_hook = None
+        self._last_loss: torch.Tensor | None = None
+
+    # --- installation -------------------------------------------------------------------------------------
+    def __enter__(self):
+        from torch.optim import optimizer as opt_mod
+
+        self._handles = [opt_mod.register_optimizer_step_pre_hook(self._pre_step),
+                         opt_mod.register_optimizer_step_post_hook(self._post_step),
+                         nn.modules.module.register_module_forward_pre_hook(self._global_pre),
+                         nn.modules.module.register_module_forward_hook(self._global_post, always_call=True)]
+        self._patch(torch.autograd, "backward", self._wrap_backward(torch.autograd.backward))
+        for name in ("clip_grad_norm_", "clip_grad_value_"):
+            self._patch(torch.nn.utils, name, self._wrap_clip(getattr(torch.nn.utils, name), name))
+        self._patch(torch.amp.GradScaler, "scale", self._wrap_scale(torch.amp.GradScaler.scale))
+        self.spy.__enter__()
+        self._spy_on = True
+        return self
+
+    def __exit__(self, *exc):
+        self._tracer_off()
+        self._spy_off()
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if self._model_hook is not None:
+            self._model_hook.remove()
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched.clear()
+        return False
+
+    def _patch(self, owner, name, replacement) -> None:
+        self._patched.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, replacement)
+
+    def measured(self, step: int) -> bool:
+        return step % self.stats_every == 0 or step == self.steps - 1
+
+    # --- the model: found from what runs with grad and what the optimizer trains --------------------------
+    def _global_pre(self, module, args):
+        if self._depth == 0 and torch.is_grad_enabled():
+            if id(module) not in self._candidates and any(p.requires_grad for p in module.parameters()):
+                self._candidates[id(module)] = module
+                if self.tracer is None and self.step == 0:
+                    # The first model to run with grad before any step: traced from its first forward.
+                    self._start_tracer(module)
+            if self.first_args is None and id(module) in self._candidates:
+                self.first_args = args
+        if self._depth == 0 and self.model is None:
+            self._note_forward(module, args)
+        self._depth += 1
+
+    def _global_post(self, module, args, output):
+        self._depth = max(self._depth - 1, 0)
+
+    def _model_pre(self, module, args):
+        self._note_forward(module, args)
+
+    def _note_forward(self, module, args) -> None:
+        sens = self._sensitive.get(id(module))
+        if sens is None:
+            sens = self._sensitive[id(module)] = [m for m in module.modules() if isinstance(m, _MODE_SENSITIVE)]
+        grad = torch.is_grad_enabled()
+        self.record.forwards.append(Forward(self.step, type(module).__name__, id(module), module.training, grad,
+                                            len(sens), sum(m.training for m in sens)))
+        if grad and self.step < checks.FINGERPRINT_STEPS and self.model is not None and module is self.model \
+                and not self._fingerprinted(self.step):
+            self.log.put("batch_fp", checks.fingerprint(list(args)), self.step)
+
+    def _fingerprinted(self, step: int) -> bool:
+        return step in self.log._steps.get("batch_fp", [])
+
+    def _start_tracer(self, module: nn.Module) -> None:
+        self._tracer_off()
+        mid = self.steps // 2
+        hist = {0, mid - mid % self.stats_every, self.steps - 1}
+        self.tracer = ActivationTracer(module, self.log, hist)
+        self.tracer.step = self.step
+        if self.measured(self.step):
+            self._tracer_on_()
+
+    def _tracer_on_(self) -> None:
+        if self.tracer is not None and not self._tracer_on:
+            # Modes are a stack: the loss spy, entered first, must be left after the tracer.
+            self.tracer.__enter__()
+            self._tracer_on = True
+
+    def _tracer_off(self) -> None:
+        if self._tracer_on:
+            self.tracer.__exit__(None, None, None)
+            self._tracer_on = False
+
+    def _spy_off(self) -> None:
+        if self._spy_on:
+            self._tracer_off()
+            self.spy.__exit__(None, None, None)
+            self._spy_on = False
+
+    def _choose_model(self, opt) -> None:
+        trained = {id(p) for g in opt.param_groups for p in g["params"]}
+        best, overlap = None, 0
+        for m in self._candidates.values():
+            n = sum(1 for p in m.parameters() if id(p) in trained)
+            if n > overlap:
+                best, overlap = m, n
+        if best is None and self._candidates:
+            # The optimizer trains none of what runs: an optimizer built for a model instance later replaced.
+            best = max(self._candidates.values(), key=lambda m: sum(p.numel() for p in m.parameters()))
+            self.record.stale_optimizer = {
+                "model": type(best).__name__,
+                "optimizer_tensors": len(trained),
+                "model_tensors": sum(1 for p in best.parameters() if p.requires_grad),
+                "optimizer_grads": sum(1 for g in opt.param_groups for p in g["params"] if p.grad is not None)}
+        if best is None:
+            best = _RawParams(opt, self._names_from if self._names_from is not None else main_globals())
+        self.model = best
+        if self.tracer is None or self.tracer._names.get(id(best)) != "":
+            self._start_tracer(best)  # from the next measured step
+            self._tracer_off()
+        # From here one hook on the model instead of global ones on every module: unmeasured steps stay on
+        # PyTorch's hook-free path for every submodule.
+        for h in self._handles[2:]:
+            h.remove()
+        del self._handles[2:]
+        self._model_hook = best.register_forward_pre_hook(self._model_pre)
+        named = list(best.named_parameters())
+        self.table = param_table(best, self.tracer.module_order if self.tracer else [], named)
+        self.params = ParamTracker([(n, p) for n, p, *_ in self.table], self.log)
+        self.described = optim.describe(opt)  # before a scheduler moves the rate
+        # The tensors whose gradients the update includes: the optimizer's own.
+        trained_ids = {id(p) for g in opt.param_groups for p in g["params"]}
+        self._stepped = [p for _, p, *_ in self.table if id(p) in trained_ids]
+
+    # --- backward, clipping, scaling ----------------------------------------------------------------------
+    def _wrap_backward(self, original):
+        def backward(tensors, *args, **kwargs):
+            self._on_backward(tensors)
+            return original(tensors, *args, **kwargs)
+        return backward
+
+    def _on_backward(self, tensors) -> None:
+        t = tensors if isinstance(tensors, torch.Tensor) else (tensors[0] if tensors else None)
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            return
+        scaled = self._scaled.pop(id(t), None)
+        loss = scaled[1] if scaled is not None and scaled[0] is t else t
+        value = loss.detach().float()
+        self._pending.append(value.reshape(()) if value.numel() == 1 else value.mean())
+        if self.first_loss is None:
+            self.first_loss = self._pending[-1]
+        if self._backwards == 0 and self.params is not None and self.step > 0 and \
+                (self.step < _STALE_STEPS or self.measured(self.step)):
+            # Whatever .grad holds at the first backward of a step was left there since the last update.
+            present = [p.grad for p in self._stepped if p.grad is not None]
+            if present:
+                self.log.put("loop/stale_grad", torch.stack(torch._foreach_norm(present)).square().sum().sqrt(),
+                             self.step)
+        self._backwards += 1
+
+    def _wrap_scale(self, original):
+        watch = self
+
+        def scale(scaler, outputs):
+            result = original(scaler, outputs)
+            if isinstance(outputs, torch.Tensor) and isinstance(result, torch.Tensor):
+                watch._scaled[id(result)] = (result, outputs, scaler)
+            if not any(s is scaler for s in watch._scalers):
+                watch._scalers.append(scaler)
+                watch.record.scaler = {"enabled": bool(scaler.is_enabled()),
+                                       "init_scale": float(getattr(scaler, "_init_scale", 0.0) or 0.0)}
+            return result
+        return scale
+
+    def _wrap_clip(self, original, name: str):
+        def clip(parameters, *args, **kwargs):
+            parameters = list(parameters) if not isinstance(parameters, torch.Tensor) else [parameters]
+            self.record.clips.append({"step": self.step, "function": name, "scaled": self._clip_scaled()})
+            return original(parameters, *args, **kwargs)
+        return clip
+
+    def _clip_scaled(self) -> bool:
+        """Whether an enabled GradScaler had scaled this step's gradients and not yet unscaled them."""
+        from torch.amp.grad_scaler import OptState
+
+        for scaler in self._scalers:
+            if not scaler.is_enabled():
+                continue
+            states = getattr(scaler, "_per_optimizer_states", {})
+            if not any(s.get("stage") is OptState.UNSCALED for s in states.values()):
+                return True
+        return False
+
+    # --- the step ------------------------------------------------------------------------------------------
+    def _pre_step(self, opt, args, kwargs) -> None:
+        if self.opt is None:
+            self.opt = opt
+            self._spy_off()
+            self._choose_model(opt)
+        if opt is not self.opt:
+            key = type(opt).__name__
+            self.record.other_optimizers[key] = self.record.other_optimizers.get(key, 0) + 1
+            return
+        self._tracer_off()
+        step = self.step
+        self.record.backwards.append(self._backwards)
+        if self._backwards and all(p.grad is None for p in self.params.params):
+            self.record.none_at_step.append(step)
+        self.record.lrs.append(optim.group_lrs(opt))
+        if self._pending:
+            loss = self._pending[0] if len(self._pending) == 1 else torch.stack(self._pending).mean()
+            self.log.put("loss", [loss], step)
+            self._last_loss = loss
+        self._pending.clear()
+        self.params.after_backward(step, self.measured(step))
+
+    def _post_step(self, opt, args, kwargs) -> None:
+        if opt is not self.opt:
+            return
+        self.params.after_step(self.step)
+        self.step += 1
+        self._backwards = 0
+        self._depth = 0
+        if self.step >= self.steps:
+            raise StopScript(f"stopped after {self.step} optimizer steps, as asked")
+        if self.step % NAN_CHECK_EVERY == 0 and self._last_loss is not None \
+                and not bool(torch.isfinite(self._last_loss).item()):
+            self.nan_stopped = True
+            raise StopScript(f"stopped at step {self.step}: the loss is not finite")
+        if self.tracer is not None:
+            self.tracer.step = self.step
+            if self.measured(self.step):
+                self._tracer_on_()
+
+
+class _RawParams(nn.Module):
+    """The optimizer's tensors under the names the script gave them (`W1`, `b1`), for a loop that trains raw
+    tensors without an nn.Module, as the makemore lectures do."""
+
+    def __init__(self, opt, names_from: dict | None):
+        super().__init__()
+        by_id = {}
+        for key, value in (names_from or {}).items():
+            if isinstance(value, torch.Tensor) and not key.startswith("_"):
+                by_id.setdefault(id(value), key)
+        for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
+            name = by_id.get(id(p), f"param{i}")
+            if not isinstance(p, nn.Parameter):
+                # A leaf tensor with requires_grad: registered as itself, not copied, so its .grad is the script's.
+                self._parameters[name] = p
+            else:
+                self.register_parameter(name, p)
+
+
+def main_globals() -> dict:
+    main = sys.modules.get("__main__")
+    return vars(main) if main is not None else {}

@@ -1,0 +1,223 @@
+"""The script driver: run the user's own training script unchanged, as `__main__`, and observe its first steps.
+
+As `coverage run` does: the script gets its own sys.argv, sys.path[0] is its folder, the working directory
+is left alone. The LoopWatch (auditor/probe/loopwatch.py) sees the loop through PyTorch's global hooks and
+stops the script, with an exception its `except Exception:` cannot swallow, once `steps` optimizer steps
+are seen. What it measured becomes Evidence, read by the same rules as the replay's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import runpy
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import AuditError
+from ..evidence import Evidence, ProbeInfo
+from . import checks, lossspy, optim
+from .activations import ActivationTracer
+from .loopwatch import LoopWatch, StopScript
+from .state import seed_everything
+from .structure import structure_hash
+
+
+@dataclass
+class Script:
+    """What to run: a file, or a module with `-m`, and its arguments."""
+
+    target: str
+    args: list[str] = field(default_factory=list)
+    module: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"-m {self.target}" if self.module else self.target
+
+    @property
+    def command(self) -> str:
+        return " ".join([self.name, *self.args])
+
+    def check(self) -> None:
+        """A missing script or a syntax error: one clear line, before anything runs."""
+        if self.module:
+            try:
+                spec = importlib.util.find_spec(self.target)
+            except (ImportError, ValueError) as exc:
+                raise AuditError(f"-m {self.target}: {exc}") from None
+            if spec is None:
+                raise AuditError(f"-m {self.target}: no module named {self.target!r} on sys.path")
+            return
+        path = Path(self.target)
+        if not path.exists():
+            raise AuditError(f"{path}: no such file; pass your training script (audit run train.py ARGS)")
+        if path.is_dir() or path.suffix != ".py":
+            raise AuditError(f"{path}: expected a Python script (.py); for a package use audit run -m package.module")
+        try:
+            compile(path.read_bytes(), str(path), "exec")
+        except SyntaxError as exc:
+            raise AuditError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+
+
+@dataclass
+class Ending:
+    """How the script's run ended, as the report tells it."""
+
+    kind: str  # stopped | ended | exited | crashed | nan
+    message: str = ""
+
+
+def run_script(script: Script, steps: int, stats_every: int, seed: int) -> Evidence:
+    if steps < 1:
+        raise AuditError(f"--steps must be at least 1, got {steps}")
+    script.check()
+    started = time.perf_counter()
+    seed_everything(seed)  # before the script runs; a script that seeds itself wins, as in its own job
+    watch = LoopWatch(steps, stats_every)
+    ending = _run(script, watch)
+    if watch.step == 0:
+        raise AuditError(_never_stepped(script, ending))
+    return _evidence(script, watch, ending, seed, started)
+
+
+def _run(script: Script, watch: LoopWatch) -> Ending:
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    try:
+        if script.module:
+            sys.argv = [script.target, *script.args]
+            sys.path.insert(0, str(Path.cwd()))
+        else:
+            sys.argv = [script.target, *script.args]
+            sys.path.insert(0, str(Path(script.target).resolve().parent))
+        with watch:
+            try:
+                if script.module:
+                    runpy.run_module(script.target, run_name="__main__", alter_sys=True)
+                else:
+                    runpy.run_path(script.target, run_name="__main__")
+            except StopScript as stop:
+                return Ending("nan" if watch.nan_stopped else "stopped", str(stop))
+            except SystemExit as exc:
+                return Ending("exited", f"the script called sys.exit({exc.code!r})")
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # the user's code failed: reported, not re-raised
+                return Ending("crashed", _last_line(exc, script))
+        return Ending("ended")
+    finally:
+        sys.argv[:] = saved_argv
+        sys.path[:] = saved_path
+
+
+def _last_line(exc: BaseException, script: Script) -> str:
+    """The exception and the deepest line of the user's own code it passed through."""
+    where = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if "site-packages" not in frame.filename and "/auditor/" not in frame.filename and \
+                not frame.filename.startswith("<frozen"):
+            where = f"{frame.filename}:{frame.lineno}"
+    text = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return f"{where}: {text}" if where else text
+
+
+def _never_stepped(script: Script, ending: Ending) -> str:
+    if ending.kind == "crashed":
+        return f"{script.name} failed before its first optimizer step: {ending.message}"
+    if ending.kind == "exited":
+        return f"{script.name} exited before its first optimizer step ({ending.message}); check its arguments"
+    return (f"{script.name} ran to its end without an optimizer step: audit run observes training through "
+            "optimizer.step() (a loop that updates tensors by hand has no step to observe)")
+
+
+def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, started: float) -> Evidence:
+    from .run import _assemble  # the replay's read-back, shared
+
+    n = watch.step
+    model, opt = watch.model, watch.opt
+    host = watch.log.read_back()
+    tracer = watch.tracer or ActivationTracer(model, watch.log, set())
+    call = watch.spy.call
+    expected, why = lossspy.expected_initial_loss([call]) if call is not None else (None, "unknown for this loss")
+    initial = _initial_loss(call, watch.first_loss)
+    lrs = np.array([[v for v in row] for row in watch.record.lrs], dtype=float) if watch.record.lrs else None
+    info = ProbeInfo(
+        steps=watch.steps, steps_run=n, device=str(next(iter(model.parameters())).device),
+        loss_fn=call.kind if call is not None else "the script's own loss",
+        loss_fn_reason=(f"seen in the script: {call.describe()}" if call is not None else
+                        "the tensor the script called backward() on"),
+        loss_fn_default=False, optimizer=watch.described, optimizer_default=False, seed=seed,
+        parameters=sum(p.numel() for p in model.parameters()), stats_every=watch.stats_every,
+        initial_loss=initial, expected_initial_loss=expected, expected_initial_loss_reason=why,
+        num_classes=call.num_classes if call is not None else None,
+        batch_size=_batch_size(watch.first_args), lr=float(np.nanmax(lrs[:, 0])) if lrs is not None else None,
+        model_file=script.name, data_file=script.name, not_stepped=optim.not_stepped(opt, model),
+        structure_hash=structure_hash(model))
+    if ending.kind == "crashed":
+        info.partial_reason = f"the script failed after {n} optimizer steps: {ending.message}"
+    elif ending.kind == "exited":
+        info.notes.append(f"{ending.message} after {n} optimizer steps")
+    elif ending.kind == "ended":
+        info.notes.append(f"the script ended after {n} optimizer steps")
+    elif ending.kind == "nan":
+        info.notes.append(ending.message)
+    for name, count in watch.record.other_optimizers.items():
+        info.notes.append(f"a second optimizer ({name}, {count} steps) was seen; this report is of the first one "
+                          f"to step, {type(opt).__name__} over {type(model).__name__}")
+    info.notes.append("the experiments (overfit one batch, LR range test) are not run on a script yet")
+    evidence = _assemble(info, host, watch.table, watch.params.has_grad, tracer, n)
+    evidence.initial_losses = [initial] if initial is not None else []
+    evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
+    if call is not None and call.num_classes:
+        evidence.output_form = checks.output_form([call.input], call.kind, call.class_dim, call.squashed_by)
+    evidence.lrs = lrs
+    evidence.loop = _loop(watch, host, n)
+    info.seconds = time.perf_counter() - started
+    if ending.kind == "crashed":
+        evidence.stop_code = 2
+    return evidence
+
+
+def _initial_loss(call, first_loss) -> float | None:
+    """The loss at step 0 per element: recomputed from the loss call the spy saw, which is what the user's
+    loss function returned before any division for gradient accumulation or scaling by a GradScaler."""
+    if call is not None and call.target is not None:
+        func = {kind: f for f, kind in lossspy.KINDS.items()}[call.kind]
+        try:
+            with torch.no_grad():
+                value = float(func(call.input, call.target, **call.options))
+            return lossspy.per_element(call, value)
+        except Exception:  # an option the functional form does not take: the backward'd loss instead
+            pass
+    return float(first_loss) if first_loss is not None else None
+
+
+def _loop(watch: LoopWatch, host, n: int) -> dict:
+    """The loop's own facts for the loop rules, as plain numbers."""
+    rec = watch.record
+    model_id = id(watch.model)
+    stale = dict(zip(*host.get("loop/stale_grad", ([], [])), strict=True))
+    return {
+        "backwards": rec.backwards[:n],
+        "grads_none_at_step": rec.none_at_step,
+        "stale_grad": {int(s): float(np.asarray(v).reshape(-1)[0]) for s, v in stale.items()},
+        "forwards": [{"step": f.step, "model": f.ident == model_id, "module": f.module, "training": f.training,
+                      "grad": f.grad, "sensitive": f.sensitive, "sensitive_training": f.sensitive_training}
+                     for f in rec.forwards],
+        "clips": rec.clips,
+        "scaler": rec.scaler,
+        "stale_optimizer": rec.stale_optimizer,
+        "model": type(watch.model).__name__,
+    }
+
+
+def _batch_size(args) -> int | None:
+    for a in args or ():
+        if isinstance(a, torch.Tensor) and a.ndim:
+            return int(a.shape[0])
+    return None

@@ -1,0 +1,154 @@
+"""`audit run train.py ARGS`: the user's own script, run unchanged and observed; the loop rules on samples that
+must trigger them and on careful scripts that must not."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditor.api import audit_script
+from auditor.errors import AuditError
+from auditor.probe.script import Script
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "samples" / "scripts"
+
+# The loop rules, each on the script written to show it; lr-schedule also has a model.py sample (test_rules).
+TRIGGERS = {
+    "missing-zero-grad": "missing_zero_grad",
+    "grads-zeroed-before-step": "grads_zeroed_before_step",
+    "train-in-eval-mode": "train_in_eval_mode",
+    "eval-in-train-mode": "eval_in_train_mode",
+    "clip-before-unscale": "clip_before_unscale",
+    "stale-optimizer": "stale_optimizer",
+}
+HEALTHY = ["healthy_mlp", "careful_loop"]
+
+
+def _audit(name, *args, steps=100):
+    return audit_script(Script(str(SCRIPTS / name / "train.py"), list(args)), steps=steps)
+
+
+@pytest.mark.parametrize(("rule", "sample"), list(TRIGGERS.items()) + [("lr-schedule", "lr_schedule")])
+def test_loop_rule_fires_and_heads_the_report(rule, sample):
+    report = _audit(sample)
+    fired = [f for f in report.findings if f.rule == rule]
+    assert fired, f"{rule} did not fire on {sample}: {[f.rule for f in report.findings]}"
+    assert fired[0].severity in ("warning", "error") and fired[0].fix
+    # The loop bug is the root cause, whatever symptoms it set off.
+    assert report.root_causes[0] == rule, report.root_causes
+    assert report.settings["mode"] == "script" and report.evidence.probe.steps_run == 100
+
+
+@pytest.mark.parametrize("sample", HEALTHY)
+def test_careful_script_is_clean(sample):
+    report = _audit(sample)
+    loud = [(f.rule, f.diagnosis) for f in report.findings if f.severity != "info"]
+    assert not loud, f"false alarm on {sample}: {loud}"
+
+
+def test_script_arguments_and_argv_are_the_scripts(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import sys, os, torch\n"
+        "seen = {'argv': sys.argv[1:], 'path0': sys.path[0], 'name': __name__}\n"
+        "open(os.path.join(os.path.dirname(__file__), 'seen.txt'), 'w').write(repr(seen))\n"
+        "m = torch.nn.Linear(4, 2); o = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "for _ in range(50):\n"
+        "    o.zero_grad()\n"
+        "    torch.nn.functional.cross_entropy(m(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()\n"
+        "    o.step()\n")
+    report = audit_script(Script(str(script), ["--out", "ckpt", "-x"]), steps=10)
+    seen = eval((tmp_path / "seen.txt").read_text())
+    assert seen == {"argv": ["--out", "ckpt", "-x"], "path0": str(tmp_path), "name": "__main__"}
+    assert report.evidence.probe.steps_run == 10
+    assert report.settings["args"] == ["--out", "ckpt", "-x"]
+
+
+def test_stop_is_not_swallowed_and_finally_runs(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch, pathlib\n"
+        "m = torch.nn.Linear(4, 2); o = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "try:\n"
+        "    for _ in range(1000):\n"
+        "        try:\n"
+        "            o.zero_grad(); m(torch.randn(8, 4)).pow(2).mean().backward(); o.step()\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "finally:\n"
+        "    pathlib.Path(__file__).with_name('finally.txt').write_text('ran')\n")
+    report = audit_script(Script(str(script)), steps=20)
+    assert report.evidence.probe.steps_run == 20
+    assert (tmp_path / "finally.txt").read_text() == "ran"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "no such file"),
+    ("def f(:\n", "train.py:1: syntax error"),
+    ("import sys\nsys.exit(3)\n", "exited before its first optimizer step"),
+    ("x = 1\n", "without an optimizer step"),
+    ("import torch\nraise ValueError('bad config')\n", "train.py:2: ValueError: bad config"),
+])
+def test_bad_scripts_are_one_line_errors(tmp_path, text, message):
+    script = tmp_path / "train.py"
+    if text is not None:
+        script.write_text(text)
+    with pytest.raises(AuditError) as err:
+        audit_script(Script(str(script)), steps=5)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_crash_after_some_steps_is_a_partial_report(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\n"
+        "m = torch.nn.Linear(4, 2); o = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "for i in range(100):\n"
+        "    if i == 7: raise RuntimeError('out of data')\n"
+        "    o.zero_grad(); m(torch.randn(8, 4)).pow(2).mean().backward(); o.step()\n")
+    report = audit_script(Script(str(script)), steps=50)
+    assert report.partial and report.evidence.probe.steps_run == 7
+    assert "RuntimeError: out of data" in report.probe.partial_reason
+
+
+def test_raw_tensors_without_a_module_are_named(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\n"
+        "W1 = torch.randn(10, 50, requires_grad=True); W2 = torch.randn(50, 3) * 0.1\n"
+        "W2.requires_grad_()\n"
+        "opt = torch.optim.SGD([W1, W2], lr=0.1)\n"
+        "X = torch.randn(256, 10); Y = torch.randint(0, 3, (256,))\n"
+        "for _ in range(200):\n"
+        "    h = torch.tanh(X @ W1)\n"
+        "    loss = torch.nn.functional.cross_entropy(h @ W2, Y)\n"
+        "    opt.zero_grad(); loss.backward(); opt.step()\n")
+    report = audit_script(Script(str(script)), steps=30)
+    assert {p.name for p in report.evidence.params} == {"W1", "W2"}
+    assert report.probe.expected_initial_loss == pytest.approx(1.0986, abs=1e-3)
+
+
+def test_cli_audit_run_writes_reports_and_exit_code(tmp_path):
+    out = tmp_path / "rep"
+    done = subprocess.run([sys.executable, "-m", "auditor", "run", "-q", "--format", "json", "--out", str(out),
+                           str(SCRIPTS / "missing_zero_grad" / "train.py")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "missing-zero-grad" in done.stdout
+    data = json.loads((out / "report.json").read_text())
+    assert data["settings"]["mode"] == "script" and data["root_causes"][0] == "missing-zero-grad"
+
+
+def test_cli_module_form(tmp_path):
+    pkg = tmp_path / "proj"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train.py").write_text((SCRIPTS / "healthy_mlp" / "train.py").read_text())
+    done = subprocess.run([sys.executable, "-m", "auditor", "run", "-q", "--format", "json", "--out",
+                           str(tmp_path / "rep"), "--steps", "30", "-m", "proj.train", "--epochs", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert data["settings"]["script"] == "-m proj.train" and data["settings"]["args"] == ["--epochs", "2"]
