@@ -72,7 +72,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
 
 def audit_script(script, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY, seed: int = 0,
                  ignore: Iterable[str] = (), thresholds: dict | None = None, plugins: Iterable[str] = (),
-                 progress: Progress | Callable[[int], None] | None = None) -> Report:
+                 progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True) -> Report:
     """`audit run train.py ARGS`: the script's own loop, observed for its first `steps` optimizer steps
     (auditor/probe/script.py), judged by the same rules as a replay. `script` is an auditor.probe.script.Script."""
     from .probe.script import run_script
@@ -88,9 +88,16 @@ def audit_script(script, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAU
     report.catalogue = rules
     report.settings = {"mode": "script", "script": script.name, "args": list(script.args), "steps": steps,
                        "stats_every": stats_every, "seed": seed, "device": evidence.probe.device,
-                       "verify_fixes": False, "ignore": sorted(set(ignore)),
+                       "verify_fixes": verify_fixes, "ignore": sorted(set(ignore)),
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
-    report.root_causes = link(findings, {}, {})
+    counter = Counterfactuals()
+    if verify_fixes and not evidence.probe.partial_reason:
+        from .verify import verify_script
+
+        counter = verify_script(script, evidence, findings, rules, resolved, ignore, steps, stats_every, seed,
+                                as_progress(progress))
+        report.verify_seconds = counter.seconds
+    report.root_causes = link(findings, counter.removed_by, counter.stayed_after)
     report.order_by_cause()
     return report
 

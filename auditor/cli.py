@@ -132,6 +132,8 @@ def _shutdown(code: int, together: bool) -> None:
 @click.option("--ignore", multiple=True, metavar="RULE", help="Switch a rule off (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="RULE.NAME=VALUE", help="Override a threshold "
               "(repeatable).")
+@click.option("--no-verify-fixes", "no_verify", is_flag=True, default=None,
+              help="Skip re-running the script with each mechanical fix applied.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 @click.argument("script", metavar="SCRIPT")
@@ -142,7 +144,7 @@ def run_script_cmd(debug, **options):
     _exit(lambda: _run_script(**options), debug)
 
 
-def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore, overrides, quiet, script,
+def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore, overrides, no_verify, quiet, script,
                 script_args) -> int:
     import os
 
@@ -162,12 +164,15 @@ def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore,
     for text in overrides:
         rule, name, value = parse_threshold(text)
         thresholds.setdefault(rule, {})[name] = value
-    report = audit_script(target, steps=steps, stats_every=stats_every, seed=seed, ignore=ignore,
-                          thresholds=thresholds, plugins=settings.plugins)
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun every rank ran the script; rank 0 reports
-        return 0
-    progress = for_terminal(f"reporting on {target.name}", quiet)
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun every rank runs the script; rank 0 reports
+    verify = settings.verify_fixes if no_verify is None else not no_verify
+    progress = for_terminal(f"auditing {Path(script).name}", quiet or not main)
     try:
+        report = audit_script(target, steps=steps, stats_every=stats_every, seed=seed, ignore=ignore,
+                              thresholds=thresholds, plugins=settings.plugins, verify_fixes=verify and main,
+                              progress=progress)
+        if not main:
+            return 0
         with interrupt.deferred() as pending:
             written = report.write(out, formats, progress)
     finally:
@@ -254,7 +259,8 @@ def _conclude(report, model_file: str, written, pending, fail_on, quiet, base, b
         click.echo(f"audit: partial report: {report.probe.partial_reason} (after {report.probe.steps_run} of "
                    f"{report.probe.steps} steps)", err=True)
     if not quiet and not sys.stderr.isatty():
-        click.echo(f"probed {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
+        verb = "observed" if report.settings.get("mode") == "script" else "probed"
+        click.echo(f"{verb} {report.probe.steps_run} steps of {Path(model_file).name} on {report.probe.device} "
                    f"in {report.probe.seconds:.1f} s", err=True)
 
     _print_causes(report, model_file)

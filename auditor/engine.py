@@ -68,6 +68,32 @@ class FixPlan:
     scaler_init: float | None = None  # another GradScaler init_scale
     float32_modules: tuple[str, ...] = ()  # modules kept outside autocast, in float32
     scheduler_every: int | None = None  # the LR scheduler stepped once every this many steps (an epoch's worth)
+    # Fixes of a script's own loop, applied through the same hooks that observe it (auditor/probe/loopwatch.py):
+    zero_grad: bool = False  # gradients cleared at each step's first backward (and not between backward and step)
+    train_mode: bool = False  # model.train() before every forward with gradients
+    eval_no_grad: bool = False  # model.eval() around every forward without gradients (validation)
+    unscale_before_clip: bool = False  # the GradScaler unscales before the script's clipping
+    # The model edit as data, so that a script re-run in a fresh process can apply it too: (parameter name,
+    # "scale" | "fill", value). model_edit, a function, only reaches the replay's copies.
+    param_edits: tuple[tuple[str, str, float], ...] = ()
+
+    def __post_init__(self):
+        if self.model_edit is None and self.param_edits:
+            self.model_edit = lambda model: apply_param_edits(model, self.param_edits)
+
+
+def apply_param_edits(model: nn.Module, edits) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, op, value in edits:
+            param = model.get_parameter(name)
+            if op == "scale":
+                param.mul_(value)
+            elif op == "fill":
+                param.fill_(value)
+            else:
+                raise ValueError(f"unknown parameter edit {op!r}")
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,9 @@ class Rule:
     metric: str = ""
     # Which way the metric should move: "lower" is better, or a number the metric should approach.
     metric_goal: str | float = "lower"
+    # Whether a fix that leaves the training loss higher made things worse: not for a fix that turns dropout back
+    # on, whose training loss is higher by design.
+    compares_loss: bool = True
     needs_checks: bool = False  # whether the re-probe must run the experiments this rule reads
     # Why a finding without a FixPlan is not verified, as the report says it.
     unverified_because: str = "the fix depends on the model's intent, so the auditor does not apply one"

@@ -92,11 +92,7 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
         f.verified, after_ev, present = _try(plan, f, rules, active, thresholds, evidence, setup, options,
                                              optimizer, scheduler, snapshot, progress)
         if after_ev is not None:
-            judged = {g.rule for g in findings if g.rule != f.rule and _judgeable(rules[g.rule], after_ev)}
-            # A fix that blew the loss up ended its re-probe early: what it did not see there, it did not remove.
-            blew_up = not np.isfinite(after_ev.loss[:after_ev.probe.steps_run]).all()
-            result.removed_by[f.rule] = set() if blew_up else judged - present
-            result.stayed_after[f.rule] = judged & present
+            record(result, f, findings, rules, after_ev, present)
             f.after = after_ev  # for the report's before/after figure; not part of the JSON
         # Other fixes of the same finding, each proved on its own copy: what the user may prefer (one layer kept in
         # float32 rather than the whole model in bf16). The root causes are judged by the first.
@@ -137,13 +133,31 @@ def _try(plan: FixPlan, f: Finding, rules, active, thresholds, evidence, setup, 
         return {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}, None, set()
     finally:
         progress.update()
+    verified, present = judge(rule, f, plan, before, evidence, after_ev, active, thresholds)
+    return verified, after_ev, present
+
+
+def judge(rule: Rule, f: Finding, plan: FixPlan, before, evidence: Evidence, after_ev: Evidence, active: dict,
+          thresholds: dict) -> tuple[dict, set[str]]:
+    """The verified record of one fix from the evidence of its re-run, and the rules that still fire there;
+    shared by the replay's re-probes and a script's re-runs."""
     after = rule.measure(after_ev, f)
     present = {g.rule for g in run_rules(after_ev, active, thresholds, ()) if g.severity != "info"}
     # Clipping acts after the gradients are measured: the spikes stay, their effect goes.
     gone = None if plan.clip_grad_norm is not None else f.rule not in present
     verified = {"fix": plan.description, "metric": rule.metric, "before": _num(before), "after": _num(after),
                 "resolved": gone, **_outcome(rule, before, after, gone, evidence, after_ev)}
-    return verified, after_ev, present
+    return verified, present
+
+
+def record(result: Counterfactuals, f: Finding, findings: list[Finding], rules: dict, after_ev: Evidence,
+           present: set[str]) -> None:
+    """Which other findings the fix removed (and which stayed), for the root causes."""
+    judged = {g.rule for g in findings if g.rule != f.rule and _judgeable(rules[g.rule], after_ev)}
+    # A fix that blew the loss up ended its re-probe early: what it did not see there, it did not remove.
+    blew_up = not np.isfinite(after_ev.loss[:after_ev.probe.steps_run]).all()
+    result.removed_by[f.rule] = set() if blew_up else judged - present
+    result.stayed_after[f.rule] = judged & present
 
 
 def _judgeable(rule: Rule, ev: Evidence) -> bool:
@@ -173,7 +187,7 @@ def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_e
     loss0, loss1 = _end_loss(ev), _end_loss(after_ev)
     out = {"loss_before": _num(loss0), "loss_after": _num(loss1)}
     loss_worse = (np.isfinite(loss0) and not np.isfinite(loss1)) or (
-        np.isfinite(loss0) and np.isfinite(loss1) and loss1 > loss0 * (1 + CHANGE) + 1e-6)
+        rule.compares_loss and np.isfinite(loss0) and np.isfinite(loss1) and loss1 > loss0 * (1 + CHANGE) + 1e-6)
     gain = _gain(rule.metric_goal, _num(before), _num(after))
     if _num(after) is None:
         out["after_reason"] = ("the fixed copy's loss turned non-finite, so the metric is undefined"
@@ -207,3 +221,42 @@ def _num(x) -> float | None:
 def _clip(plan: FixPlan, options: ProbeOptions) -> float | None:
     """The fix's clipping, else the run's own (a trainer's gradient_clip_val)."""
     return plan.clip_grad_norm if plan.clip_grad_norm is not None else options.clip_grad_norm
+
+
+def verify_script(script, evidence: Evidence, findings: list[Finding], rules: dict[str, Rule], thresholds: dict,
+                  ignore=(), steps: int = 100, stats_every: int = 13, seed: int = 0,
+                  progress: Progress | None = None) -> Counterfactuals:
+    """`audit run`: each mechanical fix proven on the script itself, re-run in a fresh process with the fix
+    applied through the observer's hooks (auditor/probe/rerun.py), for the same steps and seed."""
+    from .probe.rerun import loop_fix, rerun
+
+    started = time.perf_counter()
+    active = {k: r for k, r in rules.items() if k not in set(ignore)}
+    result = Counterfactuals()
+    progress = progress or Progress()
+    plans = [(f, _as_list(rules[f.rule].plan_fix(evidence, f))) for f in findings]
+    progress.phase("verifying fixes on the script", sum(1 for _, p in plans if p))
+    for f, plan in ((f, p[0] if p else None) for f, p in plans):
+        if plan is None:
+            f.verified = {"reason": "no mechanical fix: " + (
+                "this finding is information" if f.severity == "info" else rules[f.rule].unverified_because)}
+            continue
+        fix, why = loop_fix(plan)
+        if fix is None:
+            f.verified = {"fix": plan.description, "reason": why}
+            progress.update()
+            continue
+        rule = rules[f.rule]
+        try:
+            after_ev = rerun(script, fix, steps, stats_every, seed)
+        except AuditError as exc:
+            f.verified = {"fix": plan.description, "reason": f"the script could not be re-run with the fix: {exc}"}
+            continue
+        finally:
+            progress.update()
+        f.verified, present = judge(rule, f, plan, rule.measure(evidence, f), evidence, after_ev, active,
+                                    thresholds)
+        f.after = after_ev
+        record(result, f, findings, rules, after_ev, present)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,4 +1,4 @@
-from auditor.engine import Rule
+from auditor.engine import FixPlan, Rule
 
 
 class ClipBeforeUnscale(Rule):
@@ -41,6 +41,14 @@ scaler.update()
             "Unscale before clipping:\n\nscaler.scale(loss).backward()\nscaler.unscale_(optimizer)\n"
             "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)\nscaler.step(optimizer)\nscaler.update()",
             [], onset=steps[0], steps=steps[:20])
+
+    metric = "clipping calls on scaled gradients"
+
+    def plan_fix(self, ev, finding):
+        return FixPlan("scaler.unscale_(optimizer) before clipping", unscale_before_clip=True)
+
+    def measure(self, ev, finding):
+        return float(sum(1 for c in (ev.loop or {}).get("clips", []) if c["scaled"]))
 
 
 RULE = ClipBeforeUnscale()

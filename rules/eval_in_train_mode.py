@@ -1,4 +1,4 @@
-from auditor.engine import Rule
+from auditor.engine import FixPlan, Rule
 
 from ._loop import forwards, steps_with
 
@@ -45,6 +45,15 @@ Seen only in `audit run`.
             "Switch to eval mode for validation, and back after:\n\n"
             "model.eval()\nwith torch.no_grad():\n    ...\nmodel.train()",
             [ev.loop.get("model", "")], onset=steps[0], steps=steps[:20], forwards=len(bad))
+
+    metric = "forwards without gradients in training mode"
+    compares_loss = False  # BatchNorm no longer updated from validation batches changes the training curve too
+
+    def plan_fix(self, ev, finding):
+        return FixPlan("model.eval() around every forward without gradients", eval_no_grad=True)
+
+    def measure(self, ev, finding):
+        return float(sum(1 for f in forwards(ev) if not f["grad"] and f["sensitive_training"]))
 
 
 RULE = EvalInTrainMode()

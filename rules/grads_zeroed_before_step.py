@@ -1,6 +1,6 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.report import figures
 
 
@@ -60,6 +60,15 @@ optimizer.step()
             f"optimizer.step() was called: something zeroes them in between, so no update uses them.",
             "Move optimizer.zero_grad() before loss.backward() (or after optimizer.step()).",
             [], onset=cleared[0], steps=cleared[:20])
+
+    metric = "steps stepped with their gradients cleared"
+
+    def plan_fix(self, ev, finding):
+        return FixPlan("zero_grad() moved before backward (the call between backward and step skipped)",
+                       zero_grad=True)
+
+    def measure(self, ev, finding):
+        return float(len(_cleared_steps(ev)))
 
     def draw(self, ax, ev, finding):
         figures.loss_curve(ax, ev)

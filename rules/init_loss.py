@@ -90,12 +90,8 @@ scratch (no torch functional loss inside) is not judged.
     def plan_fix(self, ev, finding):
         head, bias = finding.layers[0], finding.evidence.get("bias")
 
-        def edit(model):
-            model.get_parameter(head).mul_(0.01)
-            if bias:
-                model.get_parameter(bias).zero_()
-
-        return FixPlan(f"{head} x 0.01" + (f", {bias} = 0" if bias else ""), model_edit=edit)
+        edits = ((head, "scale", 0.01),) + (((bias, "fill", 0.0),) if bias else ())
+        return FixPlan(f"{head} x 0.01" + (f", {bias} = 0" if bias else ""), param_edits=edits)
 
     def measure(self, ev, finding):
         return ev.probe.initial_loss

@@ -121,8 +121,6 @@ with --ignore lr-schedule.
                 return
 
     def plan_fix(self, ev, finding):
-        if ev.loop is not None:  # a script's own scheduler: not re-run yet
-            return None
         n = ev.probe.steps
         return FixPlan(f"the schedule stepped once per epoch instead of every step (held over the {n}-step probe)",
                        scheduler_every=n)

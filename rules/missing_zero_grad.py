@@ -1,6 +1,6 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
 from auditor.report import figures
 
@@ -62,6 +62,14 @@ the gradients cleared. Checked on the first steps and on the measured ones.
             "Clear the gradients once per step, before backward:\n\n"
             "optimizer.zero_grad()\nloss.backward()\noptimizer.step()",
             [], onset=first, steps=sorted(left), stale_norms=[left[s] for s in sorted(left)])
+
+    metric = "steps whose update carried earlier gradients"
+
+    def plan_fix(self, ev, finding):
+        return FixPlan("optimizer.zero_grad() before each step's first backward", zero_grad=True)
+
+    def measure(self, ev, finding):
+        return float(sum(1 for v in (ev.loop or {}).get("stale_grad", {}).values() if np.isfinite(v) and v > 0))
 
     def draw(self, ax, ev, finding):
         figures.grad_norm(ax, ev)

@@ -1,4 +1,4 @@
-from auditor.engine import Rule
+from auditor.engine import FixPlan, Rule
 
 
 class StaleOptimizer(Rule):
@@ -37,6 +37,18 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)     # built after the mo
             "Build the optimizer after the model's final form (after any re-creation, loading or wrapping):\n\n"
             "model = build_model()\noptimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)",
             [stale["model"]], **stale)
+
+    metric = "median loss of the last 10 steps"
+    unverified_because = "the fix is where the script builds its optimizer"
+
+    def plan_fix(self, ev, finding):
+        return FixPlan("the running model's parameters given to the optimizer", add_missing_params=True)
+
+    def measure(self, ev, finding):
+        import numpy as np
+
+        tail = ev.loss[-10:]
+        return float(np.median(tail)) if tail.size and np.isfinite(tail).all() else None
 
 
 RULE = StaleOptimizer()

@@ -1,4 +1,4 @@
-from auditor.engine import Rule, Threshold
+from auditor.engine import FixPlan, Rule, Threshold
 
 from ._loop import forwards, steps_with
 
@@ -60,6 +60,17 @@ as detection fine-tuning does) keeps the model's own flag in training mode and i
             "Call model.train() at the start of every training epoch (after any evaluation):\n\n"
             "for epoch in range(epochs):\n    model.train()\n    for x, y in loader:\n        ...",
             [ev.loop.get("model", "")], onset=first, steps=in_eval[:20])
+
+    metric = "steps trained in eval mode"
+    compares_loss = False  # dropout back on raises the training loss: that is the fix working
+
+    def plan_fix(self, ev, finding):
+        return FixPlan("model.train() before every training forward", train_mode=True)
+
+    def measure(self, ev, finding):
+        fwds = [f for f in forwards(ev) if f["grad"] and f["sensitive"]]
+        trained = steps_with(fwds, lambda f: f["training"])
+        return float(len(steps_with(fwds, lambda f: not f["training"] and f["sensitive_training"] == 0) - trained))
 
 
 RULE = TrainInEvalMode()

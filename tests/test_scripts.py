@@ -36,8 +36,10 @@ def test_loop_rule_fires_and_heads_the_report(rule, sample):
     fired = [f for f in report.findings if f.rule == rule]
     assert fired, f"{rule} did not fire on {sample}: {[f.rule for f in report.findings]}"
     assert fired[0].severity in ("warning", "error") and fired[0].fix
-    # The loop bug is the root cause, whatever symptoms it set off.
+    # The loop bug is the root cause, whatever symptoms it set off, and its fix is proven on the script itself.
     assert report.root_causes[0] == rule, report.root_causes
+    verified = fired[0].verified
+    assert verified.get("outcome") in ("resolved", "improved"), verified
     assert report.settings["mode"] == "script" and report.evidence.probe.steps_run == 100
 
 

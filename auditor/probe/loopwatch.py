@@ -31,6 +31,22 @@ _STALE_STEPS = 4
 NAN_CHECK_EVERY = 10
 
 
+@dataclass
+class LoopFix:
+    """A mechanical fix applied to the script's run through the observer's hooks (from a FixPlan)."""
+
+    zero_grad: bool = False
+    train_mode: bool = False
+    eval_no_grad: bool = False  # model.eval() around every forward without gradients (validation)
+    unscale_before_clip: bool = False
+    hold_schedule: bool = False  # every step at the first step's rates: the schedule stepped per epoch
+    lr: float | None = None  # the first group's rate at the first step becomes this; the others in proportion
+    optimizer_settings: dict | None = None
+    clip_grad_norm: float | None = None
+    add_missing_params: bool = False
+    param_edits: tuple = ()
+
+
 class StopScript(BaseException):
     """Raised from the optimizer step hook once the steps asked for are seen. A BaseException, so the script's
     own `except Exception:` cannot swallow it; its `finally:` blocks still run."""
@@ -66,8 +82,12 @@ class LoopRecord:
 class LoopWatch:
     """Install with `with LoopWatch(steps, stats_every):`, run the user's code inside, then `finish()`."""
 
-    def __init__(self, steps: int, stats_every: int, names_from: dict | None = None):
+    def __init__(self, steps: int, stats_every: int, names_from: dict | None = None, fix: LoopFix | None = None):
         self.steps, self.stats_every = steps, stats_every
+        self.fix = fix or LoopFix()
+        self._edited = False
+        self._first_lrs: list[float] | None = None
+        self._held: list[float] | None = None  # the script's own rates, put back after a fixed step
         self.log = DeviceLog()
         self.record = LoopRecord()
         self.step = 0  # optimizer steps taken so far by the main optimizer
@@ -92,7 +112,8 @@ class LoopWatch:
         self._sensitive: dict[int, list[nn.Module]] = {}
         self._tracer_on = False
         self._spy_on = False
-        self._model_hook = None
+        self._model_hooks: list = []
+        self._evaled: set[int] = set()  # modules the eval-for-validation fix switched, to switch back after
         self._last_loss: torch.Tensor | None = None
 
     # --- installation -------------------------------------------------------------------------------------
@@ -104,9 +125,13 @@ class LoopWatch:
                          nn.modules.module.register_module_forward_pre_hook(self._global_pre),
                          nn.modules.module.register_module_forward_hook(self._global_post, always_call=True)]
         self._patch(torch.autograd, "backward", self._wrap_backward(torch.autograd.backward))
+        self._clip_norm = torch.nn.utils.clip_grad_norm_
         for name in ("clip_grad_norm_", "clip_grad_value_"):
             self._patch(torch.nn.utils, name, self._wrap_clip(getattr(torch.nn.utils, name), name))
         self._patch(torch.amp.GradScaler, "scale", self._wrap_scale(torch.amp.GradScaler.scale))
+        if self.fix.zero_grad:
+            for owner in (torch.optim.Optimizer, nn.Module):
+                self._patch(owner, "zero_grad", self._wrap_zero_grad(owner.zero_grad))
         self.spy.__enter__()
         self._spy_on = True
         return self
@@ -117,8 +142,8 @@ class LoopWatch:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        if self._model_hook is not None:
-            self._model_hook.remove()
+        for h in self._model_hooks:
+            h.remove()
         for owner, name, original in reversed(self._patched):
             setattr(owner, name, original)
         self._patched.clear()
@@ -134,6 +159,7 @@ class LoopWatch:
     # --- the model: found from what runs with grad and what the optimizer trains --------------------------
     def _global_pre(self, module, args):
         if self._depth == 0 and torch.is_grad_enabled():
+            self._fix_forward(module)
             if id(module) not in self._candidates and any(p.requires_grad for p in module.parameters()):
                 self._candidates[id(module)] = module
                 if self.tracer is None and self.step == 0:
@@ -142,14 +168,43 @@ class LoopWatch:
             if self.first_args is None and id(module) in self._candidates:
                 self.first_args = args
         if self._depth == 0 and self.model is None:
+            if not torch.is_grad_enabled():
+                self._fix_no_grad_forward(module)
             self._note_forward(module, args)
         self._depth += 1
 
     def _global_post(self, module, args, output):
         self._depth = max(self._depth - 1, 0)
+        if self._depth == 0:
+            self._model_post(module, args, output)
+
+    def _model_post(self, module, args, output):
+        if id(module) in self._evaled:
+            self._evaled.discard(id(module))
+            module.train()
 
     def _model_pre(self, module, args):
+        if torch.is_grad_enabled():
+            self._fix_forward(module)
+        else:
+            self._fix_no_grad_forward(module)
         self._note_forward(module, args)
+
+    def _fix_no_grad_forward(self, module) -> None:
+        if self.fix.eval_no_grad and module.training and any(p.requires_grad for p in module.parameters()):
+            module.eval()
+            self._evaled.add(id(module))
+
+    def _fix_forward(self, module) -> None:
+        if not any(p.requires_grad for p in module.parameters()):
+            return
+        if self.fix.train_mode and not module.training:
+            module.train()
+        if self.fix.param_edits and not self._edited:
+            from ..engine import apply_param_edits
+
+            apply_param_edits(module, self.fix.param_edits)
+            self._edited = True
 
     def _note_forward(self, module, args) -> None:
         sens = self._sensitive.get(id(module))
@@ -217,7 +272,8 @@ class LoopWatch:
         for h in self._handles[2:]:
             h.remove()
         del self._handles[2:]
-        self._model_hook = best.register_forward_pre_hook(self._model_pre)
+        self._model_hooks = [best.register_forward_pre_hook(self._model_pre),
+                             best.register_forward_hook(self._model_post, always_call=True)]
         named = list(best.named_parameters())
         self.table = param_table(best, self.tracer.module_order if self.tracer else [], named)
         self.params = ParamTracker([(n, p) for n, p, *_ in self.table], self.log)
@@ -243,6 +299,9 @@ class LoopWatch:
         self._pending.append(value.reshape(()) if value.numel() == 1 else value.mean())
         if self.first_loss is None:
             self.first_loss = self._pending[-1]
+        if self._backwards == 0 and self.fix.zero_grad:
+            for p in self._fix_params():
+                p.grad = None
         if self._backwards == 0 and self.params is not None and self.step > 0 and \
                 (self.step < _STALE_STEPS or self.measured(self.step)):
             # Whatever .grad holds at the first backward of a step was left there since the last update.
@@ -251,6 +310,20 @@ class LoopWatch:
                 self.log.put("loop/stale_grad", torch.stack(torch._foreach_norm(present)).square().sum().sqrt(),
                              self.step)
         self._backwards += 1
+
+    def _fix_params(self) -> list:
+        if self.opt is not None:
+            return [p for g in self.opt.param_groups for p in g["params"]] + [p for _, p, *_ in self.table]
+        return [p for m in self._candidates.values() for p in m.parameters()]
+
+    def _wrap_zero_grad(self, original):
+        watch = self
+
+        def zero_grad(owner, *args, **kwargs):
+            if watch.fix.zero_grad and watch._backwards:
+                return None  # the fix clears them at the next step's first backward instead
+            return original(owner, *args, **kwargs)
+        return zero_grad
 
     def _wrap_scale(self, original):
         watch = self
@@ -269,9 +342,27 @@ class LoopWatch:
     def _wrap_clip(self, original, name: str):
         def clip(parameters, *args, **kwargs):
             parameters = list(parameters) if not isinstance(parameters, torch.Tensor) else [parameters]
-            self.record.clips.append({"step": self.step, "function": name, "scaled": self._clip_scaled()})
+            scaled = self._clip_scaled()
+            if scaled and self.fix.unscale_before_clip:
+                self._unscale(parameters)
+                scaled = self._clip_scaled()
+            self.record.clips.append({"step": self.step, "function": name, "scaled": scaled})
             return original(parameters, *args, **kwargs)
         return clip
+
+    def _unscale(self, parameters) -> None:
+        """The fix for clip-before-unscale: scaler.unscale_(optimizer) for the optimizer of these parameters."""
+        import gc
+
+        ids = {id(p) for p in parameters}
+        opts = [self.opt] if self.opt is not None else [
+            o for o in gc.get_objects() if isinstance(o, torch.optim.Optimizer)]
+        for opt in opts:
+            if any(id(p) in ids for g in opt.param_groups for p in g["params"]):
+                for scaler in self._scalers:
+                    if scaler.is_enabled():
+                        scaler.unscale_(opt)
+                return
 
     def _clip_scaled(self) -> bool:
         """Whether an enabled GradScaler had scaled this step's gradients and not yet unscaled them."""
@@ -300,17 +391,45 @@ class LoopWatch:
         self.record.backwards.append(self._backwards)
         if self._backwards and all(p.grad is None for p in self.params.params):
             self.record.none_at_step.append(step)
-        self.record.lrs.append(optim.group_lrs(opt))
         if self._pending:
             loss = self._pending[0] if len(self._pending) == 1 else torch.stack(self._pending).mean()
             self.log.put("loss", [loss], step)
             self._last_loss = loss
         self._pending.clear()
         self.params.after_backward(step, self.measured(step))
+        self._fix_step(opt)
+        self.record.lrs.append(optim.group_lrs(opt))
+
+    def _fix_step(self, opt) -> None:
+        fix = self.fix
+        if self._first_lrs is None:
+            self._first_lrs = [g["lr"] for g in opt.param_groups]
+            for group in opt.param_groups:
+                for key, value in (fix.optimizer_settings or {}).items():
+                    if key in group:
+                        group[key] = value
+            if fix.add_missing_params:
+                have = {id(p) for g in opt.param_groups for p in g["params"]}
+                missing = [p for p in self.model.parameters() if p.requires_grad and id(p) not in have]
+                if missing:
+                    opt.add_param_group({"params": missing, "lr": opt.param_groups[0]["lr"]})
+                    self._first_lrs.append(opt.param_groups[0]["lr"])
+        if fix.lr is not None or fix.hold_schedule:
+            self._held = [g["lr"] for g in opt.param_groups]
+            base = self._first_lrs if fix.hold_schedule else self._held
+            factor = fix.lr / self._first_lrs[0] if fix.lr is not None and self._first_lrs[0] else 1.0
+            for group, lr in zip(opt.param_groups, base, strict=False):
+                group["lr"] = lr * factor
+        if fix.clip_grad_norm is not None:  # after the gradients were measured, as the replay clips
+            self._clip_norm(list(self.model.parameters()), fix.clip_grad_norm)
 
     def _post_step(self, opt, args, kwargs) -> None:
         if opt is not self.opt:
             return
+        if self._held is not None:  # the script's scheduler goes on from its own rates
+            for group, lr in zip(opt.param_groups, self._held, strict=False):
+                group["lr"] = lr
+            self._held = None
         self.params.after_step(self.step)
         self.step += 1
         self._backwards = 0

@@ -23,7 +23,7 @@ from ..errors import AuditError
 from ..evidence import Evidence, ProbeInfo
 from . import checks, lossspy, optim
 from .activations import ActivationTracer
-from .loopwatch import LoopWatch, StopScript
+from .loopwatch import LoopFix, LoopWatch, StopScript
 from .state import seed_everything
 from .structure import structure_hash
 
@@ -73,13 +73,14 @@ class Ending:
     message: str = ""
 
 
-def run_script(script: Script, steps: int, stats_every: int, seed: int) -> Evidence:
+def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: LoopFix | None = None) -> Evidence:
+    """`fix`: a mechanical fix applied through the observer's hooks (auditor/probe/rerun.py)."""
     if steps < 1:
         raise AuditError(f"--steps must be at least 1, got {steps}")
     script.check()
     started = time.perf_counter()
     seed_everything(seed)  # before the script runs; a script that seeds itself wins, as in its own job
-    watch = LoopWatch(steps, stats_every)
+    watch = LoopWatch(steps, stats_every, fix=fix)
     ending = _run(script, watch)
     if watch.step == 0:
         raise AuditError(_never_stepped(script, ending))
