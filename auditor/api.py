@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
 from torch import nn
@@ -91,6 +92,12 @@ def audit_script(script, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAU
                        "verify_fixes": verify_fixes, "ignore": sorted(set(ignore)),
                        "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
     counter = Counterfactuals()
+    if verify_fixes and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A re-run would join the job's process group as a rank of its own and wait for the others forever.
+        evidence.probe.notes.append("fixes are not re-run under torchrun: run `audit run` on one process to verify "
+                                    "them")
+        verify_fixes = False
+        report.settings["verify_fixes"] = False
     if verify_fixes and not evidence.probe.partial_reason:
         from .verify import verify_script
 

@@ -26,12 +26,15 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)   # or Adam(lr=1e-3); ch
 """
     known_problems = """
 A model that starts from trained weights may already sit at its floor; fine-tuning audits can ignore this
-rule. Very noisy losses (tiny batches) need a longer probe (--steps).
+rule. Very noisy losses (tiny batches) need a longer probe (--steps). A script with two optimizers (a GAN,
+audited with `audit run`) is not judged: each player's loss is held up by the other by design.
 """
     references = ("A. Karpathy, 'A Recipe for Training Neural Networks' (2019)",
                   "Goodfellow, Bengio & Courville, 'Deep Learning' (2016), 8.2: plateaus")
 
     def check(self, ev, t):
+        if (ev.loop or {}).get("other_optimizers"):
+            return  # two players (a GAN): each one's loss is held up by the other by design, not a plateau
         seq = loss_prefix(ev)
         if seq.size < t.min_steps:
             return

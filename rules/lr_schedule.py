@@ -29,9 +29,11 @@ def _cycles(lr: np.ndarray) -> int:
     top = np.nanmax(lr) if np.isfinite(lr).any() else 0
     if not top > 0:
         return 0
-    state, count = "high", 0
+    state, count = "start", 0  # a warm-up rising from near zero is not a cycle
     for v in lr[np.isfinite(lr)]:
-        if state == "high" and v < top / 10:
+        if state == "start" and v > top / 2:
+            state = "high"
+        elif state == "high" and v < top / 10:
             state = "low"
         elif state == "low" and v > top / 2:
             state, count = "high", count + 1

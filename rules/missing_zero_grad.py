@@ -1,7 +1,5 @@
-import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import fmt
 from auditor.report import figures
 
 
@@ -10,8 +8,8 @@ class MissingZeroGrad(Rule):
     summary = "Each update includes gradients left over from earlier updates: zero_grad() is never called."
     from_start = True
     thresholds = {
-        "fraction": Threshold(0.5, "fraction of the checked steps whose first backward found gradients still "
-                              "held from before the last update",
+        "fraction": Threshold(0.5, "fraction of the steps after the first whose update carried the previous "
+                              "update's gradient tensors, uncleared",
                               "by construction: a loop that zeroes its gradients leaves none at every step; "
                               "half allows a loop that zeroes only sometimes to be named too"),
     }
@@ -37,31 +35,29 @@ for x, y in loader:
 """
     known_problems = """
 Seen only in `audit run` (a script's own loop): the replay zeroes the gradients itself. Gradient accumulation
-(zero_grad every k backward passes, step every k) is not flagged: the first backward after each step finds
-the gradients cleared. Checked on the first steps and on the measured ones.
+(zero_grad every k backward passes, step every k) is not flagged, nor a second model's backward through this
+one between its steps (a GAN's generator loss through the discriminator) when its own zero_grad() follows.
+Clearing by hand with `p.grad = None` is seen; clearing in place with `p.grad.zero_()` without any
+zero_grad() call is not, and would be flagged.
 """
     references = ("PyTorch docs, torch.optim.Optimizer.zero_grad: gradients accumulate across backward calls",
                   "Karpathy, 'most common neural net mistakes' (2018): 'you forgot to .zero_grad() before .backward()'")
 
     def check(self, ev, t):
-        stale = (ev.loop or {}).get("stale_grad", {})
-        checked = [s for s in range(1, ev.probe.steps_run)]
-        if not ev.loop or len(checked) < 2:
+        loop = ev.loop or {}
+        carried, checked = loop.get("carried_grads", []), loop.get("carry_checked", 0)
+        if checked < 2 or len(carried) / checked < t.fraction:
             return
-        left = {s: v for s, v in stale.items() if np.isfinite(v) and v > 0}
-        looked = max(len([s for s in checked if s < 4 or s % ev.probe.stats_every == 0 or s == ev.probe.steps - 1]), 1)
-        if len(left) / looked < t.fraction:
-            return
-        first = min(left)
+        first = carried[0]
         yield self.finding(
             "error", "Gradients are never zeroed: each update adds up every earlier gradient",
-            f"At {len(left)} of the {looked} steps checked, `.grad` already held gradients (norm "
-            f"{fmt(left[first])} at step {first}) before the step's first backward: nothing cleared them after "
-            f"the last optimizer.step(). Every update is the sum of all gradients since the start, so the steps "
-            f"grow as training goes on.",
+            f"At {len(carried)} of the {checked} steps after the first, the optimizer stepped with the same "
+            f"gradient tensors it had stepped with before, never cleared in between (no zero_grad() covering them, "
+            f"no .grad set to None), from step {first}: backward() adds to them, so every update is the sum of "
+            "all gradients since the start and the steps grow as training goes on.",
             "Clear the gradients once per step, before backward:\n\n"
             "optimizer.zero_grad()\nloss.backward()\noptimizer.step()",
-            [], onset=first, steps=sorted(left), stale_norms=[left[s] for s in sorted(left)])
+            [], onset=first, steps=carried[:20])
 
     metric = "steps whose update carried earlier gradients"
 
@@ -69,7 +65,7 @@ the gradients cleared. Checked on the first steps and on the measured ones.
         return FixPlan("optimizer.zero_grad() before each step's first backward", zero_grad=True)
 
     def measure(self, ev, finding):
-        return float(sum(1 for v in (ev.loop or {}).get("stale_grad", {}).values() if np.isfinite(v) and v > 0))
+        return float(len((ev.loop or {}).get("carried_grads", [])))
 
     def draw(self, ax, ev, finding):
         figures.grad_norm(ax, ev)

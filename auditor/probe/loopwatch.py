@@ -13,6 +13,7 @@ backward passes a step had, whether `.grad` was set, the learning rates, the mod
 from __future__ import annotations
 
 import sys
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -25,9 +26,8 @@ from .params import ParamTracker, param_table
 
 # Modules whose behaviour differs between train() and eval(): the ones a mode bug changes.
 _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
-# Steps at which the gradients found at the first backward of a step are measured even off the stats schedule:
-# a missing zero_grad shows from step 1 on.
-_STALE_STEPS = 4
+# Gradient tensors followed from one step to the next to tell whether they were cleared in between.
+_FOLLOWED = 8
 NAN_CHECK_EVERY = 10
 
 
@@ -70,7 +70,9 @@ class LoopRecord:
     """What the host knows about the loop without asking the device."""
 
     backwards: list[int] = field(default_factory=list)  # backward passes before each step
-    none_at_step: list[int] = field(default_factory=list)  # steps where every .grad was None at step() after a backward
+    none_at_step: list[int] = field(default_factory=list)
+    carried: list[int] = field(default_factory=list)  # steps whose update carried the previous step's gradients
+    checked: int = 0  # steps at which that could be told  # steps where every .grad was None at step() after a backward
     lrs: list[list[float]] = field(default_factory=list)  # each group's learning rate at each step
     forwards: list[Forward] = field(default_factory=list)
     clips: list[dict] = field(default_factory=list)  # {step, scaled, function}
@@ -100,6 +102,7 @@ class LoopWatch:
         self.first_loss: torch.Tensor | None = None
         self.first_args = None
         self.nan_stopped = False
+        self.samplers = None  # the SamplerWatch the driver runs beside it
         self._names_from = names_from  # the script's globals, to name raw tensors trained without a module
         self._handles: list = []
         self._patched: list[tuple[object, str, object]] = []
@@ -110,6 +113,10 @@ class LoopWatch:
         self._scaled: dict[int, tuple[torch.Tensor, torch.Tensor, object]] = {}  # id(scaled) -> (scaled, loss, scaler)
         self._scalers: list = []
         self._sensitive: dict[int, list[nn.Module]] = {}
+        self._stepped: list = []
+        self._covers: dict[int, bool] = {}
+        self._zeroed = False
+        self._followed: list | None = None
         self._tracer_on = False
         self._spy_on = False
         self._model_hooks: list = []
@@ -129,9 +136,8 @@ class LoopWatch:
         for name in ("clip_grad_norm_", "clip_grad_value_"):
             self._patch(torch.nn.utils, name, self._wrap_clip(getattr(torch.nn.utils, name), name))
         self._patch(torch.amp.GradScaler, "scale", self._wrap_scale(torch.amp.GradScaler.scale))
-        if self.fix.zero_grad:
-            for owner in (torch.optim.Optimizer, nn.Module):
-                self._patch(owner, "zero_grad", self._wrap_zero_grad(owner.zero_grad))
+        for owner in (torch.optim.Optimizer, nn.Module):
+            self._patch(owner, "zero_grad", self._wrap_zero_grad(owner.zero_grad))
         self.spy.__enter__()
         self._spy_on = True
         return self
@@ -183,12 +189,12 @@ class LoopWatch:
             self._evaled.discard(id(module))
             module.train()
 
-    def _model_pre(self, module, args):
+    def _model_pre(self, module, args, kwargs):
         if torch.is_grad_enabled():
             self._fix_forward(module)
         else:
             self._fix_no_grad_forward(module)
-        self._note_forward(module, args)
+        self._note_forward(module, (*args, *kwargs.values()))
 
     def _fix_no_grad_forward(self, module) -> None:
         if self.fix.eval_no_grad and module.training and any(p.requires_grad for p in module.parameters()):
@@ -272,7 +278,7 @@ class LoopWatch:
         for h in self._handles[2:]:
             h.remove()
         del self._handles[2:]
-        self._model_hooks = [best.register_forward_pre_hook(self._model_pre),
+        self._model_hooks = [best.register_forward_pre_hook(self._model_pre, with_kwargs=True),
                              best.register_forward_hook(self._model_post, always_call=True)]
         named = list(best.named_parameters())
         self.table = param_table(best, self.tracer.module_order if self.tracer else [], named)
@@ -302,13 +308,6 @@ class LoopWatch:
         if self._backwards == 0 and self.fix.zero_grad:
             for p in self._fix_params():
                 p.grad = None
-        if self._backwards == 0 and self.params is not None and self.step > 0 and \
-                (self.step < _STALE_STEPS or self.measured(self.step)):
-            # Whatever .grad holds at the first backward of a step was left there since the last update.
-            present = [p.grad for p in self._stepped if p.grad is not None]
-            if present:
-                self.log.put("loop/stale_grad", torch.stack(torch._foreach_norm(present)).square().sum().sqrt(),
-                             self.step)
         self._backwards += 1
 
     def _fix_params(self) -> list:
@@ -316,12 +315,40 @@ class LoopWatch:
             return [p for g in self.opt.param_groups for p in g["params"]] + [p for _, p, *_ in self.table]
         return [p for m in self._candidates.values() for p in m.parameters()]
 
+    def _note_zero_grad(self, owner) -> None:
+        """A zero_grad() call that covers the main optimizer's tensors clears what the next update would carry."""
+        if not self._stepped:  # before the first step: nothing to carry yet
+            return
+        covers = self._covers.get(id(owner))
+        if covers is None:
+            params = [p for g in owner.param_groups for p in g["params"]] if isinstance(
+                owner, torch.optim.Optimizer) else list(owner.parameters())
+            stepped = {id(p) for p in self._stepped}
+            covers = self._covers[id(owner)] = any(id(p) in stepped for p in params)
+        if covers:
+            self._zeroed = True
+
+    def _follow_grads(self) -> None:
+        """After a step: weak references to a few of the stepped tensors' gradients. If the same tensors are still
+        there at the next step and no zero_grad() covered them, the next update carries this one's gradients."""
+        self._zeroed = False
+        self._followed = [(p, weakref.ref(p.grad)) for p in self._stepped[:_FOLLOWED * 4] if p.grad is not None
+                          ][:_FOLLOWED]
+
+    def _carried_over(self) -> bool | None:
+        if self._followed is None:
+            return None
+        if self._zeroed:
+            return False
+        return all(p.grad is not None and ref() is p.grad for p, ref in self._followed) and bool(self._followed)
+
     def _wrap_zero_grad(self, original):
         watch = self
 
         def zero_grad(owner, *args, **kwargs):
             if watch.fix.zero_grad and watch._backwards:
                 return None  # the fix clears them at the next step's first backward instead
+            watch._note_zero_grad(owner)
             return original(owner, *args, **kwargs)
         return zero_grad
 
@@ -377,7 +404,26 @@ class LoopWatch:
         return False
 
     # --- the step ------------------------------------------------------------------------------------------
-    def _pre_step(self, opt, args, kwargs) -> None:
+    def _pre_step(self, opt, args, kwargs):
+        closure = kwargs.get("closure", args[0] if args else None)
+        if not callable(closure):
+            self._before_update(opt)
+            return None
+        # step(closure): the forward and backward run inside step() (Lightning's automatic optimization, LBFGS).
+        # The update's evidence is taken once the closure has run, before the optimizer applies it.
+        ran = []
+
+        def measured_closure():
+            result = closure()
+            if not ran:
+                ran.append(True)
+                self._before_update(opt)
+            return result
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": measured_closure}
+        return (measured_closure, *args[1:]), kwargs
+
+    def _before_update(self, opt) -> None:
         if self.opt is None:
             self.opt = opt
             self._spy_off()
@@ -385,10 +431,16 @@ class LoopWatch:
         if opt is not self.opt:
             key = type(opt).__name__
             self.record.other_optimizers[key] = self.record.other_optimizers.get(key, 0) + 1
+            self._pending.clear()  # the losses behind another optimizer's step (a GAN's other player) are its own
             return
         self._tracer_off()
         step = self.step
         self.record.backwards.append(self._backwards)
+        carried = self._carried_over()
+        if carried is not None:
+            self.record.checked += 1
+            if carried:
+                self.record.carried.append(step)
         if self._backwards and all(p.grad is None for p in self.params.params):
             self.record.none_at_step.append(step)
         if self._pending:
@@ -431,6 +483,7 @@ class LoopWatch:
                 group["lr"] = lr
             self._held = None
         self.params.after_step(self.step)
+        self._follow_grads()
         self.step += 1
         self._backwards = 0
         self._depth = 0

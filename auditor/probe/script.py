@@ -24,6 +24,7 @@ from ..evidence import Evidence, ProbeInfo
 from . import checks, lossspy, optim
 from .activations import ActivationTracer
 from .loopwatch import LoopFix, LoopWatch, StopScript
+from .samplers import SamplerWatch
 from .state import seed_everything
 from .structure import structure_hash
 
@@ -96,7 +97,8 @@ def _run(script: Script, watch: LoopWatch) -> Ending:
         else:
             sys.argv = [script.target, *script.args]
             sys.path.insert(0, str(Path(script.target).resolve().parent))
-        with watch:
+        with watch, SamplerWatch() as samplers:
+            watch.samplers = samplers
             try:
                 if script.module:
                     runpy.run_module(script.target, run_name="__main__", alter_sys=True)
@@ -177,6 +179,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
     if call is not None and call.num_classes:
         evidence.output_form = checks.output_form([call.input], call.kind, call.class_dim, call.squashed_by)
     evidence.lrs = lrs
+    evidence.samplers = watch.samplers.records() if watch.samplers is not None else []
     evidence.loop = _loop(watch, host, n)
     info.seconds = time.perf_counter() - started
     if ending.kind == "crashed":
@@ -202,11 +205,11 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
     """The loop's own facts for the loop rules, as plain numbers."""
     rec = watch.record
     model_id = id(watch.model)
-    stale = dict(zip(*host.get("loop/stale_grad", ([], [])), strict=True))
     return {
         "backwards": rec.backwards[:n],
         "grads_none_at_step": rec.none_at_step,
-        "stale_grad": {int(s): float(np.asarray(v).reshape(-1)[0]) for s, v in stale.items()},
+        "carried_grads": [s for s in rec.carried if s < n],
+        "carry_checked": rec.checked,
         "forwards": [{"step": f.step, "model": f.ident == model_id, "module": f.module, "training": f.training,
                       "grad": f.grad, "sensitive": f.sensitive, "sensitive_training": f.sensitive_training}
                      for f in rec.forwards],
@@ -214,6 +217,7 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "scaler": rec.scaler,
         "stale_optimizer": rec.stale_optimizer,
         "model": type(watch.model).__name__,
+        "other_optimizers": dict(rec.other_optimizers),
     }
 
 

@@ -1,0 +1,62 @@
+"""Training scripts written unlike the samples (styles of pytorch/examples, nanoGPT, makemore, Lightning, Hugging
+Face, accelerate, torchrun), each labelled before its first audit: healthy (no warning or error), or the loop
+bug it has and the root cause the report must lead with. bench/script_corpus.py scores them all;
+tests/test_script_corpus.py runs a fast subset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ScriptCase:
+    file: str
+    style: str
+    args: tuple[str, ...] = ()
+    fires: frozenset[str] = frozenset()  # rules that must fire (warning or error); empty: healthy
+    headline: str | None = None  # the root cause the report must lead with
+    needs: str | None = None  # an optional package the script imports
+    ranks: int = 0  # run under torchrun with this many processes
+
+    @property
+    def path(self) -> Path:
+        return HERE / self.file
+
+    @property
+    def healthy(self) -> bool:
+        return not self.fires
+
+
+def _bug(file: str, style: str, rule: str, **kw) -> ScriptCase:
+    return ScriptCase(file, style, fires=frozenset({rule}), headline=rule, **kw)
+
+
+CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.args) if c.args else ""): c
+         for c in [
+    ScriptCase("mnist_example.py", "pytorch/examples MNIST: argparse, train()/test(), Adadelta, StepLR per epoch"),
+    ScriptCase("raw_while_loop.py", "makemore: raw tensors, a while loop, no module, no DataLoader"),
+    ScriptCase("gpt_accum.py", "nanoGPT: get_batch(), accumulation, hand-set warm-up/cosine rate, clipping"),
+    ScriptCase("char_lstm.py", "an LSTM language model with its hidden state detached between batches"),
+    ScriptCase("resnet_argparse.py", "torchvision ResNet-18, the reference SGD recipe, main() under __name__"),
+    ScriptCase("gan_two_models.py", "two models and two optimizers in one loop (a GAN)"),
+    ScriptCase("accelerate_loop.py", "Hugging Face accelerate: prepare() and accelerator.backward()",
+               needs="accelerate"),
+    ScriptCase("lightning_fit.py", "Lightning: a LightningModule and Trainer.fit with validation", needs="lightning"),
+    ScriptCase("hf_trainer.py", "Hugging Face Trainer.train on a tiny BERT from a config", needs="transformers"),
+    ScriptCase("ddp_sampler.py", "torchrun DDP (gloo) with a DistributedSampler and set_epoch", ranks=2),
+    _bug("ddp_sampler.py", "torchrun DDP without sampler.set_epoch", "rank-same-batches", args=("--no-set-epoch",),
+         ranks=2),
+    _bug("eval_left_on.py", "a Trainer class whose evaluate() leaves the model in eval mode", "train-in-eval-mode"),
+    _bug("accumulate_forgot_zero.py", "accumulation that steps every 4 batches and never zeroes",
+         "missing-zero-grad"),
+    _bug("cosine_per_batch.py", "CosineAnnealingLR(T_max=epochs) stepped per batch", "lr-schedule"),
+    _bug("amp_clip_value.py", "bf16 autocast and a GradScaler, clip_grad_value_ before unscale_",
+         "clip-before-unscale"),
+    _bug("rebuilt_for_finetune.py", "the model rebuilt from a state dict after the optimizer", "stale-optimizer"),
+    _bug("validate_inference_mode.py", "validation under inference_mode without model.eval()",
+         "eval-in-train-mode"),
+    _bug("model_zero_grad_misplaced.py", "model.zero_grad() between backward and step", "grads-zeroed-before-step"),
+]}
