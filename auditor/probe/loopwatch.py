@@ -202,6 +202,8 @@ class LoopWatch:
             self._evaled.add(id(module))
 
     def _fix_forward(self, module) -> None:
+        if not (self.fix.train_mode or (self.fix.param_edits and not self._edited)):
+            return  # the path of every audit's first run: nothing to do, checked in no time
         if not any(p.requires_grad for p in module.parameters()):
             return
         if self.fix.train_mode and not module.training:
@@ -301,8 +303,9 @@ class LoopWatch:
             return
         scaled = self._scaled.pop(id(t), None)
         loss = scaled[1] if scaled is not None and scaled[0] is t else t
-        value = loss.detach().float()
-        self._pending.append(value.reshape(()) if value.numel() == 1 else value.mean())
+        value = loss.detach()
+        # Kept as it comes (a 0-d tensor on the device): the read-back converts, so a step costs no extra kernel.
+        self._pending.append(value if value.ndim == 0 else value.float().mean())
         if self.first_loss is None:
             self.first_loss = self._pending[-1]
         if self._backwards == 0 and self.fix.zero_grad:
