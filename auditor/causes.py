@@ -86,6 +86,10 @@ MECHANISMS = (
                               "grad-data-ratio", "update-ratio", "lr-range", "loss-oscillation", "grad-spikes"),
               "unstandardised inputs scale every pre-activation of the first layer, and with it the gradients",
               "LeCun, Bottou, Orr & Müller, 'Efficient BackProp' (1998), 4.3: normalising the inputs"),
+    Mechanism("amp-overflow", ("loss-plateau", "input-independence", "overfit-one-batch", "lr-range", "update-ratio",
+                               "loss-nan", "vanishing-gradients", "exploding-gradients"),
+              "steps skipped for inf/NaN and a collapsing loss scale leave the weights where they started",
+              "Micikevicius et al., 'Mixed Precision Training', ICLR 2018: loss scaling"),
     # A model can ignore its input from the start for three reasons: a layer with every unit off, a deep
     # stack whose shrinking Jacobian loses the signal forwards as it loses the gradient backwards, or an input
     # that is cut off in the code. The first two are recognised by their own evidence, before the third.

@@ -92,7 +92,7 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
         f.verified, after_ev, present = _try(plan, f, rules, active, thresholds, evidence, setup, options,
                                              optimizer, scheduler, snapshot, progress)
         if after_ev is not None:
-            record(result, f, findings, rules, after_ev, present)
+            record(result, f, findings, rules, evidence, after_ev, present)
             f.after = after_ev  # for the report's before/after figure; not part of the JSON
         # Other fixes of the same finding, each proved on its own copy: what the user may prefer (one layer kept in
         # float32 rather than the whole model in bf16). The root causes are judged by the first.
@@ -150,12 +150,14 @@ def judge(rule: Rule, f: Finding, plan: FixPlan, before, evidence: Evidence, aft
     return verified, present
 
 
-def record(result: Counterfactuals, f: Finding, findings: list[Finding], rules: dict, after_ev: Evidence,
-           present: set[str]) -> None:
+def record(result: Counterfactuals, f: Finding, findings: list[Finding], rules: dict, evidence: Evidence,
+           after_ev: Evidence, present: set[str]) -> None:
     """Which other findings the fix removed (and which stayed), for the root causes."""
     judged = {g.rule for g in findings if g.rule != f.rule and _judgeable(rules[g.rule], after_ev)}
-    # A fix that blew the loss up ended its re-probe early: what it did not see there, it did not remove.
-    blew_up = not np.isfinite(after_ev.loss[:after_ev.probe.steps_run]).all()
+    # A fix that blew up a loss that was finite ended its re-probe early: what it did not see there, it did not
+    # remove. (Where the run blew up before the fix too, both runs are judged alike.)
+    blew_up = not np.isfinite(after_ev.loss[:after_ev.probe.steps_run]).all() and \
+        bool(np.isfinite(evidence.loss[:evidence.probe.steps_run]).all())
     result.removed_by[f.rule] = set() if blew_up else judged - present
     result.stayed_after[f.rule] = judged & present
 
@@ -186,8 +188,8 @@ def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_e
     non-finite), else "no effect"."""
     loss0, loss1 = _end_loss(ev), _end_loss(after_ev)
     out = {"loss_before": _num(loss0), "loss_after": _num(loss1)}
-    loss_worse = (np.isfinite(loss0) and not np.isfinite(loss1)) or (
-        rule.compares_loss and np.isfinite(loss0) and np.isfinite(loss1) and loss1 > loss0 * (1 + CHANGE) + 1e-6)
+    higher = np.isfinite(loss0) and np.isfinite(loss1) and loss1 > loss0 * (1 + CHANGE) + 1e-6
+    loss_worse = (np.isfinite(loss0) and not np.isfinite(loss1)) or (getattr(rule, "compares_loss", True) and higher)
     gain = _gain(rule.metric_goal, _num(before), _num(after))
     if _num(after) is None:
         out["after_reason"] = ("the fixed copy's loss turned non-finite, so the metric is undefined"
@@ -248,7 +250,7 @@ def verify_script(script, evidence: Evidence, findings: list[Finding], rules: di
             continue
         rule = rules[f.rule]
         try:
-            after_ev = rerun(script, fix, steps, stats_every, seed)
+            after_ev = rerun(script, fix, steps, stats_every, seed, experiments=rule.needs_checks)
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the script could not be re-run with the fix: {exc}"}
             continue
@@ -256,7 +258,8 @@ def verify_script(script, evidence: Evidence, findings: list[Finding], rules: di
             progress.update()
         f.verified, present = judge(rule, f, plan, rule.measure(evidence, f), evidence, after_ev, active,
                                     thresholds)
+        f.verified["how"] = "the script re-run in a fresh process, same steps and seed, with the fix"
         f.after = after_ev
-        record(result, f, findings, rules, after_ev, present)
+        record(result, f, findings, rules, evidence, after_ev, present)
     result.seconds = time.perf_counter() - started
     return result

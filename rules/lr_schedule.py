@@ -83,7 +83,9 @@ Judged on the rates the optimizer held at each step the audit saw. In a model.py
 `make_scheduler()`'s schedule after every optimizer step (as that contract says), so a schedule written in
 epochs is flagged there too: step it per epoch in your job, or give make_scheduler its per-step form.
 A schedule that really is meant to fall this fast (a very short fine-tuning run) can switch this rule off
-with --ignore lr-schedule.
+with --ignore lr-schedule. In a model.py audit (and the trainer callbacks), a schedule whose rate reaches
+exactly zero within the probe is taken as a short job's schedule ending, not judged: the replay cannot know
+the job's length (a script's own loop shows whether training went on at zero).
 """
     references = ("PyTorch docs, 'How to adjust learning rate': scheduler.step() after the epoch's optimizer steps",
                   "Smith, 'Cyclical Learning Rates for Training Neural Networks' (2017): cycles measured in "
@@ -95,6 +97,10 @@ with --ignore lr-schedule.
         lrs = np.asarray(ev.lrs, dtype=float)
         for g in range(lrs.shape[1]):
             lr = lrs[:, g]
+            if ev.loop is None and lr[-1] == 0:
+                # The replay steps a schedule for its own 100 steps, whatever the job's length: one that decays
+                # to exactly zero (linear, cosine to 0) ended there, and a short job ends with it.
+                continue
             found = _collapse(lr, t)
             where = f" (parameter group {g})" if lrs.shape[1] > 1 else ""
             if found:

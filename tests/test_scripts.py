@@ -154,3 +154,11 @@ def test_cli_module_form(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["settings"]["script"] == "-m proj.train" and data["settings"]["args"] == ["--epochs", "2"]
+
+
+def test_script_autocast_and_scaler_are_evidence():
+    report = _audit("clip_before_unscale", steps=20)
+    amp = report.evidence.amp
+    assert amp["mode"] == "bf16" and amp["scaler"]["init_scale"] == 65536.0
+    assert (amp["scales"][:20] > 0).all()  # the script's own scaler, read at every step
+    assert report.settings["mode"] == "script" and report.probe.amp == "bf16"

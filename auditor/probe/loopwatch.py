@@ -4,10 +4,10 @@ Everything is seen through PyTorch's own global hooks, never by tracing or rewri
 optimizer step hooks mark the steps (the loop's unit of work), `torch.autograd.backward` is wrapped to see
 the tensor each backward starts from (the loss), module forward hooks see which model runs, in which mode and
 with or without grad, and `GradScaler.scale` and the clipping functions are wrapped to see whether clipping
-met scaled gradients. The per-layer measurements are the replay's own (ParamTracker, ActivationTracer,
-DeviceLog), fed from these hooks on the same schedule, so every rule reads the same evidence whichever driver
-produced it. Statistics stay on the device; the host keeps only what it knows without asking it (how many
-backward passes a step had, whether `.grad` was set, the learning rates, the modes of each forward).
+met scaled gradients. The per-layer measurements are the replay's own: one Observer (auditor/probe/observer.py),
+fed from these hooks on the same schedule, so every rule reads the same evidence whichever driver produced it.
+Statistics stay on the device; the host keeps only what it knows without asking it (how many backward passes
+a step had, whether `.grad` was set, the learning rates, the modes of each forward).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from . import checks, lossspy, optim
-from .activations import ActivationTracer
-from .devicelog import DeviceLog
-from .params import ParamTracker, param_table
+from .observer import Observer
+from .script_checks import HELD_STEPS
+from .state import copy_model
 
 # Modules whose behaviour differs between train() and eval(): the ones a mode bug changes.
 _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
@@ -79,26 +79,36 @@ class LoopRecord:
     other_optimizers: dict[str, int] = field(default_factory=dict)  # class name -> steps taken
     stale_optimizer: dict | None = None
     scaler: dict | None = None  # the script's GradScaler: enabled, init_scale
+    autocast: str | None = None  # "" (none), "fp16" or "bf16": the first training forward's autocast
 
 
 class LoopWatch:
     """Install with `with LoopWatch(steps, stats_every):`, run the user's code inside, then `finish()`."""
 
-    def __init__(self, steps: int, stats_every: int, names_from: dict | None = None, fix: LoopFix | None = None):
+    def __init__(self, steps: int, stats_every: int, names_from: dict | None = None, fix: LoopFix | None = None,
+                 experiments: bool = False):
         self.steps, self.stats_every = steps, stats_every
+        self.observer = Observer(steps, stats_every)
         self.fix = fix or LoopFix()
         self._edited = False
         self._first_lrs: list[float] | None = None
         self._held: list[float] | None = None  # the script's own rates, put back after a fixed step
-        self.log = DeviceLog()
+        self.log = self.observer.log
         self.record = LoopRecord()
         self.step = 0  # optimizer steps taken so far by the main optimizer
         self.opt: torch.optim.Optimizer | None = None
         self.model: nn.Module | None = None
-        self.params: ParamTracker | None = None
+        self.params = None  # the observer's ParamTracker, once the model is known
         self.table: list = []
-        self.tracer: ActivationTracer | None = None
-        self.spy = lossspy.LossSpy()
+        self.tracer = None  # the observer's ActivationTracer
+        # For the experiments (auditor/probe/script_checks.py): the model before its first forward, and the first
+        # steps' inputs, outputs and loss calls.
+        self.experiments = experiments
+        self.initial: nn.Module | None = None
+        self._initial_id: int | None = None
+        self.held: dict[int, tuple] = {}
+        self.outputs: dict[int, object] = {}
+        self.spy = lossspy.LossSpy(keep_all=experiments)
         self.first_loss: torch.Tensor | None = None
         self.first_args = None
         self.nan_stopped = False
@@ -160,7 +170,7 @@ class LoopWatch:
         setattr(owner, name, replacement)
 
     def measured(self, step: int) -> bool:
-        return step % self.stats_every == 0 or step == self.steps - 1
+        return self.observer.measured(step)
 
     # --- the model: found from what runs with grad and what the optimizer trains --------------------------
     def _global_pre(self, module, args):
@@ -168,12 +178,15 @@ class LoopWatch:
             self._fix_forward(module)
             if id(module) not in self._candidates and any(p.requires_grad for p in module.parameters()):
                 self._candidates[id(module)] = module
+                if self.experiments and self.initial is None and self.step == 0:
+                    self.initial, self._initial_id = copy_model(module), id(module)
                 if self.tracer is None and self.step == 0:
                     # The first model to run with grad before any step: traced from its first forward.
                     self._start_tracer(module)
             if self.first_args is None and id(module) in self._candidates:
                 self.first_args = args
         if self._depth == 0 and self.model is None:
+            self._hold(module, args, {})
             if not torch.is_grad_enabled():
                 self._fix_no_grad_forward(module)
             self._note_forward(module, args)
@@ -185,16 +198,23 @@ class LoopWatch:
             self._model_post(module, args, output)
 
     def _model_post(self, module, args, output):
+        if id(module) == self._initial_id and self.step < HELD_STEPS and torch.is_grad_enabled():
+            self.outputs.setdefault(self.step, output)
         if id(module) in self._evaled:
             self._evaled.discard(id(module))
             module.train()
 
     def _model_pre(self, module, args, kwargs):
+        self._hold(module, args, kwargs)
         if torch.is_grad_enabled():
             self._fix_forward(module)
         else:
             self._fix_no_grad_forward(module)
         self._note_forward(module, (*args, *kwargs.values()))
+
+    def _hold(self, module, args, kwargs) -> None:
+        if id(module) == self._initial_id and self.step < HELD_STEPS and torch.is_grad_enabled():
+            self.held.setdefault(self.step, (args, kwargs))
 
     def _fix_no_grad_forward(self, module) -> None:
         if self.fix.eval_no_grad and module.training and any(p.requires_grad for p in module.parameters()):
@@ -221,6 +241,8 @@ class LoopWatch:
         grad = torch.is_grad_enabled()
         self.record.forwards.append(Forward(self.step, type(module).__name__, id(module), module.training, grad,
                                             len(sens), sum(m.training for m in sens)))
+        if grad and self.record.autocast is None:
+            self.record.autocast = _autocast_mode(args)
         if grad and self.step < checks.FINGERPRINT_STEPS and self.model is not None and module is self.model \
                 and not self._fingerprinted(self.step):
             self.log.put("batch_fp", checks.fingerprint(list(args)), self.step)
@@ -230,9 +252,12 @@ class LoopWatch:
 
     def _start_tracer(self, module: nn.Module) -> None:
         self._tracer_off()
-        mid = self.steps // 2
-        hist = {0, mid - mid % self.stats_every, self.steps - 1}
-        self.tracer = ActivationTracer(module, self.log, hist)
+        if _compiled(module):
+            # The tracer's function mode and global hooks inside a compiled forward make dynamo recompile, and
+            # fail: a torch.compile'd model is measured without its activations.
+            self.tracer = self.observer.tracer = None
+            return
+        self.tracer = self.observer.watch(module)
         self.tracer.step = self.step
         if self.measured(self.step):
             self._tracer_on_()
@@ -272,7 +297,7 @@ class LoopWatch:
         if best is None:
             best = _RawParams(opt, self._names_from if self._names_from is not None else main_globals())
         self.model = best
-        if self.tracer is None or self.tracer._names.get(id(best)) != "":
+        if not _compiled(best) and (self.tracer is None or self.tracer._names.get(id(best)) != ""):
             self._start_tracer(best)  # from the next measured step
             self._tracer_off()
         # From here one hook on the model instead of global ones on every module: unmeasured steps stay on
@@ -282,9 +307,9 @@ class LoopWatch:
         del self._handles[2:]
         self._model_hooks = [best.register_forward_pre_hook(self._model_pre, with_kwargs=True),
                              best.register_forward_hook(self._model_post, always_call=True)]
-        named = list(best.named_parameters())
-        self.table = param_table(best, self.tracer.module_order if self.tracer else [], named)
-        self.params = ParamTracker([(n, p) for n, p, *_ in self.table], self.log)
+        inner = getattr(best, "_orig_mod", best)  # a compiled model's parameters under their own names
+        self.params = self.observer.track(inner, list(inner.named_parameters()))
+        self.table = self.observer.table
         self.described = optim.describe(opt)  # before a scheduler moves the rate
         # The tensors whose gradients the update includes: the optimizer's own.
         trained_ids = {id(p) for g in opt.param_groups for p in g["params"]}
@@ -429,8 +454,9 @@ class LoopWatch:
     def _before_update(self, opt) -> None:
         if self.opt is None:
             self.opt = opt
-            self._spy_off()
             self._choose_model(opt)
+        if opt is self.opt and (not self.experiments or self.step >= HELD_STEPS - 1):
+            self._spy_off()
         if opt is not self.opt:
             key = type(opt).__name__
             self.record.other_optimizers[key] = self.record.other_optimizers.get(key, 0) + 1
@@ -448,9 +474,13 @@ class LoopWatch:
             self.record.none_at_step.append(step)
         if self._pending:
             loss = self._pending[0] if len(self._pending) == 1 else torch.stack(self._pending).mean()
-            self.log.put("loss", [loss], step)
+            self.observer.loss(step, loss)
             self._last_loss = loss
         self._pending.clear()
+        for scaler in self._scalers[:1]:
+            scale = getattr(scaler, "_scale", None)
+            if isinstance(scale, torch.Tensor) and scaler.is_enabled():
+                self.log.put("amp_scale", [scale.reshape(())], step)
         self.params.after_backward(step, self.measured(step))
         self._fix_step(opt)
         self.record.lrs.append(optim.group_lrs(opt))
@@ -488,6 +518,7 @@ class LoopWatch:
         self.params.after_step(self.step)
         self._follow_grads()
         self.step += 1
+        self.spy.step = self.step
         self._backwards = 0
         self._depth = 0
         if self.step >= self.steps:
@@ -500,6 +531,18 @@ class LoopWatch:
             self.tracer.step = self.step
             if self.measured(self.step):
                 self._tracer_on_()
+
+
+def _compiled(module: nn.Module) -> bool:
+    return hasattr(module, "_orig_mod") and type(module).__name__ == "OptimizedModule"
+
+
+def _autocast_mode(args) -> str:
+    device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+    if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
+        return ""
+    dtype = torch.get_autocast_dtype(device)
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "")
 
 
 class _RawParams(nn.Module):

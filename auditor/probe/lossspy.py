@@ -98,9 +98,14 @@ class LossSpy(TorchFunctionMode):
     """Records the first functional loss called inside the block, and whether a sigmoid or softmax made its
     input (however it was called: nn.Sigmoid, torch.sigmoid, x.sigmoid(), F.softmax)."""
 
-    def __init__(self, before=None):
+    def __init__(self, before=None, keep_all: bool = False):
         super().__init__()
         self.call: LossCall | None = None
+        # With keep_all, every loss call as (step, call, id of its input tensor): a script's experiments pair each
+        # step's model output with the loss it was fed to (auditor/probe/script_checks.py).
+        self.keep_all = keep_all
+        self.step = 0
+        self.calls: list[tuple[int, LossCall, int]] = []
         # Called with the LossCall before torch runs the loss: out-of-range class targets are checked against
         # the ignore_index the call really passes, before CUDA turns them into a device-side assert.
         self.before = before
@@ -110,6 +115,12 @@ class LossSpy(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         kind = KINDS.get(func)
+        if kind is not None and self.keep_all:
+            bound = _bind(func, args, kwargs)
+            x, y = bound.get("input"), bound.get("target")
+            if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+                options = {k: bound[k] for k in _OPTIONS if k in bound and bound[k] is not None}
+                self.calls.append((self.step, LossCall(kind, x.detach(), y.detach(), options), id(x)))
         if kind is not None and self.call is None:
             bound = _bind(func, args, kwargs)
             x, y = bound.get("input"), bound.get("target")

@@ -45,14 +45,15 @@ def loop_fix(plan: FixPlan) -> tuple[LoopFix | None, str]:
                    add_missing_params=plan.add_missing_params, param_edits=tuple(plan.param_edits)), ""
 
 
-def rerun(script: Script, fix: LoopFix, steps: int, stats_every: int, seed: int, timeout: float | None = None
-          ) -> Evidence:
+def rerun(script: Script, fix: LoopFix, steps: int, stats_every: int, seed: int, timeout: float | None = None,
+          experiments: bool = False) -> Evidence:
     """The evidence of the script re-run with `fix`; AuditError when it could not run."""
     with tempfile.TemporaryDirectory(prefix="audit-rerun-") as tmp:
         spec = Path(tmp) / "spec.json"
         out = Path(tmp) / "evidence.pkl"
         spec.write_text(json.dumps({"script": asdict(script), "fix": asdict(fix), "steps": steps,
                                     "stats_every": stats_every, "seed": seed, "cwd": os.getcwd(),
+                                    "experiments": experiments,
                                     "out": str(out)}))
         try:
             done = subprocess.run([sys.executable, "-m", "auditor.probe.rerun", str(spec)], capture_output=True,
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> None:
     fix["param_edits"] = tuple(tuple(e) for e in fix["param_edits"])
     try:
         evidence = run_script(Script(**spec["script"]), spec["steps"], spec["stats_every"], spec["seed"],
-                              fix=LoopFix(**fix))
+                              fix=LoopFix(**fix), experiments=spec["experiments"])
         result = {"evidence": evidence}
     except AuditError as exc:
         result = {"error": str(exc)}

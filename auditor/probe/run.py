@@ -13,18 +13,17 @@ from torch import nn
 
 from .. import distributed, interrupt
 from ..errors import AuditError, from_user_exception
-from ..evidence import ActivationSeries, Evidence, ParamSeries, ProbeInfo
+from ..evidence import Evidence, ProbeInfo
 from ..interrupt import Stopped
 from ..load import UserSetup
 from ..progress import Progress, as_progress
 from . import amp as mixed
 from . import checks, lossspy, optim
-from .activations import ActivationTracer
 from .batches import BatchStream, LossComputer, expected_initial_loss, tensors
 from .devicelog import DeviceLog, stacked
 from .lossspy import LossCall
+from .observer import Observer
 from .optim import DEFAULT_OPTIMIZER
-from .params import ParamTracker, param_table
 from .samplers import SamplerWatch
 from .snapshot import Snapshot, checked_device, resetter
 from .spill import give_back_heap
@@ -71,9 +70,6 @@ class ProbeOptions:
     float32_modules: tuple[str, ...] = ()  # set by fix verification: modules kept outside autocast
     scheduler_every: int | None = None  # set by fix verification: the scheduler stepped once every N steps
     purpose: str = "replaying training"  # what a timeout or signal message says the audit was doing
-
-    def measured(self, step: int) -> bool:
-        return step % self.stats_every == 0 or step == self.steps - 1
 
 
 def _model_device(model: nn.Module, override: str | None, d=None) -> torch.device:
@@ -256,7 +252,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     batches it holds on the device, for the experiments that follow. `net` runs forward and backward (a
     DDP or FSDP2 wrapper under torchrun); `model` is the user's module inside it, which the hooks watch."""
     d = options.dist
-    log = DeviceLog()
+    observer = Observer(options.steps, options.stats_every)
+    log = observer.log
     stream = BatchStream(setup.train_loader, device, setup.data_file, on_new_epoch=on_new_epoch)
     first = stream.next()
     what = f"running the model from {setup.model_file} on a batch from {setup.data_file}"
@@ -310,9 +307,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     val_batches = _val_batches(setup, device) if options.checks else []
     val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
 
-    mid = options.steps // 2
-    histogram_steps = {0, mid - mid % options.stats_every, options.steps - 1}
-    tracer = ActivationTracer(model, log, histogram_steps)
+    tracer = observer.watch(model)
     steps_run = 0
     stopped: tuple[str, int] | None = None  # (why, exit code) when the replay ended early and kept its evidence
     described = optim.describe(opt)  # before a scheduler moves the rate
@@ -335,7 +330,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
             batch = pending.pop(0) if pending else stream.next()
             if not distributed.agree(loader_ranks, batch is not None):
                 break
-            measure = options.measured(step)
+            measure = observer.measured(step)
             tracer.step = warned.step = step
             opt.zero_grad(set_to_none=True)
             if val_batches and step in val_steps:
@@ -355,10 +350,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                     raise AuditError(f"{setup.model_file}: the loss does not depend on any trainable parameter "
                                      "(it has no grad_fn); check that nothing detaches it or runs under no_grad")
                 # The first forward has fixed the module order, so the table holds for the whole probe.
-                table = param_table(model, tracer.module_order, named)
-                params = ParamTracker([(n, p) for n, p, *_ in table], log, sharded=d is not None and d.sharded,
-                                      staged=options.in_place)
-            log.put("loss", [loss.detach()], step)  # a list: stacked with every other step's at read-back
+                params = observer.track(model, named, sharded=d is not None and d.sharded, staged=options.in_place)
+            observer.loss(step, loss)
             try:
                 amp.backward(loss)
             except Exception as exc:
@@ -445,7 +438,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     info.initial_loss = float(np.mean(init)) if np.isfinite(init).all() else float("nan")
     if "logits" in host:
         info.logits_std, info.logits_mean = (float(v) for v in host["logits"][1][0])
-    evidence = _assemble(info, host, table, params.has_grad, tracer, steps_run)
+    evidence = observer.evidence(info, host, steps_run)
     evidence.initial_losses = [float(v) for v in init]
     evidence.structure = structure.structure
     evidence.lrs = np.array(lrs[:steps_run], dtype=float) if lrs else None
@@ -583,35 +576,3 @@ def _batch_size(batch) -> int | None:
     if isinstance(batch, dict) and batch:
         return _batch_size(next(iter(batch.values())))
     return None
-
-
-def _assemble(info: ProbeInfo, host, table, has_grad: dict[int, list[bool]], tracer: ActivationTracer,
-              n: int) -> Evidence:
-    loss = stacked(host.get("loss"), n, 1)[:, 0]
-    loss_after = stacked(host.get("loss_after"), n, 1)[:, 0]
-    columns = {key: stacked(host.get(f"param/{key}"), n, len(table)) for key in ("grad_norm", "data_norm",
-                                                                                  "update_norm")}
-    columns["has_grad"] = np.zeros((n, len(table)), dtype=bool)
-    for step, mask in has_grad.items():
-        if step < n:
-            columns["has_grad"][step] = mask
-    root_n = np.sqrt([max(p.numel(), 1) for _, p, *_ in table])
-    columns["grad_rms"] = columns["grad_norm"] / root_n
-    columns["data_rms"] = columns.pop("data_norm") / root_n
-    columns["update_rms"] = columns.pop("update_norm") / root_n
-    params = [ParamSeries(name=name, shape=tuple(p.shape), role=role, module_type=mtype, order=order,
-                          **{key: columns[key][:, i] for key in columns})
-              for i, (name, p, role, mtype, order) in enumerate(table)]
-    with np.errstate(invalid="ignore", over="ignore"):
-        grad_norm = np.sqrt(np.sum(columns["grad_norm"] ** 2, axis=1, where=~np.isnan(columns["grad_norm"])))
-    activations = []
-    for order, name in enumerate(tracer.kinds):
-        hist = dict(zip(*host.get(f"acthist/{name}", ([], [])), strict=True))
-        ghist = dict(zip(*host.get(f"actgradhist/{name}", ([], [])), strict=True))
-        counts = tracer.numel.get(name) or {0: 0}
-        activations.append(ActivationSeries(name=name, kind=tracer.kinds[name], units=tracer.units[name],
-                                            order=order, histograms=hist, grad_histograms=ghist,
-                                            positions=counts[min(counts)] // max(tracer.units[name], 1),
-                                            **tracer.moments(name, host, n)))
-    return Evidence(probe=info, loss=loss, loss_after=loss_after, grad_norm=grad_norm, params=params,
-                    activations=activations)

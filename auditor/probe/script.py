@@ -22,7 +22,8 @@ import torch
 from ..errors import AuditError
 from ..evidence import Evidence, ProbeInfo
 from . import checks, lossspy, optim
-from .activations import ActivationTracer
+from .amp import scaler_settings
+from .devicelog import stacked
 from .loopwatch import LoopFix, LoopWatch, StopScript
 from .samplers import SamplerWatch
 from .state import seed_everything
@@ -74,18 +75,26 @@ class Ending:
     message: str = ""
 
 
-def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: LoopFix | None = None) -> Evidence:
-    """`fix`: a mechanical fix applied through the observer's hooks (auditor/probe/rerun.py)."""
+def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: LoopFix | None = None,
+               experiments: bool = True) -> Evidence:
+    """`fix`: a mechanical fix applied through the observer's hooks (auditor/probe/rerun.py). `experiments`:
+    overfit one batch and zeroed inputs on the script's own first batches (auditor/probe/script_checks.py)."""
     if steps < 1:
         raise AuditError(f"--steps must be at least 1, got {steps}")
     script.check()
     started = time.perf_counter()
     seed_everything(seed)  # before the script runs; a script that seeds itself wins, as in its own job
-    watch = LoopWatch(steps, stats_every, fix=fix)
+    watch = LoopWatch(steps, stats_every, fix=fix, experiments=experiments)
     ending = _run(script, watch)
     if watch.step == 0:
         raise AuditError(_never_stepped(script, ending))
-    return _evidence(script, watch, ending, seed, started)
+    evidence = _evidence(script, watch, ending, seed, started)
+    if experiments and not evidence.probe.partial_reason:
+        from . import script_checks
+
+        script_checks.run(watch, evidence)
+        evidence.probe.seconds = time.perf_counter() - started
+    return evidence
 
 
 def _run(script: Script, watch: LoopWatch) -> Ending:
@@ -139,12 +148,9 @@ def _never_stepped(script: Script, ending: Ending) -> str:
 
 
 def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, started: float) -> Evidence:
-    from .run import _assemble  # the replay's read-back, shared
-
     n = watch.step
     model, opt = watch.model, watch.opt
     host = watch.log.read_back()
-    tracer = watch.tracer or ActivationTracer(model, watch.log, set())
     call = watch.spy.call
     expected, why = lossspy.expected_initial_loss([call]) if call is not None else (None, "unknown for this loss")
     initial = _initial_loss(call, watch.first_loss)
@@ -159,7 +165,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
         initial_loss=initial, expected_initial_loss=expected, expected_initial_loss_reason=why,
         num_classes=call.num_classes if call is not None else None,
         batch_size=_batch_size(watch.first_args), lr=float(np.nanmax(lrs[:, 0])) if lrs is not None else None,
-        model_file=script.name, data_file=script.name, not_stepped=optim.not_stepped(opt, model),
+        model_file=script.name, data_file=script.command, not_stepped=optim.not_stepped(opt, model),
         structure_hash=structure_hash(model))
     if ending.kind == "crashed":
         info.partial_reason = f"the script failed after {n} optimizer steps: {ending.message}"
@@ -169,18 +175,25 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
         info.notes.append(f"the script ended after {n} optimizer steps")
     elif ending.kind == "nan":
         info.notes.append(ending.message)
+    if watch.tracer is None and getattr(model, "_orig_mod", None) is not None:
+        info.notes.append("a torch.compile'd model: its activations are not traced (the tracer would make it "
+                          "recompile); gradients, updates and the loop are measured as usual")
     for name, count in watch.record.other_optimizers.items():
         info.notes.append(f"a second optimizer ({name}, {count} steps) was seen; this report is of the first one "
                           f"to step, {type(opt).__name__} over {type(model).__name__}")
-    info.notes.append("the experiments (overfit one batch, LR range test) are not run on a script yet")
-    evidence = _assemble(info, host, watch.table, watch.params.has_grad, tracer, n)
+    evidence = watch.observer.evidence(info, host, n)
     evidence.initial_losses = [initial] if initial is not None else []
     evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
     if call is not None and call.num_classes:
         evidence.output_form = checks.output_form([call.input], call.kind, call.class_dim, call.squashed_by)
+    if call is not None:
+        evidence.loss_call = {"kind": call.kind, "input_shape": list(call.input.shape),
+                              "target_shape": None if call.target is None else list(call.target.shape)}
     evidence.lrs = lrs
     evidence.samplers = watch.samplers.records() if watch.samplers is not None else []
     evidence.loop = _loop(watch, host, n)
+    evidence.amp = _amp(watch, host, n, evidence)
+    info.amp = evidence.amp["mode"] if evidence.amp else None
     info.seconds = time.perf_counter() - started
     if ending.kind == "crashed":
         evidence.stop_code = 2
@@ -219,6 +232,18 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "model": type(watch.model).__name__,
         "other_optimizers": dict(rec.other_optimizers),
     }
+
+
+def _amp(watch: LoopWatch, host, n: int, evidence: Evidence) -> dict | None:
+    """The script's own autocast and GradScaler, as the AMP rules read them. A step the scaler skips never reaches
+    optimizer.step(), so only the scale's fall shows it here."""
+    mode = watch.record.autocast
+    if not mode:
+        return None
+    scaler = watch._scalers[0] if watch._scalers else None
+    scales = stacked(host.get("amp_scale"), n, 1)[:, 0] if scaler is not None else np.full(n, np.nan)
+    return {"mode": mode, "scaler": scaler_settings(scaler) if scaler is not None and scaler.is_enabled() else None,
+            "scales": scales, "skipped": [], "precision": None}
 
 
 def _batch_size(args) -> int | None:

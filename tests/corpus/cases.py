@@ -676,7 +676,12 @@ CASES: dict[str, Case] = {
     # The unscaled target makes the gradients huge in float32 as well: either is a right headline.
     "price_regression_fp16": Case(price_regression_fp16, must=frozenset({"amp-overflow"}),
                                   headline=frozenset({"amp-overflow", "exploding-gradients"}),
-                                  why="GradScaler scale 2**16 -> 2**-8 on a squared error in dollars"),
+                                  why="GradScaler scale 2**16 -> 2**-8 on a squared error in dollars",
+                                  known_miss="headline input-independence: in bf16 (the overflow's verified fix) the "
+                                  "model still learns only the target's mean, so input-independence stands as a root "
+                                  "of its own; amp-overflow led only while an LR re-probe whose loss blew up counted "
+                                  "as removing it (no longer evidence, 2026-12-04); no rule yet reads an unscaled "
+                                  "regression target"),
     # epoch loops: a generator that forgets set_epoch repeats one order; the same loop with it is clean.
     "epoch_generator_without_set_epoch": Case(epoch_generator_without_set_epoch,
                                               must=frozenset({"rank-same-batches"}), headline="rank-same-batches"),

@@ -47,6 +47,7 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     ScriptCase("lightning_fit.py", "Lightning: a LightningModule and Trainer.fit with validation", needs="lightning"),
     ScriptCase("hf_trainer.py", "Hugging Face Trainer.train on a tiny BERT from a config", needs="transformers"),
     ScriptCase("ddp_sampler.py", "torchrun DDP (gloo) with a DistributedSampler and set_epoch", ranks=2),
+    ScriptCase("compiled_model.py", "a torch.compile'd model, fused AdamW, OneCycle over the run"),
     _bug("ddp_sampler.py", "torchrun DDP without sampler.set_epoch", "rank-same-batches", args=("--no-set-epoch",),
          ranks=2),
     _bug("eval_left_on.py", "a Trainer class whose evaluate() leaves the model in eval mode", "train-in-eval-mode"),

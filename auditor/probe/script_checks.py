@@ -1,0 +1,78 @@
+"""The auditor's own experiments on a user's script: overfit one batch, and the loss with the inputs zeroed
+(at initialisation and after the steps seen), run on the batches the script itself fed its model.
+
+The script's model is copied before its first forward; for its first HELD_STEPS steps the observer keeps
+each step's model inputs, its output and every functional loss call. Only where the loss was called on the
+model's own output (`loss_fn(model(x), y)`, however the loss function is written) can the experiment
+recompute the script's loss on a copy; otherwise (a loss computed inside the model's forward, the output
+reshaped first) the experiments are skipped and the report says why. The LR range test is not run on a
+script yet: the few batches kept would be cycled, and a memorised batch would flatter the higher rates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..evidence import Evidence
+from . import checks
+from .lossspy import KINDS
+from .state import copy_model
+
+HELD_STEPS = 4
+_FUNCTIONS = {kind: fn for fn, kind in KINDS.items()}
+
+
+def held_batches(watch) -> tuple[list, dict | None, str | None, str]:
+    """(batches, the loss's options, its kind, why none) from what the observer kept."""
+    out, options, kind = [], None, None
+    for step in sorted(watch.held):
+        output = watch.outputs.get(step)
+        if not isinstance(output, torch.Tensor):
+            continue
+        call = next((c for s, c, xid in watch.spy.calls if s == step and xid == id(output)), None)
+        if call is None:
+            continue
+        if kind is None:
+            kind, options = call.kind, call.options
+        elif call.kind != kind:
+            continue
+        args, kwargs = watch.held[step]
+        single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
+        out.append((args[0], call.target) if single else (tuple(args), dict(kwargs), call.target))
+    if not out:
+        return [], None, None, ("the script's loss is not a functional loss called on its model's output (a loss "
+                                "computed inside forward, or an output reshaped first), so the experiments cannot "
+                                "recompute it")
+    return out, options, kind, ""
+
+
+def run(watch, evidence: Evidence) -> None:
+    if watch.initial is None:
+        evidence.probe.notes.append("the experiments did not run: no model with trainable parameters was called "
+                                    "before the first step")
+        return
+    held, options, kind, why = held_batches(watch)
+    if not held:
+        evidence.probe.notes.append(f"the experiments did not run: {why}")
+        return
+    loss = _FUNCTIONS[kind]
+
+    def compute(m, batch):
+        out = m(batch[0]) if len(batch) == 2 else m(*batch[0], **batch[1])
+        return loss(out, batch[-1], **options)
+
+    def attempt(name, run):
+        try:
+            return run()
+        except Exception as exc:  # one experiment the model cannot take costs its rule, not the audit
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            evidence.probe.notes.append(f"the {name} experiment could not run on this script's model: {first}")
+            return None
+
+    evidence.overfit = attempt("overfit-one-batch",
+                               lambda: checks.overfit_one_batch(copy_model(watch.initial), held[0], compute))
+    evidence.zeroed_inputs_init = attempt(
+        "input-independence", lambda: checks.zeroed_inputs(copy_model(watch.initial), held[:2], compute))
+    evidence.zeroed_inputs = attempt("input-independence",
+                                     lambda: checks.zeroed_inputs(watch.model, held[:2], compute))
+    evidence.probe.notes.append("the LR range test is not run on a script yet")
