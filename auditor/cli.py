@@ -153,19 +153,9 @@ def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore,
 
     target = Script(script, list(script_args), module=module)
     settings = load_settings(Path.cwd())
-    steps = steps if steps is not None else settings.steps
-    stats_every = stats_every if stats_every is not None else settings.stats_every
-    seed = seed if seed is not None else settings.seed
-    out = out or settings.out
-    fail_on = fail_on or settings.fail_on
-    formats = parse_formats(formats) if formats else settings.formats
-    ignore = list(settings.ignore) + list(ignore)
-    thresholds = {rule: dict(values) for rule, values in settings.thresholds.items()}
-    for text in overrides:
-        rule, name, value = parse_threshold(text)
-        thresholds.setdefault(rule, {})[name] = value
+    steps, stats_every, seed, verify, out, fail_on, formats, ignore, thresholds = _settled(
+        settings, steps, stats_every, seed, no_verify, out, fail_on, formats, ignore, overrides)
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun every rank runs the script; rank 0 reports
-    verify = settings.verify_fixes if no_verify is None else not no_verify
     progress = for_terminal(f"auditing {Path(script).name}", quiet or not main)
     try:
         report = audit_script(target, steps=steps, stats_every=stats_every, seed=seed, ignore=ignore,
@@ -180,6 +170,21 @@ def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore,
     return _conclude(report, target.name, written, pending, fail_on, quiet, None, None, out)
 
 
+def _settled(settings, steps, stats_every, seed, no_verify, out, fail_on, formats, ignore, overrides) -> tuple:
+    """The command line's options over pyproject.toml's [tool.auditor] settings, for both commands."""
+    thresholds = {rule: dict(values) for rule, values in settings.thresholds.items()}
+    for text in overrides:
+        rule, name, value = parse_threshold(text)
+        thresholds.setdefault(rule, {})[name] = value
+    return (steps if steps is not None else settings.steps,
+            stats_every if stats_every is not None else settings.stats_every,
+            seed if seed is not None else settings.seed,
+            settings.verify_fixes if no_verify is None else not no_verify,
+            out or settings.out, fail_on or settings.fail_on,
+            parse_formats(formats) if formats else settings.formats,
+            list(settings.ignore) + list(ignore), thresholds)
+
+
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
          overrides, no_verify, tensorboard_dir, timeout, quiet, strategy, in_place, amp) -> int:
     from . import diff as differ
@@ -189,19 +194,9 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
         raise AuditError(f"--strategy {strategy} wraps the model for a distributed run: launch the audit with "
                          "torchrun (torchrun --nproc-per-node N -m auditor model.py --data loader.py)")
     settings = load_settings(Path(model_file).resolve().parent if Path(model_file).exists() else Path.cwd())
-    steps = steps if steps is not None else settings.steps
-    stats_every = stats_every if stats_every is not None else settings.stats_every
-    seed = seed if seed is not None else settings.seed
-    verify = settings.verify_fixes if no_verify is None else not no_verify
+    steps, stats_every, seed, verify, out, fail_on, formats, ignore, thresholds = _settled(
+        settings, steps, stats_every, seed, no_verify, out, fail_on, formats, ignore, overrides)
     device = device or settings.device
-    out = out or settings.out
-    fail_on = fail_on or settings.fail_on
-    formats = parse_formats(formats) if formats else settings.formats
-    ignore = list(settings.ignore) + list(ignore)
-    thresholds = {rule: dict(values) for rule, values in settings.thresholds.items()}
-    for text in overrides:
-        rule, name, value = parse_threshold(text)
-        thresholds.setdefault(rule, {})[name] = value
 
     if fail_on.startswith("new-") and not baseline:
         raise AuditError(f"--fail-on {fail_on} compares with an earlier audit: pass --baseline REPORT too")
