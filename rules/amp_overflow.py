@@ -14,6 +14,10 @@ def bad_steps(ev) -> np.ndarray:
     for p in ev.params:
         steps = p.nonfinite_grad_steps
         bad[steps[steps < n]] = True
+    # A script's own GradScaler: the steps its skipped iterations preceded (a skip never reaches step()).
+    for s in (ev.amp or {}).get("skipped", []) if ev.loop is not None else []:
+        if s < n:
+            bad[s] = True
     return bad
 
 

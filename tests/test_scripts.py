@@ -162,3 +162,24 @@ def test_script_autocast_and_scaler_are_evidence():
     assert amp["mode"] == "bf16" and amp["scaler"]["init_scale"] == 65536.0
     assert (amp["scales"][:20] > 0).all()  # the script's own scaler, read at every step
     assert report.settings["mode"] == "script" and report.probe.amp == "bf16"
+
+
+def test_a_script_whose_every_fp16_step_is_skipped_is_one_line(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\n"
+        "m = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))\n"
+        "torch.nn.init.constant_(m[0].weight, 1e4)  # fp16 activations pass 65504 from the first forward\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "scaler = torch.amp.GradScaler('cpu')\n"
+        "for _ in range(1000):\n"
+        "    x = torch.rand(16, 32) + 1\n"
+        "    with torch.autocast('cpu', dtype=torch.float16):\n"
+        "        loss = torch.nn.functional.cross_entropy(m(x), torch.randint(0, 4, (16,)))\n"
+        "    opt.zero_grad()\n"
+        "    scaler.scale(loss).backward()\n"
+        "    scaler.step(opt)\n"
+        "    scaler.update()\n")
+    with pytest.raises(AuditError) as err:
+        audit_script(Script(str(script)), steps=20)
+    assert "skipped every one of its 20 steps" in str(err.value)

@@ -70,9 +70,10 @@ class LoopRecord:
     """What the host knows about the loop without asking the device."""
 
     backwards: list[int] = field(default_factory=list)  # backward passes before each step
-    none_at_step: list[int] = field(default_factory=list)
+    none_at_step: list[int] = field(default_factory=list)  # steps where every .grad was None at step() after a backward
     carried: list[int] = field(default_factory=list)  # steps whose update carried the previous step's gradients
-    checked: int = 0  # steps at which that could be told  # steps where every .grad was None at step() after a backward
+    checked: int = 0  # steps at which that could be told
+    skipped: list[int] = field(default_factory=list)  # per iteration the GradScaler skipped: the step it preceded
     lrs: list[list[float]] = field(default_factory=list)  # each group's learning rate at each step
     forwards: list[Forward] = field(default_factory=list)
     clips: list[dict] = field(default_factory=list)  # {step, scaled, function}
@@ -146,6 +147,7 @@ class LoopWatch:
         for name in ("clip_grad_norm_", "clip_grad_value_"):
             self._patch(torch.nn.utils, name, self._wrap_clip(getattr(torch.nn.utils, name), name))
         self._patch(torch.amp.GradScaler, "scale", self._wrap_scale(torch.amp.GradScaler.scale))
+        self._patch(torch.amp.GradScaler, "step", self._wrap_scaler_step(torch.amp.GradScaler.step))
         for owner in (torch.optim.Optimizer, nn.Module):
             self._patch(owner, "zero_grad", self._wrap_zero_grad(owner.zero_grad))
         self.spy.__enter__()
@@ -379,6 +381,25 @@ class LoopWatch:
             watch._note_zero_grad(owner)
             return original(owner, *args, **kwargs)
         return zero_grad
+
+    def _wrap_scaler_step(self, original):
+        """A GradScaler step that never reaches optimizer.step() was skipped for inf/NaN gradients: counted, and
+        counted towards --steps, so a run that overflows at every iteration is stopped too."""
+        watch = self
+
+        def step(scaler, optimizer, *args, **kwargs):
+            before = (watch.step, watch.record.other_optimizers.copy())
+            result = original(scaler, optimizer, *args, **kwargs)
+            if scaler.is_enabled() and (watch.step, watch.record.other_optimizers) == before and \
+                    (watch.opt is None or optimizer is watch.opt):
+                watch.record.skipped.append(watch.step)
+                watch._pending.clear()  # the skipped iteration's loss trained nothing
+                watch._backwards = 0
+                if watch.step + len(watch.record.skipped) >= watch.steps:
+                    raise StopScript(f"stopped after {watch.step} optimizer steps and "
+                                     f"{len(watch.record.skipped)} iterations the GradScaler skipped")
+            return result
+        return step
 
     def _wrap_scale(self, original):
         watch = self

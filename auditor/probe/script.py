@@ -86,6 +86,10 @@ def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: Loo
     seed_everything(seed)  # before the script runs; a script that seeds itself wins, as in its own job
     watch = LoopWatch(steps, stats_every, fix=fix, experiments=experiments)
     ending = _run(script, watch)
+    if watch.step == 0 and watch.record.skipped:
+        raise AuditError(f"{script.name}: the GradScaler skipped every one of its {len(watch.record.skipped)} steps "
+                         "for inf/NaN gradients, so no update was ever applied: fp16 overflows from the first step "
+                         "(train in bfloat16, or find the layer whose fp16 output passes 65504)")
     if watch.step == 0:
         raise AuditError(_never_stepped(script, ending))
     evidence = _evidence(script, watch, ending, seed, started)
@@ -243,7 +247,8 @@ def _amp(watch: LoopWatch, host, n: int, evidence: Evidence) -> dict | None:
     scaler = watch._scalers[0] if watch._scalers else None
     scales = stacked(host.get("amp_scale"), n, 1)[:, 0] if scaler is not None else np.full(n, np.nan)
     return {"mode": mode, "scaler": scaler_settings(scaler) if scaler is not None and scaler.is_enabled() else None,
-            "scales": scales, "skipped": [], "precision": None}
+            "scales": scales, "skipped": sorted({s for s in watch.record.skipped if s < n}), "precision": None,
+            "skipped_iterations": len(watch.record.skipped)}
 
 
 def _batch_size(args) -> int | None:
