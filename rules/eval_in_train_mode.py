@@ -3,6 +3,11 @@ from auditor.engine import FixPlan, Rule
 from ._loop import forwards, steps_with
 
 
+def _effects(kinds: list[str]) -> str:
+    said = {"dropout": "dropout was on", "BatchNorm": "BatchNorm updated its running statistics from those batches"}
+    return " and ".join(said[k] for k in kinds)
+
+
 class EvalInTrainMode(Rule):
     id = "eval-in-train-mode"
     summary = "No-grad forwards (validation) run with dropout on and BatchNorm updating its running statistics."
@@ -40,8 +45,8 @@ Seen only in `audit run`.
             "warning", "Validation (no-grad forwards) runs in training mode",
             f"{len(bad)} forward(s) of the model without gradients (at step(s) "
             f"{', '.join(map(str, steps[:5]))}{' ...' if len(steps) > 5 else ''}) ran with "
-            f"{bad[0]['sensitive_training']} dropout or BatchNorm module(s) in training mode: dropout was on and "
-            "BatchNorm updated its running statistics from those batches.",
+            f"{bad[0]['sensitive_training']} {' or '.join(ev.loop.get('mode_modules') or ['dropout', 'BatchNorm'])} "
+            f"module(s) in training mode: {_effects(ev.loop.get('mode_modules') or ['dropout', 'BatchNorm'])}.",
             "Switch to eval mode for validation, and back after:\n\n"
             "model.eval()\nwith torch.no_grad():\n    ...\nmodel.train()",
             [ev.loop.get("model", "")], onset=steps[0], steps=steps[:20], forwards=len(bad))

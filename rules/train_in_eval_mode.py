@@ -50,7 +50,7 @@ as detection fine-tuning does) keeps the model's own flag in training mode and i
         if not in_eval or len(in_eval) < max(t.fraction * n, 2):
             return
         first = in_eval[0]
-        kinds = "dropout and BatchNorm"
+        kinds = " and ".join(ev.loop.get("mode_modules") or ["dropout", "BatchNorm"])
         yield self.finding(
             "error" if len(in_eval) > n / 2 else "warning",
             "The model trains in eval mode",

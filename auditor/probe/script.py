@@ -234,6 +234,8 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "scaler": rec.scaler,
         "stale_optimizer": rec.stale_optimizer,
         "model": type(watch.model).__name__,
+        # Which mode-dependent modules the model holds, so a diagnosis names only those it has.
+        "mode_modules": _mode_modules(watch.model),
         "other_optimizers": dict(rec.other_optimizers),
     }
 
@@ -249,6 +251,13 @@ def _amp(watch: LoopWatch, host, n: int, evidence: Evidence) -> dict | None:
     return {"mode": mode, "scaler": scaler_settings(scaler) if scaler is not None and scaler.is_enabled() else None,
             "scales": scales, "skipped": sorted({s for s in watch.record.skipped if s < n}), "precision": None,
             "skipped_iterations": len(watch.record.skipped)}
+
+
+def _mode_modules(model) -> list[str]:
+    dropout, norm = torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm
+    kinds = {"dropout" if isinstance(m, dropout) else "BatchNorm" for m in model.modules()
+             if isinstance(m, dropout | norm)}
+    return sorted(kinds, key=["dropout", "BatchNorm"].index)
 
 
 def _batch_size(args) -> int | None:
