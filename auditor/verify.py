@@ -85,9 +85,7 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
     progress.phase("verifying fixes", sum(len(p) for _, p in plans))
     for f, (plan, *alternatives) in ((f, p or [None]) for f, p in plans):
         if plan is None:
-            f.verified = {"reason": "no mechanical fix: " + (
-                "this finding is information" if f.severity == "info" else
-                rules[f.rule].unverified_because)}
+            f.verified = _unfixable(f, rules)
             continue
         f.verified, after_ev, present = _try(plan, f, rules, active, thresholds, evidence, setup, options,
                                              optimizer, scheduler, snapshot, progress)
@@ -101,6 +99,11 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
                                                scheduler, snapshot, progress)[0] for alt in alternatives]
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _unfixable(f: Finding, rules: dict[str, Rule]) -> dict:
+    return {"reason": "no mechanical fix: " + ("this finding is information" if f.severity == "info" else
+                                               rules[f.rule].unverified_because)}
 
 
 def _as_list(plan) -> list[FixPlan]:
@@ -240,8 +243,7 @@ def verify_script(script, evidence: Evidence, findings: list[Finding], rules: di
     progress.phase("verifying fixes on the script", sum(1 for _, p in plans if p))
     for f, plan in ((f, p[0] if p else None) for f, p in plans):
         if plan is None:
-            f.verified = {"reason": "no mechanical fix: " + (
-                "this finding is information" if f.severity == "info" else rules[f.rule].unverified_because)}
+            f.verified = _unfixable(f, rules)
             continue
         fix, why = loop_fix(plan)
         if fix is None:

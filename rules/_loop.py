@@ -9,7 +9,3 @@ def forwards(ev, *, model: bool = True) -> list[dict]:
 
 def steps_with(fwds: list[dict], test) -> set[int]:
     return {f["step"] for f in fwds if test(f)}
-
-
-def script(ev) -> str:
-    return ev.probe.model_file

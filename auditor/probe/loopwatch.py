@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import checks, lossspy, optim
-from .observer import Observer
+from .observer import NAN_CHECK_EVERY, Observer
 from .script_checks import HELD_STEPS
 from .state import copy_model
 
@@ -28,7 +28,6 @@ from .state import copy_model
 _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 # Gradient tensors followed from one step to the next to tell whether they were cleared in between.
 _FOLLOWED = 8
-NAN_CHECK_EVERY = 10
 
 
 @dataclass
@@ -86,8 +85,7 @@ class LoopRecord:
 class LoopWatch:
     """Install with `with LoopWatch(steps, stats_every):`, run the user's code inside, then `finish()`."""
 
-    def __init__(self, steps: int, stats_every: int, names_from: dict | None = None, fix: LoopFix | None = None,
-                 experiments: bool = False):
+    def __init__(self, steps: int, stats_every: int, fix: LoopFix | None = None, experiments: bool = False):
         self.steps, self.stats_every = steps, stats_every
         self.observer = Observer(steps, stats_every)
         self.fix = fix or LoopFix()
@@ -114,7 +112,6 @@ class LoopWatch:
         self.first_args = None
         self.nan_stopped = False
         self.samplers = None  # the SamplerWatch the driver runs beside it
-        self._names_from = names_from  # the script's globals, to name raw tensors trained without a module
         self._handles: list = []
         self._patched: list[tuple[object, str, object]] = []
         self._depth = 0
@@ -125,6 +122,8 @@ class LoopWatch:
         self._scalers: list = []
         self._sensitive: dict[int, list[nn.Module]] = {}
         self._stepped: list = []
+        self._fingerprinted: set[int] = set()
+        self._optimizer_steps = 0  # step() calls of any optimizer, to tell a GradScaler's skipped step
         self._covers: dict[int, bool] = {}
         self._zeroed = False
         self._followed: list | None = None
@@ -246,11 +245,9 @@ class LoopWatch:
         if grad and self.record.autocast is None:
             self.record.autocast = _autocast_mode(args)
         if grad and self.step < checks.FINGERPRINT_STEPS and self.model is not None and module is self.model \
-                and not self._fingerprinted(self.step):
+                and self.step not in self._fingerprinted:
+            self._fingerprinted.add(self.step)  # the step's first forward: accumulation's others are its own batch
             self.log.put("batch_fp", checks.fingerprint(list(args)), self.step)
-
-    def _fingerprinted(self, step: int) -> bool:
-        return step in self.log._steps.get("batch_fp", [])
 
     def _start_tracer(self, module: nn.Module) -> None:
         self._tracer_off()
@@ -297,7 +294,7 @@ class LoopWatch:
                 "model_tensors": sum(1 for p in best.parameters() if p.requires_grad),
                 "optimizer_grads": sum(1 for g in opt.param_groups for p in g["params"] if p.grad is not None)}
         if best is None:
-            best = _RawParams(opt, self._names_from if self._names_from is not None else main_globals())
+            best = _RawParams(opt, main_globals())  # the script's globals name its raw tensors
         self.model = best
         if not _compiled(best) and (self.tracer is None or self.tracer._names.get(id(best)) != ""):
             self._start_tracer(best)  # from the next measured step
@@ -362,8 +359,7 @@ class LoopWatch:
         """After a step: weak references to a few of the stepped tensors' gradients. If the same tensors are still
         there at the next step and no zero_grad() covered them, the next update carries this one's gradients."""
         self._zeroed = False
-        self._followed = [(p, weakref.ref(p.grad)) for p in self._stepped[:_FOLLOWED * 4] if p.grad is not None
-                          ][:_FOLLOWED]
+        self._followed = [(p, weakref.ref(p.grad)) for p in self._stepped if p.grad is not None][:_FOLLOWED]
 
     def _carried_over(self) -> bool | None:
         if self._followed is None:
@@ -388,9 +384,9 @@ class LoopWatch:
         watch = self
 
         def step(scaler, optimizer, *args, **kwargs):
-            before = (watch.step, watch.record.other_optimizers.copy())
+            before = watch._optimizer_steps
             result = original(scaler, optimizer, *args, **kwargs)
-            if scaler.is_enabled() and (watch.step, watch.record.other_optimizers) == before and \
+            if scaler.is_enabled() and watch._optimizer_steps == before and \
                     (watch.opt is None or optimizer is watch.opt):
                 watch.record.skipped.append(watch.step)
                 watch._pending.clear()  # the skipped iteration's loss trained nothing
@@ -454,6 +450,7 @@ class LoopWatch:
 
     # --- the step ------------------------------------------------------------------------------------------
     def _pre_step(self, opt, args, kwargs):
+        self._optimizer_steps += 1
         closure = kwargs.get("closure", args[0] if args else None)
         if not callable(closure):
             self._before_update(opt)

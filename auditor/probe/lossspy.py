@@ -115,15 +115,12 @@ class LossSpy(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         kind = KINDS.get(func)
-        if kind is not None and self.keep_all:
-            bound = _bind(func, args, kwargs)
-            x, y = bound.get("input"), bound.get("target")
-            if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
-                options = {k: bound[k] for k in _OPTIONS if k in bound and bound[k] is not None}
-                self.calls.append((self.step, LossCall(kind, x.detach(), y.detach(), options), id(x)))
+        bound = _bind(func, args, kwargs) if kind is not None and (self.keep_all or self.call is None) else {}
+        x, y = bound.get("input"), bound.get("target")
+        if self.keep_all and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            options = {k: bound[k] for k in _OPTIONS if k in bound and bound[k] is not None}
+            self.calls.append((self.step, LossCall(kind, x.detach(), y.detach(), options), id(x)))
         if kind is not None and self.call is None:
-            bound = _bind(func, args, kwargs)
-            x, y = bound.get("input"), bound.get("target")
             if isinstance(x, torch.Tensor):
                 options = {k: bound[k] for k in _OPTIONS if k in bound and bound[k] is not None
                            and not (k == "ignore_index" and bound[k] == -100)

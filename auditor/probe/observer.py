@@ -18,6 +18,17 @@ from .activations import ActivationTracer
 from .devicelog import DeviceLog, stacked
 from .params import ParamTracker, param_table
 
+# The loss is checked for NaN every this many steps, so that a run that blew up stops early without a host sync
+# on every step.
+NAN_CHECK_EVERY = 10
+
+
+def peak_lr(lrs: np.ndarray | None) -> float | None:
+    """The highest rate the first group trained at (a warm-up or decay moves it), from the rates recorded per step."""
+    if lrs is None or not lrs.size or not np.isfinite(lrs[:, 0]).any():
+        return None
+    return float(np.nanmax(lrs[:, 0]))
+
 
 class Observer:
     def __init__(self, steps: int, stats_every: int):

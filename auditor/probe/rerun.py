@@ -81,9 +81,6 @@ def main(argv: list[str]) -> None:
         result = {"evidence": evidence}
     except AuditError as exc:
         result = {"error": str(exc)}
-    evidence = result.get("evidence")
-    if evidence is not None:
-        evidence.structure = None  # holds no tensors, but nothing here reads it
     with open(spec["out"], "wb") as f:
         pickle.dump(result, f)
 

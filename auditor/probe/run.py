@@ -22,7 +22,7 @@ from . import checks, lossspy, optim
 from .batches import BatchStream, LossComputer, expected_initial_loss, tensors
 from .devicelog import DeviceLog, stacked
 from .lossspy import LossCall
-from .observer import Observer
+from .observer import NAN_CHECK_EVERY, Observer, peak_lr
 from .optim import DEFAULT_OPTIMIZER
 from .samplers import SamplerWatch
 from .snapshot import Snapshot, checked_device, resetter
@@ -33,9 +33,6 @@ from .warnlog import WarningLog
 
 DEFAULT_STEPS = 100
 INIT_BATCHES = 4
-# The loss is checked for NaN every this many steps, so that a probe that blew up stops early without
-# a host sync on every step.
-NAN_CHECK_EVERY = 10
 # Activation, weight and update statistics are taken every this many steps (loss and gradient norms every
 # step), as Cockpit's track schedules do: on a sub-millisecond step each measured step costs about 1.5
 # extra steps (the traced forward, the statistics and the own-batch re-score), and the rules read medians
@@ -312,7 +309,6 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     stopped: tuple[str, int] | None = None  # (why, exit code) when the replay ended early and kept its evidence
     described = optim.describe(opt)  # before a scheduler moves the rate
     not_stepped = optim.not_stepped(opt, model)
-    peak_lr = _lr(opt)  # with a scheduler (warm-up, decay), the highest rate the probe trained at
     take_step = optim.stepper(opt)
     lrs: list[list[float]] = []  # each group's rate at each step, as the step used it
     # Ranks must leave the loop together: one that stops while the others wait in a collective hangs them all.
@@ -369,7 +365,6 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                 if sched is not None and (options.scheduler_every is None or
                                           (step + 1) % options.scheduler_every == 0):
                     optim.step_scheduler(sched)
-                    peak_lr = max(peak_lr, _lr(opt)) if peak_lr is not None else None
             except AuditError:
                 raise
             except Exception as exc:
@@ -418,13 +413,14 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     loop_seconds = time.perf_counter() - loop_started
     # Four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge.
     zeroed, zeroed_note = _zeroed(net, init_batches, compute) if steps_run else (None, None)
+    rates = np.array(lrs[:steps_run], dtype=float) if lrs else None
     info = ProbeInfo(
         steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=view.name,
         loss_fn_reason=view.reason, loss_fn_default=choice.default, optimizer=described,
         optimizer_default=False, seed=options.seed, stats_every=options.stats_every,
         parameters=sum(p.numel() for p in model.parameters()),
         expected_initial_loss=view.expected, expected_initial_loss_reason=view.expected_reason,
-        num_classes=view.num_classes, batch_size=_batch_size(first), lr=peak_lr,
+        num_classes=view.num_classes, batch_size=_batch_size(first), lr=peak_lr(rates),
         input_nonfinite=_nonfinite_inputs(init_batches),
         model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds, not_stepped=not_stepped,
         structure_hash=structure_hash(model), world_size=d.world if d else 1, strategy=d.strategy if d else None,
@@ -441,7 +437,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     evidence = observer.evidence(info, host, steps_run)
     evidence.initial_losses = [float(v) for v in init]
     evidence.structure = structure.structure
-    evidence.lrs = np.array(lrs[:steps_run], dtype=float) if lrs else None
+    evidence.lrs = rates
     if amp.mode is not None:
         evidence.amp = _amp_evidence(amp, host, evidence, steps_run)
     evidence.zeroed_inputs = zeroed
@@ -520,11 +516,6 @@ def _zeroed(model: nn.Module, batches: list, compute) -> tuple[dict | None, str 
         return checks.zeroed_inputs(model, batches[:2], lambda m, b: compute(b)[0]), None
     except AuditError as exc:
         return None, f"the input-independence experiment could not run on this model: {exc}"
-
-
-def _lr(opt) -> float | None:
-    lr = opt.param_groups[0].get("lr")
-    return float(lr) if isinstance(lr, int | float | torch.Tensor) else None
 
 
 def _closure(opt, compute, batch) -> torch.Tensor:

@@ -25,6 +25,7 @@ from . import checks, lossspy, optim
 from .amp import scaler_settings
 from .devicelog import stacked
 from .loopwatch import LoopFix, LoopWatch, StopScript
+from .observer import peak_lr
 from .samplers import SamplerWatch
 from .state import seed_everything
 from .structure import structure_hash
@@ -104,12 +105,8 @@ def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: Loo
 def _run(script: Script, watch: LoopWatch) -> Ending:
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     try:
-        if script.module:
-            sys.argv = [script.target, *script.args]
-            sys.path.insert(0, str(Path.cwd()))
-        else:
-            sys.argv = [script.target, *script.args]
-            sys.path.insert(0, str(Path(script.target).resolve().parent))
+        sys.argv = [script.target, *script.args]
+        sys.path.insert(0, str(Path.cwd() if script.module else Path(script.target).resolve().parent))
         with watch, SamplerWatch() as samplers:
             watch.samplers = samplers
             try:
@@ -158,7 +155,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
     call = watch.spy.call
     expected, why = lossspy.expected_initial_loss([call]) if call is not None else (None, "unknown for this loss")
     initial = _initial_loss(call, watch.first_loss)
-    lrs = np.array([[v for v in row] for row in watch.record.lrs], dtype=float) if watch.record.lrs else None
+    lrs = np.array(watch.record.lrs, dtype=float) if watch.record.lrs else None
     info = ProbeInfo(
         steps=watch.steps, steps_run=n, device=str(next(iter(model.parameters())).device),
         loss_fn=call.kind if call is not None else "the script's own loss",
@@ -168,7 +165,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
         parameters=sum(p.numel() for p in model.parameters()), stats_every=watch.stats_every,
         initial_loss=initial, expected_initial_loss=expected, expected_initial_loss_reason=why,
         num_classes=call.num_classes if call is not None else None,
-        batch_size=_batch_size(watch.first_args), lr=float(np.nanmax(lrs[:, 0])) if lrs is not None else None,
+        batch_size=_batch_size(watch.first_args), lr=peak_lr(lrs),
         model_file=script.name, data_file=script.command, not_stepped=optim.not_stepped(opt, model),
         structure_hash=structure_hash(model))
     if ending.kind == "crashed":
