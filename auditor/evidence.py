@@ -174,6 +174,36 @@ class Evidence:
         return sorted((p for p in self.params if p.role in ("weight", "embedding") and not p.zero_at_init),
                       key=lambda p: p.order)
 
+
+    def gated(self) -> set[str]:
+        """Weights behind a gain that starts at (nearly) zero: a residual branch closed on purpose.
+
+        A zero-initialised last BatchNorm gain per residual block (Goyal et al. 2017, timm's ResNets), LayerScale
+        (CaiT, ConvNeXt: 1e-6), ReZero's and SkipInit's scalar: the branch's output starts at zero, so its
+        weights get (almost) no gradient until the gain grows. Their small gradient is that gate, not a scale
+        bug, and re-initialising them changes nothing. A gate is a 1-D, non-bias tensor starting below 1e-3 RMS
+        (gains start at 1). A gate at exactly zero closes the weights whose gradient was exactly zero at the first
+        step: only a zero factor downstream does that, and it is measured, so a shortcut beside the branch keeps
+        its gradient and stays judged. A small gate closes the weights of its block that run before it (the
+        block: the module that owns it, or for a leaf such as a norm layer or a LayerScale, that module's parent).
+        """
+        weights = [p for p in self.params if p.role == "weight"]
+        gates = [p for p in self.params if len(p.shape) <= 1 and not p.name.endswith("bias")
+                 and p.role != "embedding" and p.data_rms.size and np.isfinite(p.data_rms[0])
+                 and p.data_rms[0] < 1e-3]
+        out = set()
+        if any(g.data_rms[0] == 0 for g in gates):
+            out.update(p.name for p in weights if p.has_grad.size and p.has_grad[0] and p.grad_rms[0] == 0)
+        for g in gates:
+            if g.data_rms[0] == 0:
+                continue
+            owner = g.name.rpartition(".")[0]
+            leaf = not any(p.name.startswith(owner + ".") and p.name.count(".") > g.name.count(".")
+                           for p in self.params)
+            block = owner.rpartition(".")[0] if leaf else owner
+            out.update(p.name for p in weights
+                       if p.name.startswith(block + "." if block else "") and p.order < g.order)
+        return out
     def window(self, fraction: float = 0.5) -> slice:
         """The later part of the probe, past the first optimizer steps' transients."""
         n = self.probe.steps_run

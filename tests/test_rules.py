@@ -295,3 +295,29 @@ def test_torch_warnings_are_evidence_not_stderr_noise(audit_sample):
     assert quiet.evidence.warnings == []
     # The broadcasting warning is loss-broadcast's, with its shapes; it is not listed twice.
     assert "torch-warnings" not in {f.rule for f in audit_sample("loss_broadcast").findings}
+
+
+def test_a_residual_branch_closed_by_a_zero_gain_is_not_a_slow_layer():
+    """torchvision's zero_init_residual, timm's ResNets: each block's last BatchNorm gain starts at 0 (Goyal et
+    al. 2017), so the block's convs get almost no gradient until it grows. That is the gate, not a scale bug."""
+    import torch
+    from conftest import SAMPLES
+
+    from auditor.api import audit_setup
+    from auditor.load import load_files
+
+    setup = load_files(SAMPLES / "healthy_resnet" / "model.py", SAMPLES / "healthy_resnet" / "loader.py")
+    with torch.no_grad():
+        for name, module in setup.model.named_modules():
+            if name.endswith(".bn2"):
+                module.weight.zero_()
+    report = audit_setup(setup, steps=60, verify_fixes=False)
+    gated = report.evidence.gated()
+    assert "layer1.0.conv1.weight" in gated and "layer4.1.conv2.weight" in gated
+    assert not {"conv1.weight", "fc.weight", "layer2.0.downsample.0.weight"} & gated  # the stem, head, shortcut
+    assert "grad-data-ratio" not in [f.rule for f in report.findings]
+
+
+def test_no_gate_on_a_model_whose_gains_start_at_one(audit_sample):
+    assert audit_sample("healthy_resnet").evidence.gated() == set()
+    assert audit_sample("grad_data_ratio").evidence.gated() == set()
