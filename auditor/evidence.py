@@ -286,10 +286,13 @@ def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
     # A head that sees one vector per sample (a classifier's or pooler's activation) behind a body that sees
     # many positions per sample (tokens, pixels) gets the loss's gradient undivided, where each position of the
     # body gets a share: its per-element gradient is larger by design (ELECTRA's and ALBERT's heads: 2-3 decades).
+    # A squeeze-excitation unit inside the body sees one pooled vector too, and its gradient passes through a
+    # sigmoid gate: on another scale by design (MobileNetV3's last SE: 2 decades under the first conv's). Both
+    # are off the body's path; what is judged is the body, where it has a profile of its own.
     fewest = min((a.positions for a in acts), default=0)
     if fewest and any(a.positions > fewest for a in acts):
         body = [a for a in acts if a.positions > fewest]
-        if len(body) >= len(acts) - 2:
+        if len(body) >= 3:
             acts = body
     if len(acts) >= 3:
         return [a.name for a in acts], np.array([nanmedian(a.grad_std) for a in acts]), "activation gradients"
