@@ -67,13 +67,21 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
         if np.isfinite(first) and first > t.first_high:
             # The damage of a rate far too high can be done in the first step (units knocked dead, a network
             # that then barely moves), leaving the later half quiet.
-            fix = (f"Lower the learning rate (about {suggestion} brings the later median ratio near 1e-3), or "
-                   f"warm it up:\n\noptimizer = {ev.probe.optimizer.split('(')[0]}(model.parameters(), "
-                   f"lr={suggestion})\n"
-                   "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=200)"
-                   if suggestion else "Lower the learning rate, or warm it up.")
+            warmup = "scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=200)"
+            if suggestion and level > target:
+                fix = (f"Lower the learning rate (about {suggestion} brings the later median ratio near 1e-3), or "
+                       f"warm it up:\n\noptimizer = {ev.probe.optimizer.split('(')[0]}(model.parameters(), "
+                       f"lr={suggestion})\n{warmup}")
+            else:
+                # The later steps are at or under 1e-3: the rate suits the training that follows, and only the
+                # first gradient was large (often a loss that starts far too high). A lower rate would be wrong
+                # advice for every later step; a warm-up is the change that touches the first steps alone.
+                evidence["suggested_lr"] = None
+                fix = (f"Warm the learning rate up (the later steps, at 10^{fmt(level, 2)}, suit this rate; the first "
+                       f"gradient is what is large, so see what makes the first loss high):\n\n{warmup}")
             yield self.finding("error" if first > t.error_high else "warning",
-                               "The first update rewrites the weights: learning rate too high",
+                               "The first update rewrites the weights" + (": learning rate too high"
+                                                                          if evidence["suggested_lr"] else ""),
                                f"The very first step changed the weights by 10^{fmt(first, 2)} of their scale (median "
                                f"over {len(per_layer)} weight tensors) with {ev.probe.optimizer}; healthy recipes "
                                "start between 10^-3.5 and 10^-1.3. What follows (dead units, a flat loss) is the "

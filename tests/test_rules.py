@@ -321,3 +321,29 @@ def test_a_residual_branch_closed_by_a_zero_gain_is_not_a_slow_layer():
 def test_no_gate_on_a_model_whose_gains_start_at_one(audit_sample):
     assert audit_sample("healthy_resnet").evidence.gated() == set()
     assert audit_sample("grad_data_ratio").evidence.gated() == set()
+
+
+def test_a_first_step_made_large_by_the_initial_loss_is_not_advised_a_higher_rate():
+    """MNASNet at 10 classes: a head that starts far too large makes the first gradient, and so the first update,
+    huge, while the later steps sit at 1e-3. 'Lower the rate to' a rate above the one used contradicted itself;
+    the fix touches the first steps alone (a warm-up) and the root is the initialisation."""
+    import torch
+    from conftest import SAMPLES
+
+    from auditor.api import audit_setup
+    from auditor.load import load_files
+
+    setup = load_files(SAMPLES / "healthy_resnet" / "model.py", SAMPLES / "healthy_resnet" / "loader.py")
+    with torch.no_grad():
+        setup.model.fc.weight.mul_(30)
+    report = audit_setup(setup, steps=60, verify_fixes=False)
+    first = next(f for f in report.findings if f.rule == "update-ratio")
+    assert first.evidence["first_log10"] > -0.8 and first.evidence["median_log10"] < -3.0
+    assert first.evidence["suggested_lr"] is None and "LinearLR" in first.fix and "too high" not in first.title
+    assert report.root_causes[0] == "init-loss"
+
+
+def test_a_rate_too_high_from_the_first_step_on_is_advised_lower(audit_sample):
+    f = next(f for f in audit_sample("lr_range").findings if f.rule == "update-ratio")
+    assert f.evidence["first_log10"] > -0.8
+    assert float(f.evidence["suggested_lr"]) < f.evidence["lr"] and "too high" in f.title
