@@ -61,23 +61,46 @@ def run(name: str, seed: int, steps: int, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
+# What a loss far above ln C does by itself: the curve's hockey stick, a first gradient (so a first update) far
+# larger than the later ones.
+INIT_AND_ITS_EFFECTS = {"init-loss", "loss-hockey-stick", "update-ratio"}
+
+
+def verdict(r: dict) -> str:
+    """clean: no warning or error. init: every warning is a loss at initialisation far above ln C and what it
+    explains, the one root: true of these inits at 10 classes (torchvision's EfficientNet and MNASNet heads are
+    drawn at ±1/√classes, meant for 1000), measured here as the first loss over ln C. alarm: anything else."""
+    loud = [f for f in r["findings"] if f[1] != "info"]
+    if not loud:
+        return "clean"
+    init_only = r.get("roots") == ["init-loss"] and all(f[0] in INIT_AND_ITS_EFFECTS for f in loud)
+    return "init" if init_only else "alarm"
+
+
 def table(results: list[dict]) -> str:
     rows = {}
     for r in results:
         rows.setdefault(r["model"], []).append(r)
-    out = ["| model | source | params | recipe | seeds clean | warnings and errors |", "|---|---|---|---|---|---|"]
+    out = ["| model | source | params | recipe | seeds clean | first loss / ln C | warnings and errors |",
+           "|---|---|---|---|---|---|---|"]
     for name, rs in rows.items():
         ok = [r for r in rs if "error" not in r]
-        clean = sum(not any(f[1] != "info" for f in r["findings"]) for r in ok)
+        verdicts = [verdict(r) for r in ok]
+        clean = f"{verdicts.count('clean')}/{len(rs)}"
+        if verdicts.count("init"):
+            clean += f" (+{verdicts.count('init')} init-loss only)"
         fired = sorted({f"{f[0]} ({f[1]})" for r in ok for f in r["findings"] if f[1] != "info"})
         errors = sorted({r["error"] for r in rs if "error" in r})
         first = ok[0] if ok else {}
         params = f"{first['params'] / 1e6:.1f}M" if first else "-"
+        ratios = [r["loss"][0] / r["expected_initial_loss"] for r in ok
+                  if r.get("loss") and r.get("expected_initial_loss")]
+        ratio = f"{max(ratios):.1f}x" if ratios else "-"
         what = ", ".join(fired) or "-"
         if errors:
             what += " / did not run: " + "; ".join(errors)
         out.append(f"| {name} | {first.get('source', '-')} | {params} | {first.get('recipe', '-')} | "
-                   f"{clean}/{len(rs)} | {what} |")
+                   f"{clean} | {ratio} | {what} |")
     return "\n".join(out)
 
 
@@ -116,9 +139,10 @@ def main() -> int:
     print()
     print(table(results))
     ok = [r for r in results if "error" not in r]
-    clean = sum(not any(f[1] != "info" for f in r["findings"]) for r in ok)
-    print(f"\nclean: {clean}/{len(ok)} runs ({len(results) - len(ok)} did not run)")
-    return 0 if clean == len(ok) else 1
+    verdicts = [verdict(r) for r in ok]
+    print(f"\nclean: {verdicts.count('clean')}/{len(ok)} runs; init-loss only (true at 10 classes): "
+          f"{verdicts.count('init')}; other warnings: {verdicts.count('alarm')} ({len(results) - len(ok)} did not run)")
+    return 0 if "alarm" not in verdicts and len(ok) == len(results) else 1
 
 
 if __name__ == "__main__":
