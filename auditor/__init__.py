@@ -7,8 +7,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+source"
 
-from .api import audit  # noqa: E402
 from .errors import AuditError  # noqa: E402
-from .report import Report  # noqa: E402
 
 __all__ = ["audit", "AuditError", "Report", "__version__"]
+
+
+def __getattr__(name: str):
+    # torch and the report's libraries load on first use: `audit --help` and `audit rules` never need them.
+    if name == "audit":
+        from .api import audit
+        return audit
+    if name == "Report":
+        from .report import Report
+        return Report
+    raise AttributeError(f"module 'auditor' has no attribute {name!r}")

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import click
 
-from . import __version__, distributed, interrupt
-from .config import FAIL_ON, load_settings, parse_formats, parse_threshold
+# Only what `audit --help`, `audit rules` and `audit explain` need is imported here: torch, matplotlib and the
+# report's libraries load inside the commands that use them (tests/test_cli.py keeps it so).
+from . import __version__, interrupt
+from .config import FAIL_ON, STRATEGIES, load_settings, parse_formats, parse_threshold
 from .engine import load_rules
 from .errors import AuditError, print_error
 from .interrupt import Stopped
-from .load import load_files
 from .progress import for_terminal
 
 _COLOURS = {"error": "red", "warning": "yellow", "info": "blue"}
@@ -72,7 +73,7 @@ def cli():
               "per-layer ratios and activation histograms as TensorBoard event files into DIR.")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Stop the audit after this long (a loader that hangs, "
               "a model far slower than expected) and write a partial report of what was measured.")
-@click.option("--strategy", type=click.Choice(distributed.STRATEGIES), help="Under torchrun: wrap the model in "
+@click.option("--strategy", type=click.Choice(STRATEGIES), help="Under torchrun: wrap the model in "
               "DistributedDataParallel or FSDP2 (fully_shard) as your job does. [default: model.py's wrap(model, "
               "mesh), else ddp]")
 @click.option("--in-place/--copy", "in_place", default=None, help="Train the model itself from a snapshot in host "
@@ -115,6 +116,8 @@ def _exit(body, debug: bool, distributed: bool = False) -> None:
 
 
 def _shutdown(code: int, together: bool) -> None:
+    from . import distributed
+
     distributed.shutdown(code, together)
 
 
@@ -188,6 +191,8 @@ def _settled(settings, steps, stats_every, seed, no_verify, out, fail_on, format
 def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, fail_on, baseline, ignore,
          overrides, no_verify, tensorboard_dir, timeout, quiet, strategy, in_place, amp) -> int:
     from . import diff as differ
+    from . import distributed
+    from .load import load_files
 
     dist = distributed.from_env()  # before model.py is imported, which may itself ask for the process group
     if dist is None and strategy:
@@ -222,7 +227,9 @@ def _run(model_file, data_file, steps, stats_every, seed, device, out, formats, 
 
 def _main_rank(model_file, data_file, probe: dict, verify, out, formats, fail_on, baseline, base, tensorboard_dir,
                timeout, quiet, strategy) -> int:
+    from . import distributed
     from .api import audit_setup
+    from .load import load_files
 
     dist = probe["dist"]
     progress = for_terminal(f"auditing {Path(model_file).name}", quiet)

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import AuditError, from_user_exception
 from .evidence import Evidence
+
+if TYPE_CHECKING:  # torch is imported by what runs a probe, not by `audit rules` or `audit --help`
+    from torch import nn
 
 SEVERITIES = ("info", "warning", "error")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}

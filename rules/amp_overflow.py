@@ -2,7 +2,6 @@ import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt, pct
-from auditor.probe.amp import FP16_MAX
 
 # The steps whose loss or gradients were not finite: under fp16 the GradScaler skips them, in bf16 or float32
 # they are the steps that went wrong. Measurable in every precision, so a bf16 fix can be judged against fp16.
@@ -67,6 +66,7 @@ not fp16 under autocast (softmax, layer_norm, losses run in float32) are not rep
                   "Kalamkar et al. 2019, 'A Study of BFLOAT16 for Deep Learning Training'")
 
     def check(self, ev, t):
+        from auditor.probe.amp import FP16_MAX  # `audit rules` runs without torch
         amp = ev.amp
         if not amp or amp["mode"] != "fp16" or not ev.probe.steps_run:
             return

@@ -1,6 +1,5 @@
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
-from auditor.probe.lossspy import CLASSIFICATION
 from auditor.report import figures
 
 
@@ -48,6 +47,7 @@ scratch (no torch functional loss inside) is not judged.
                   "Glorot & Bengio, 'Understanding the difficulty of training deep feedforward networks', AISTATS 2010")
 
     def check(self, ev, t):
+        from auditor.probe.lossspy import CLASSIFICATION  # `audit rules` runs without torch
         p = ev.probe
         loss, expected = p.initial_loss, p.expected_initial_loss
         if expected is None or loss is None or not (loss == loss) or expected <= 0:

@@ -2,7 +2,6 @@ import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
-from auditor.fixes import reinit_for
 from auditor.report import figures
 
 INIT_FOR = {"relu": "Kaiming (He) normal, gain sqrt(2): nn.init.kaiming_normal_(w, nonlinearity='relu')",
@@ -90,6 +89,7 @@ for layer in model.layers:
     metric = "std ratio, last activation layer over first, at init"
 
     def plan_fix(self, ev, finding):
+        from auditor.fixes import reinit_for  # `audit rules` runs without torch
         kind = finding.evidence["kind"]
         return FixPlan(("Xavier/Glorot" if kind in ("tanh", "sigmoid") else "Kaiming") + " initialisation of "
                        "every Linear/Conv layer, zero biases", model_edit=lambda m: reinit_for(m, kind))

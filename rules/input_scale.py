@@ -2,7 +2,6 @@ import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import fmt
-from auditor.fixes import standardiser
 from auditor.report import figures
 
 
@@ -65,6 +64,7 @@ X = (X - mean) / std                                    # per channel; statistic
     metric = "largest per-feature RMS of the inputs"
 
     def plan_fix(self, ev, finding):
+        from auditor.fixes import standardiser  # `audit rules` runs without torch
         s = ev.input_stats
         return FixPlan("inputs standardised per " + ("channel" if s["layout"] == "channels" else "feature") +
                        " with the probe's mean and std", batch_transform=standardiser(s["mean"], s["std"]))

@@ -2,7 +2,6 @@ import numpy as np
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import fmt, loss_prefix, pct
-from auditor.probe.lossspy import CLASSIFICATION
 
 
 class LossHockeyStick(Rule):
@@ -35,6 +34,7 @@ b2 = torch.zeros(vocab_size)
     references = ("A. Karpathy, makemore part 3 (2022): the hockey-stick loss",)
 
     def check(self, ev, t):
+        from auditor.probe.lossspy import CLASSIFICATION  # `audit rules` runs without torch
         p = ev.probe
         seq = loss_prefix(ev)
         if p.expected_initial_loss is None or seq.size < t.min_steps:

@@ -2,8 +2,6 @@ import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import first_step, nanmedian, pct
-from auditor.fixes import fan_in_rescale
-from auditor.probe.activations import TANH_SATURATED
 from auditor.report import figures
 
 
@@ -68,6 +66,8 @@ initialisation, which is what the probe sees, saturation is nearly always uninte
                            saturated_fraction={a.name: f for f, a in worst})
 
     def draw(self, ax, ev, finding):
+        from auditor.probe.activations import TANH_SATURATED  # `audit rules` runs without torch
+
         figures.activation_histograms(ax, ev, finding.layers, step=0, band=TANH_SATURATED)
 
     metric = "saturated fraction of the worst layer"
@@ -79,6 +79,8 @@ initialisation, which is what the probe sees, saturation is nearly always uninte
         head = ev.matrices()[-1].name if ev.matrices() else None
 
         def edit(model):
+            from auditor.fixes import fan_in_rescale
+
             for a in acts:
                 fan_in_rescale(model, a.units, a.kind, {head})
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from auditor.cli import cli
@@ -98,6 +99,22 @@ def test_usage_errors_exit_2(tmp_path):
 def test_installed_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "auditor", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "audit model.py --data loader.py" in out.stdout
+
+
+HEAVY = ("torch", "matplotlib", "weasyprint", "scipy")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["rules"], ["explain", "init-loss"], ["run", "--help"],
+                                  ["model.py", "--help"], ["diff", "--help"]])
+def test_help_and_the_catalogue_import_nothing_heavy(argv):
+    """Issue 21: `audit --help`, `audit rules`, `audit explain` answer in well under half a second because nothing
+    heavy loads (torch alone is ~2 s on a 2-core CPU). Asserted on what gets imported, not on a time."""
+    probe = "\n".join(["import sys", "from auditor.cli import cli", "try:", f"    cli({argv!r})",
+                       "except SystemExit as e:", "    code = e.code",
+                       f"print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})), code)"])
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("LOADED"))
+    assert line == "LOADED [] 0", (line, out.stderr[-500:])
 
 
 UNSEEDED = """

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .. import distributed, interrupt
+from ..config import DEFAULT_STATS_EVERY, DEFAULT_STEPS  # noqa: F401  (re-exported: api, integrations)
 from ..errors import AuditError, from_user_exception
 from ..evidence import Evidence, ProbeInfo
 from ..interrupt import Stopped
@@ -31,16 +32,7 @@ from .state import copy_model, preserved_rng, replayed_rng, seed_everything, tor
 from .structure import StructureTracer, structure_hash
 from .warnlog import WarningLog
 
-DEFAULT_STEPS = 100
 INIT_BATCHES = 4
-# Activation, weight and update statistics are taken every this many steps (loss and gradient norms every
-# step), as Cockpit's track schedules do: on a sub-millisecond step each measured step costs about 1.5
-# extra steps (the traced forward, the statistics and the own-batch re-score), and the rules read medians
-# over windows, which the 9 samples of a 100-step probe (steps 0, 13, ..., 91, 99; 5 in the later half)
-# estimate well. Odd, so a period-2 cycle is seen in both phases. bench/bench_probe.py measures the trade:
-# on the makemore MLP (0.55 ms a step) 11 gives 1.29-1.30x, 13 gives 1.27-1.28x, and the unavoidable part
-# (gradient norms every step, the measured first and last steps, the read-back) alone is 1.17-1.18x.
-DEFAULT_STATS_EVERY = 13
 
 
 @dataclass
