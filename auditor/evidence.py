@@ -118,6 +118,7 @@ class ActivationSeries:
     grad_histograms: dict[int, np.ndarray] = field(default_factory=dict)
     # Values per unit in one forward: the batch for a (B, H) layer, B x T for tokens, B x H x W for pixels.
     positions: int = 0
+    gating: bool = False  # inside a squeeze-excitation unit: a side branch that gates the body
 
 
 @dataclass
@@ -287,12 +288,18 @@ def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
     # many positions per sample (tokens, pixels) gets the loss's gradient undivided, where each position of the
     # body gets a share: its per-element gradient is larger by design (ELECTRA's and ALBERT's heads: 2-3 decades).
     # A squeeze-excitation unit inside the body sees one pooled vector too, and its gradient passes through a
-    # sigmoid gate: on another scale by design (MobileNetV3's last SE: 2 decades under the first conv's). Both
-    # are off the body's path; what is judged is the body, where it has a profile of its own.
+    # sigmoid gate: on another scale by design (MobileNetV3's last SE: 2 decades under the first conv's). It is
+    # told by its module's class or by a later activation seeing more positions than it does (a body's
+    # positions only shrink as it goes; at a 1x1 last stage, as small inputs make, only the class tells).
+    acts = sorted(acts, key=lambda a: a.order)
+    side = {a.name for i, a in enumerate(acts)
+            if a.gating or any(b.positions > a.positions for b in acts[i + 1:])}
+    if len(acts) - len(side) >= 3:
+        acts = [a for a in acts if a.name not in side]
     fewest = min((a.positions for a in acts), default=0)
     if fewest and any(a.positions > fewest for a in acts):
         body = [a for a in acts if a.positions > fewest]
-        if len(body) >= 3:
+        if len(body) >= len(acts) - 2:
             acts = body
     if len(acts) >= 3:
         return [a.name for a in acts], np.array([nanmedian(a.grad_std) for a in acts]), "activation gradients"

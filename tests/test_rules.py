@@ -347,3 +347,38 @@ def test_a_rate_too_high_from_the_first_step_on_is_advised_lower(audit_sample):
     f = next(f for f in audit_sample("lr_range").findings if f.rule == "update-ratio")
     assert f.evidence["first_log10"] > -0.8
     assert float(f.evidence["suggested_lr"]) < f.evidence["lr"] and "too high" in f.title
+
+
+def test_squeeze_excitation_units_are_off_the_gradient_depth_profile():
+    """MobileNetV3, EfficientNet, RegNetY: an SE unit's activation sees one pooled vector and gates the body
+    through a sigmoid, its gradient on another scale by design. At a 1x1 last stage (a small input) only its
+    class tells it from the body; it must not be an end of the depth profile that (vanishing|exploding)-gradients
+    read."""
+    import torch
+    from torch import nn
+
+    import auditor
+    from auditor.evidence import depth_profile
+
+    class SqueezeExcite(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.reduce, self.act, self.expand = nn.Conv2d(c, c // 4, 1), nn.ReLU(), nn.Conv2d(c // 4, c, 1)
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))))
+
+    def block(c_in, c_out):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU(), SqueezeExcite(c_out))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(block(3, 16), block(16, 32), block(32, 32), block(32, 64), nn.Flatten(), nn.Linear(64, 10))
+    x = torch.randn(256, 3, 16, 16)  # 16 -> 8 -> 4 -> 2 -> 1: the last block's SE sees as many positions as its body
+    y = torch.randint(0, 10, (256,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    report = auditor.audit(model=model, loader=loader, steps=30, verify_fixes=False,
+                           make_optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9))
+    gating = {a.name for a in report.evidence.activations if a.gating}
+    assert len(gating) == 8  # each SE's ReLU and its sigmoid gate
+    names, _, source = depth_profile(report.evidence)
+    assert source == "activation gradients" and len(names) >= 3 and set(names) <= {"0.2", "1.2", "2.2", "3.2"}

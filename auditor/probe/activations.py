@@ -8,6 +8,7 @@ call sits inside a larger module's `forward`.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from functools import partial
@@ -31,6 +32,10 @@ SIGMOID_DEAD = 0.01
 SMOOTH_DEAD_BELOW = -6.0
 
 HISTOGRAM_SAMPLES = 4096
+
+# Squeeze-excitation units by their class names (torchvision SqueezeExcitation, timm SqueezeExcite, SEModule,
+# EffectiveSEModule, SEBlock, SELayer): a pooled side branch whose output gates the body through a sigmoid.
+GATE_MODULES = re.compile(r"SqueezeExcit|^(Effective)?SE(Module|Block|Layer)?$")
 
 _ACTIVATION_KINDS = {
     torch.tanh: "tanh", torch.Tensor.tanh: "tanh", torch.tanh_: "tanh", torch.Tensor.tanh_: "tanh",
@@ -87,6 +92,7 @@ class ActivationTracer(TorchFunctionMode):
         self.step = 0
         self.kinds: dict[str, str] = {}
         self.units: dict[str, int] = {}
+        self.gating: set[str] = set()  # activations inside a squeeze-excitation unit (GATE_MODULES)
         self.numel: dict[str, dict[int, int]] = {}  # elements per step: batch sizes may vary
         self.module_order: list[str] = []
         self._stack: list[tuple[str, nn.Module]] = []
@@ -193,6 +199,8 @@ class ActivationTracer(TorchFunctionMode):
         if shape is None:
             self.kinds[name] = kind
             self.units[name] = o.shape[unit_dim(o.ndim)] if o.ndim > 1 else o.numel()
+            if any(GATE_MODULES.search(type(m).__name__) for _, m in self._stack):
+                self.gating.add(name)
             shape = self._shapes[name] = (_reduce_dims(o.ndim) if o.ndim > 1 else (), o.device)
         dims, device = shape
         self.numel.setdefault(name, {})[step] = o.numel()

@@ -95,6 +95,7 @@ def _assemble(info: ProbeInfo, host, table, has_grad: dict[int, list[bool]], tra
         activations.append(ActivationSeries(name=name, kind=tracer.kinds[name], units=tracer.units[name],
                                             order=order, histograms=hist, grad_histograms=ghist,
                                             positions=counts[min(counts)] // max(tracer.units[name], 1),
+                                            gating=name in tracer.gating,
                                             **tracer.moments(name, host, n)))
     return Evidence(probe=info, loss=loss, loss_after=loss_after, grad_norm=grad_norm, params=params,
                     activations=activations)
