@@ -176,6 +176,15 @@ class Evidence:
                       key=lambda p: p.order)
 
 
+    def _gates(self) -> list[ParamSeries]:
+        return [p for p in self.params if len(p.shape) <= 1 and not p.name.endswith("bias")
+                and p.role != "embedding" and p.data_rms.size and np.isfinite(p.data_rms[0]) and p.data_rms[0] < 1e-3]
+
+    @property
+    def zero_gated(self) -> bool:
+        """Whether some gain starts at exactly zero (see gated()): what it closes gets exactly no gradient at first."""
+        return any(g.data_rms[0] == 0 for g in self._gates())
+
     def gated(self) -> set[str]:
         """Weights behind a gain that starts at (nearly) zero: a residual branch closed on purpose.
 
@@ -189,11 +198,9 @@ class Evidence:
         block: the module that owns it, or for a leaf such as a norm layer or a LayerScale, that module's parent).
         """
         weights = [p for p in self.params if p.role == "weight"]
-        gates = [p for p in self.params if len(p.shape) <= 1 and not p.name.endswith("bias")
-                 and p.role != "embedding" and p.data_rms.size and np.isfinite(p.data_rms[0])
-                 and p.data_rms[0] < 1e-3]
+        gates = self._gates()
         out = set()
-        if any(g.data_rms[0] == 0 for g in gates):
+        if self.zero_gated:
             out.update(p.name for p in weights if p.has_grad.size and p.has_grad[0] and p.grad_rms[0] == 0)
         for g in gates:
             if g.data_rms[0] == 0:
@@ -291,9 +298,14 @@ def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
     # sigmoid gate: on another scale by design (MobileNetV3's last SE: 2 decades under the first conv's). It is
     # told by its module's class or by a later activation seeing more positions than it does (a body's
     # positions only shrink as it goes; at a 1x1 last stage, as small inputs make, only the class tells).
+    # Inside a residual branch closed by a zero-initialised gain (Evidence.gated), the gradient is exactly zero
+    # at the first step and then as small as the gain still is: the gate's scale, not the depth's (ResNeSt's
+    # last branch: 2e-8 against the stem's 2e-4).
     acts = sorted(acts, key=lambda a: a.order)
+    closed = ev.zero_gated
     side = {a.name for i, a in enumerate(acts)
-            if a.gating or any(b.positions > a.positions for b in acts[i + 1:])}
+            if a.gating or any(b.positions > a.positions for b in acts[i + 1:])
+            or (closed and a.grad_std.size and a.grad_std[0] == 0)}
     if len(acts) - len(side) >= 3:
         acts = [a for a in acts if a.name not in side]
     fewest = min((a.positions for a in acts), default=0)

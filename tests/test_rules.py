@@ -316,6 +316,10 @@ def test_a_residual_branch_closed_by_a_zero_gain_is_not_a_slow_layer():
     assert "layer1.0.conv1.weight" in gated and "layer4.1.conv2.weight" in gated
     assert not {"conv1.weight", "fc.weight", "layer2.0.downsample.0.weight"} & gated  # the stem, head, shortcut
     assert "grad-data-ratio" not in [f.rule for f in report.findings]
+    from auditor.evidence import depth_profile
+
+    closed = {a.name for a in report.evidence.activations if a.grad_std[0] == 0}
+    assert closed and not closed & set(depth_profile(report.evidence)[0])  # the branches' activations too
 
 
 def test_no_gate_on_a_model_whose_gains_start_at_one(audit_sample):
