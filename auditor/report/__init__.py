@@ -69,6 +69,7 @@ class Report:
         # What the audit was asked to do, so that two reports compared by `audit diff` can be told apart fairly.
         self.settings: dict = {}
         self.catalogue: dict | None = None  # the rules run, plugins included (for their figures)
+        self._html: str | None = None  # to_html(), once drawn
 
     def order_by_cause(self) -> None:
         """Each root cause, then what it explains, in the order of `root_causes`."""
@@ -152,9 +153,19 @@ class Report:
         return path
 
     def to_html(self) -> str:
-        from .html import to_html
+        """The HTML report, figures inlined. Drawn once: the HTML file, the PDF and a notebook's view share it."""
+        if self._html is None:
+            from .html import to_html
 
-        return to_html(self)
+            self._html = to_html(self)
+        return self._html
+
+    def _repr_html_(self) -> str:
+        """Jupyter and VS Code show the report inline: the same HTML, in an iframe so that its page styles stay
+        off the notebook's own."""
+        from .html import framed
+
+        return framed(self.to_html())
 
     def write_html(self, path: str | Path) -> Path:
         path = Path(path)
@@ -187,7 +198,7 @@ class Report:
             elif fmt_ == "md":
                 written.append(self.write_markdown(out / "report.md"))
             elif fmt_ in ("html", "pdf"):
-                html = html if html is not None else self.to_html()  # rendered once for both
+                html = self.to_html()
                 if fmt_ == "html":
                     (out / "report.html").write_text(html, encoding="utf-8")
                     written.append(out / "report.html")

@@ -110,6 +110,16 @@ def to_html(report) -> str:
         params=params, acts=acts)
 
 
+def framed(html: str) -> str:
+    """`html` as an iframe's srcdoc: the notebook shows the page as the browser would, its styles scoped to the
+    frame. The frame grows to its page's height where the notebook runs scripts (a trusted one), else scrolls."""
+    import html as html_lib
+
+    grow = "this.style.height=(this.contentWindow.document.documentElement.scrollHeight+20)+'px'"
+    return (f'<iframe srcdoc="{html_lib.escape(html, quote=True)}" onload="{grow}" '
+            'style="width:100%;height:900px;border:1px solid #ddd;border-radius:4px"></iframe>')
+
+
 def write_pdf(html: str, path: Path) -> Path:
     try:
         import weasyprint
