@@ -40,8 +40,12 @@ b2 = torch.zeros(vocab_size)
         if p.expected_initial_loss is None or seq.size < t.min_steps:
             return
         first, expected = float(seq[0]), p.expected_initial_loss
+        # Whether the start is bad is read on init-loss's own measure, the loss at initialisation over several
+        # batches: the first training batch alone is one draw (timm's LCNet: 3.54 on it against 2.3 expected,
+        # a bad start at one thread count and not at another).
+        start = p.initial_loss if p.initial_loss is not None and np.isfinite(p.initial_loss) else first
         classification = p.num_classes or p.loss_fn in CLASSIFICATION
-        bad_start = (first - expected >= t.excess_nats) if classification else (first >= t.mse_ratio * expected)
+        bad_start = (start - expected >= t.excess_nats) if classification else (start >= t.mse_ratio * expected)
         if not bad_start:
             return
         n = seq.size
