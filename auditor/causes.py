@@ -125,8 +125,9 @@ MECHANISMS = (
               "Karpathy, makemore part 3 (2022): fixing the initial loss removes the hockey stick"),
     # Saturation already there at step 0 is the hidden layers' own initialisation: in the same lecture it stays
     # after the initial loss is fixed, until the weights feeding the tanh are scaled.
-    Mechanism("init-loss", ("saturated-units",),
-              "the large gradients of confidently wrong logits push pre-activations into the flat tails",
+    Mechanism("init-loss", ("saturated-units", "dead-units"),
+              "the large gradients of confidently wrong logits push pre-activations into the flat tails (a "
+              "ReLU's: below zero for every input)",
               "Karpathy, makemore part 3 (2022)", after_updates=True),
     Mechanism("vanishing-gradients", ("loss-plateau", "update-ratio", "grad-data-ratio", "overfit-one-batch",
                                       "input-independence"),

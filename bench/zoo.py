@@ -61,9 +61,14 @@ def run(name: str, seed: int, steps: int, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
-# What a loss far above ln C does by itself: the curve's hockey stick, a first gradient (so a first update) far
-# larger than the later ones.
-INIT_AND_ITS_EFFECTS = {"init-loss", "loss-hockey-stick", "update-ratio"}
+
+
+def _init_and_its_effects() -> set[str]:
+    """What a loss far above ln C does by itself, as auditor/causes.py has it: the curve's hockey stick, a first
+    gradient (so a first update) far larger than the later ones, units pushed dead or saturated by it."""
+    from auditor.causes import MECHANISMS
+
+    return {"init-loss"} | {e for m in MECHANISMS if m.cause == "init-loss" for e in m.effects}
 
 
 def verdict(r: dict) -> str:
@@ -73,7 +78,7 @@ def verdict(r: dict) -> str:
     loud = [f for f in r["findings"] if f[1] != "info"]
     if not loud:
         return "clean"
-    init_only = r.get("roots") == ["init-loss"] and all(f[0] in INIT_AND_ITS_EFFECTS for f in loud)
+    init_only = r.get("roots") == ["init-loss"] and all(f[0] in _init_and_its_effects() for f in loud)
     return "init" if init_only else "alarm"
 
 
