@@ -131,7 +131,7 @@ TIMM = ["resnet18d", "efficientnet_b0", "mobilenetv3_small_100", "vit_tiny_patch
         "convnext_atto", "regnetx_002", "regnety_002", "densenet121", "dla34", "ghostnet_100", "mixnet_s",
         "rexnet_100", "res2net50_14w_8s", "resnest14d", "cspresnet50", "poolformer_s12", "mobilevit_xxs",
         "lcnet_050", "fbnetc_100", "edgenext_xx_small", "pvt_v2_b0", "repvgg_a0", "nf_resnet26", "tinynet_e",
-        "efficientformer_l1", "coat_lite_tiny", "xcit_nano_12_p16_224", "mixer_s32_224", "convmixer_768_32"]
+        "efficientformerv2_s0", "coat_lite_tiny", "xcit_nano_12_p16_224", "mixer_s32_224", "convmixer_768_32"]
 
 def timm_entries() -> list[Entry]:
     out = []

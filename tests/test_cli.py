@@ -117,6 +117,19 @@ def test_help_and_the_catalogue_import_nothing_heavy(argv):
     assert line == "LOADED [] 0", (line, out.stderr[-500:])
 
 
+def test_a_format_not_asked_for_costs_nothing(tmp_path):
+    """json and md draw no figure and make no PDF: matplotlib and WeasyPrint are never imported."""
+    argv = [*map(str, _sample("makemore_fixed")), "--format", "json,md", "--out", str(tmp_path), "-q",
+            "--no-verify-fixes"]
+    probe = "\n".join(["import sys", "from auditor.cli import cli", "try:", f"    cli({argv!r})",
+                       "except SystemExit as e:", "    code = e.code",
+                       "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'weasyprint'}),"
+                       " code)"])
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert "LOADED [] 0" in out.stdout, (out.stdout[-300:], out.stderr[-500:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
 UNSEEDED = """
 import torch
 from torch import nn

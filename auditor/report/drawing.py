@@ -35,6 +35,13 @@ def render(draw, width: float = 6.4, height: float = 2.8, panels: int = 1) -> st
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def render_all(jobs: list) -> list[str]:
+    """Every figure of a report (figures.Job), as PNG data URIs in the order given. One after another: forked
+    workers were tried (two cores, half the time) and hung under `audit` (a worker stuck on a lock another thread
+    held at the fork): a pre-flight check that can hang is worse than one that takes a second longer."""
+    return [render(j.draw, j.width, j.height, j.panels) for j in jobs]
+
+
 def _colour(i: int, n: int):
     return _COLOURS(0.1 + 0.8 * i / max(n - 1, 1))
 

@@ -13,6 +13,7 @@ from ..engine import load_rules
 from ..evidence import fmt, pct
 from ..verify import OUTCOMES
 from . import figures
+from .figures import Job
 
 PDF_HINT = ("pip install weasyprint, and its system libraries Pango and HarfBuzz (Debian/Ubuntu: apt-get install "
             "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b; macOS: brew install pango)")
@@ -40,45 +41,45 @@ def _defined(x) -> bool:
         return False
 
 
-def _finding_figures(report) -> list[tuple[str, str | None]]:
-    """(evidence figure, before/after figure or None) per finding."""
+def _finding_figures(report) -> list[tuple[Job, Job | None]]:
+    """(evidence figure, before/after figure or None) per finding, to draw."""
     rules = report.catalogue or load_rules()
     out = []
     for f in report.findings:
         rule = rules.get(f.rule)
-        evidence = figures.render(lambda ax, rule=rule, f=f: rule.draw(ax, report.evidence, f))
+        evidence = Job(lambda ax, rule=rule, f=f: rule.draw(ax, report.evidence, f))
         after = getattr(f, "after", None)
         proof = None
         if after is not None:
             def own(ax, rule=rule, f=f, after=after):
                 return rule.draw_fixed(ax, report.evidence, after, f)
 
-            proof = figures.render(lambda axes, f=f, after=after, own=own: figures.before_after(
+            proof = Job(lambda axes, f=f, after=after, own=own: figures.before_after(
                 axes, report.evidence, after, f.verified, own), width=7.2, height=2.6, panels=2)
         out.append((evidence, proof))
     return out
 
 
-def _panels(ev) -> list[tuple[str, str, str]]:
-    """(title, caption, figure) for the practitioner's panels, in the order they are read."""
+def _panels(ev) -> list[tuple[str, str, Job]]:
+    """(title, caption, figure to draw) for the practitioner's panels, in the order they are read."""
     last = ev.probe.steps_run - 1
     panels = [
         ("Loss curve", "Training loss per batch over the probe, with its running median and the loss a "
-         "well-initialised model starts at.", figures.render(lambda ax: figures.loss_curve(ax, ev))),
+         "well-initialised model starts at.", Job(lambda ax: figures.loss_curve(ax, ev))),
         ("Activations at initialisation", "Distribution of each activation's output on the first batch "
          "(the makemore lecture's forward-pass histogram). Legend: mean, std, saturated or dead share.",
-         figures.render(lambda ax: figures.activation_histograms(ax, ev, step=0))),
+         Job(lambda ax: figures.activation_histograms(ax, ev, step=0))),
         ("Activations at the end of the probe", f"The same at step {last}.",
-         figures.render(lambda ax: figures.activation_histograms(ax, ev, step=last))),
+         Job(lambda ax: figures.activation_histograms(ax, ev, step=last))),
         ("Gradients at the activations", "Distribution of the gradient arriving at each activation's output "
          "on the first batch: similar widths across layers mean the backward pass is well scaled.",
-         figures.render(lambda ax: figures.activation_histograms(ax, ev, step=0, gradients=True))),
+         Job(lambda ax: figures.activation_histograms(ax, ev, step=0, gradients=True))),
         ("Update-to-data ratio", "log10 of ‖Δw‖/‖w‖ per weight tensor at each measured step; the dashed line "
-         "is the ~1e-3 the lecture recommends.", figures.render(lambda ax: figures.update_ratio(ax, ev))),
+         "is the ~1e-3 the lecture recommends.", Job(lambda ax: figures.update_ratio(ax, ev))),
         ("Gradient-to-data ratio", "Median ‖grad‖/‖w‖ per weight tensor over the later half of the probe.",
-         figures.render(lambda ax: figures.grad_data_ratio(ax, ev))),
+         Job(lambda ax: figures.grad_data_ratio(ax, ev))),
         ("Global gradient norm", "Norm of all gradients together, every step.",
-         figures.render(lambda ax: figures.grad_norm(ax, ev))),
+         Job(lambda ax: figures.grad_norm(ax, ev))),
     ]
     return panels
 
@@ -101,12 +102,22 @@ def to_html(report) -> str:
     metrics = _metrics(ev)
     params = [{"name": name, **m} for name, m in metrics["parameters"].items()]
     acts = [{"name": name, **m} for name, m in metrics["activations"].items()]
-    timeline = figures.render(lambda axes: figures.timeline(axes, ev, report.findings), width=7.2, height=2.6,
-                              panels=2) if report.findings else None
+    timeline = Job(lambda axes: figures.timeline(axes, ev, report.findings), width=7.2, height=2.6,
+                   panels=2) if report.findings else None
+    finding_figures, panels = _finding_figures(report), _panels(ev)
+    # Every figure drawn in one go, spread over the CPUs (figures.render_all): each is drawn once, and the
+    # HTML file, the PDF and a notebook's view share the page.
+    jobs = [j for j in [timeline, *(x for pair in finding_figures for x in pair), *(p[2] for p in panels)] if j]
+    drawn = dict(zip(map(id, jobs), figures.render_all(jobs), strict=True))
+
+    def uri(job):
+        return drawn[id(job)] if job is not None else None
+
     return _environment().get_template("report.html.j2").render(
         report=report, probe=report.probe, counts=report.counts, findings=report.findings,
-        causes=report.causes(), timeline=timeline, outcome_words=OUTCOMES,
-        finding_figures=_finding_figures(report), panels=_panels(ev), layer_types=_layer_types(ev),
+        causes=report.causes(), timeline=uri(timeline), outcome_words=OUTCOMES,
+        finding_figures=[(uri(a), uri(b)) for a, b in finding_figures],
+        panels=[(title, caption, uri(job)) for title, caption, job in panels], layer_types=_layer_types(ev),
         params=params, acts=acts)
 
 
