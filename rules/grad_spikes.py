@@ -43,8 +43,9 @@ class GradSpikes(Rule):
         "harm": Threshold(1.0, "a spike counts only when the median loss of the 5 steps after it exceeds this many "
                           "times the median of the 5 before (the spike undid progress)",
                           "measured: timm's EfficientNet-B0 (SGD, batch 16) spikes 10.6x once with its loss still "
-                          "falling, 1.43 to 0.72, and trains on; the sample's corrupt batches lift it 2.5x to "
-                          "1000x"),
+                          "falling, median 1.43 before and 0.72 after, and trains on; the sample's corrupt batches "
+                          "lift it 2.5x to 1000x. At 1.5 a learning rate 500x too low 'removed' the sample's spikes "
+                          "and took the root cause from them"),
         "max_share": Threshold(0.1, "spikes must be rare: at most this share of steps (more is divergence or noise)",
                                "rare outliers, by definition"),
     }
