@@ -175,7 +175,6 @@ class Evidence:
         return sorted((p for p in self.params if p.role in ("weight", "embedding") and not p.zero_at_init),
                       key=lambda p: p.order)
 
-
     def _gates(self) -> list[ParamSeries]:
         return [p for p in self.params if len(p.shape) <= 1 and not p.name.endswith("bias")
                 and p.role != "embedding" and p.data_rms.size and np.isfinite(p.data_rms[0]) and p.data_rms[0] < 1e-3]
@@ -200,11 +199,9 @@ class Evidence:
         weights = [p for p in self.params if p.role == "weight"]
         gates = self._gates()
         out = set()
-        if self.zero_gated:
+        if any(g.data_rms[0] == 0 for g in gates):
             out.update(p.name for p in weights if p.has_grad.size and p.has_grad[0] and p.grad_rms[0] == 0)
-        for g in gates:
-            if g.data_rms[0] == 0:
-                continue
+        for g in (g for g in gates if g.data_rms[0] > 0):
             owner = g.name.rpartition(".")[0]
             leaf = not any(p.name.startswith(owner + ".") and p.name.count(".") > g.name.count(".")
                            for p in self.params)
@@ -212,6 +209,7 @@ class Evidence:
             out.update(p.name for p in weights
                        if p.name.startswith(block + "." if block else "") and p.order < g.order)
         return out
+
     def window(self, fraction: float = 0.5) -> slice:
         """The later part of the probe, past the first optimizer steps' transients."""
         n = self.probe.steps_run

@@ -186,7 +186,7 @@ class Report:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.skipped: list[str] = []
-        written, html = [], None
+        written = []
         from ..progress import as_progress
 
         progress = as_progress(progress)
