@@ -11,28 +11,43 @@ import base64
 import io
 
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..evidence import Evidence, nanmedian, smooth  # noqa: E402
+from ..evidence import Evidence, nanmedian, smooth
 
 GUIDE_UPDATE = -3.0  # log10 update-to-data ratio the makemore lecture calls healthy (~1e-3)
 MAX_LINES = 8  # layers per panel before the legend stops being readable
-_COLOURS = plt.get_cmap("viridis")
+_COLOURS = matplotlib.colormaps["viridis"]
 
 
 def render(draw, width: float = 6.4, height: float = 2.8, panels: int = 1) -> str:
-    """Run `draw(ax)` (or `draw(axes)` for several panels side by side) on a fresh figure; a PNG data URI."""
-    fig, ax = plt.subplots(1, panels, figsize=(width, height), dpi=110, layout="constrained")
-    try:
-        draw(ax)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
+    """Run `draw(ax)` (or `draw(axes)` for several panels side by side) on a fresh figure; a PNG data URI.
+
+    A bare Figure on the Agg canvas, not pyplot (0.6 s to import, and a figure registry to close), and margins
+    set from what was drawn rather than by constrained layout: measuring every tick label to place the axes was
+    half of each figure's time (1.2 of 2.7 s for the makemore report's 13 figures)."""
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots(1, panels)
+    draw(ax)
+    _margins(fig, list(np.atleast_1d(ax)), width, height)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _margins(fig, axes: list, width: float, height: float) -> None:
+    """Margins in inches from what the panels carry: a y label and its tick labels on the left, x tick labels
+    slanted at 45 degrees (layer names of up to 18 characters at 6.5 pt) or level below, a title above."""
+    shown = [ax for ax in axes if ax.axison]
+    slanted = [len(t.get_text()) for ax in shown for t in ax.get_xticklabels() if t.get_rotation()]
+    titled = any(ax.get_title() for ax in axes)
+    bottom = 0.5 + 0.035 * max(slanted, default=0)  # a 6.5-pt character at 45 degrees: about 0.035 in tall
+    top = 0.3 if titled else 0.12
+    fig.subplots_adjust(left=0.72 / width, right=1 - 0.12 / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=0.85 / (width / len(axes)))
 
 
 def render_all(jobs: list) -> list[str]:
@@ -152,7 +167,7 @@ def update_ratio(ax, ev: Evidence, names: list[str] | None = None) -> None:
     ax.axhline(GUIDE_UPDATE, ls="--", color="k", lw=1, label="guide: 1e-3")
     ax.set_xlabel("probe step")
     ax.set_ylabel("log10 ‖Δw‖ / ‖w‖")
-    ax.legend(fontsize=6.5, loc="best")
+    ax.legend(fontsize=6.5, loc="upper right")
     ax.grid(alpha=0.3)
 
 
