@@ -66,6 +66,28 @@ print("PHASES " + json.dumps(spans))
 """
 
 
+PLAIN = r"""
+import sys
+sys.path.insert(0, sys.argv[3])
+import torch, auditor.load
+from bench_probe import plain_loop
+setup = auditor.load.load_files(sys.argv[1], sys.argv[2])
+plain_loop(setup, 100, torch.device("cpu"))
+"""
+
+
+def plain(sample: str) -> float:
+    """The same files trained for the probe's 100 steps by a plain loop, timed from outside like the audit: what
+    the user's script costs anyway (interpreter, torch, their data, torch.optim's first use)."""
+    model, data = ROOT / "samples" / sample / "model.py", ROOT / "samples" / sample / "loader.py"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PLAIN, str(model), str(data), str(ROOT / "bench")],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        sys.exit(f"the plain run failed: {done.stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - started
+
+
 def one(sample: str) -> tuple[dict, float]:
     model, data = ROOT / "samples" / sample / "model.py", ROOT / "samples" / sample / "loader.py"
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,6 +113,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     runs = [one(args.sample) for _ in range(args.repeats)]
+    plains = [plain(args.sample) for _ in range(args.repeats)]
     names = list(runs[0][0])
     print(f"{args.sample}, {args.repeats} runs, {os.cpu_count()} CPUs, median seconds (min-max):\n")
     print("| phase | seconds |\n|---|---|")
@@ -100,6 +123,10 @@ def main() -> int:
     wholes = [w for _, w in runs]
     print(f"| **whole command** (`audit` with all four formats) | **{statistics.median(wholes):.2f}** "
           f"({min(wholes):.2f}-{max(wholes):.2f}) |")
+    print(f"| plain training of the same files, 100 steps, from a fresh interpreter | {statistics.median(plains):.2f} "
+          f"({min(plains):.2f}-{max(plains):.2f}) |")
+    print(f"| **what the audit adds** (whole command - plain training) | "
+          f"**{statistics.median(wholes) - statistics.median(plains):.2f}** |")
     return 0
 
 
