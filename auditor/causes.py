@@ -35,6 +35,8 @@ class Mechanism:
     # Only for effects that began after the first update: a mechanism that acts through the updates cannot
     # explain what was there at initialisation.
     after_updates: bool = False
+    # Only for effects whose own evidence shows this mechanism at work.
+    effect_when: Callable[[Finding], bool] | None = None
 
 
 def _whole_layer_dead(f: Finding) -> bool:
@@ -137,6 +139,11 @@ MECHANISMS = (
                                   "grad-data-ratio", "overfit-one-batch"),
               "a saturated tanh passes (1 - t²) ≈ 0 of the gradient back",
               "Karpathy, makemore part 3 (2022); Glorot & Bengio, AISTATS 2010"),
+    Mechanism("overfit-one-batch", ("dead-units",),
+              "an activation on the model's output clamps every prediction: its units are off for every target "
+              "it cannot reach, the reason the model cannot fit one batch",
+              "Karpathy, 'A Recipe for Training Neural Networks' (2019): overfit one batch",
+              effect_when=lambda f: bool(f.evidence.get("output"))),
     Mechanism("overfit-one-batch", ("lr-range", "loss-plateau", "update-ratio", "loss-hockey-stick"),
               "a model that cannot fit 8 samples cannot express its targets (an output activation, a wrong loss): "
               "no learning rate fixes that, and the rate test and loss curve reflect it",
@@ -155,8 +162,9 @@ MECHANISMS = (
                              "grad-data-ratio", "lr-range", "overfit-one-batch"),
               "a dead ReLU passes no signal forward and no gradient back",
               "Lu et al., 'Dying ReLU and Initialization' (2019); Karpathy, makemore part 3 (2022)"),
-    Mechanism("batchnorm-small-batch", ("grad-spikes", "loss-oscillation"),
-              "batch statistics of a few samples are noisy, and so is every step",
+    Mechanism("batchnorm-small-batch", ("grad-spikes", "loss-oscillation", "label-problems"),
+              "batch statistics of a few samples are noisy, and so is every step: the output follows the batch's "
+              "noise more than its own input, as if the labels were unrelated to it",
               "Wu & He, 'Group Normalization', ECCV 2018"),
 )
 
@@ -211,7 +219,8 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
     for m in MECHANISMS:
         for cause in (f for f in order if m.cause in _tags(f) and (m.when is None or m.when(f))):
             for effect in (f for f in order if f is not cause and f.rule in m.effects
-                           and not (m.after_updates and not f.onset)):
+                           and not (m.after_updates and not f.onset)
+                           and (m.effect_when is None or m.effect_when(f))):
                 if effect.rule in stayed_after.get(cause.rule, set()):
                     continue  # the cause's fix was verified and this finding stayed: not its consequence
                 if effect.onset is not None and cause.onset is not None and effect.onset < cause.onset:
@@ -250,7 +259,7 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
 
 def _mechanism(cause: Finding, effect: Finding) -> bool:
     return any(m.cause in _tags(cause) and (m.when is None or m.when(cause)) and effect.rule in m.effects
-               for m in MECHANISMS)
+               and (m.effect_when is None or m.effect_when(effect)) for m in MECHANISMS)
 
 
 def _onset(f: Finding) -> float:

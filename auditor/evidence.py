@@ -137,6 +137,8 @@ class Evidence:
     input_stats: dict | None = None
     output_form: dict | None = None
     labels: list = field(default_factory=list)  # (step, class counts of that batch)
+    targets: list = field(default_factory=list)  # regression targets of each measured batch: [count, sum, sum of sq.]
+    epoch_steps: int | None = None  # batches in one pass of the loader, where the replay saw it end (else None)
     val_loss: list = field(default_factory=list)  # (step, mean validation loss)
     batch_fingerprints: list = field(default_factory=list)  # one small vector per early step (checks.fingerprint)
     # Each parameter group's learning rate at each step, as the optimizer held it when it stepped (steps x groups).
@@ -225,16 +227,49 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def label_entropy(ev: Evidence) -> float | None:
-    """Entropy of the class frequencies seen in the probe's batches: the loss of a model that predicts the
-    label frequencies and ignores the input, the best any model can do on labels unrelated to their inputs."""
-    if not ev.labels:
-        return None
-    counts = np.sum([c for _, c in ev.labels], axis=0).astype(float)
-    if counts.sum() <= 0:
-        return None
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+def input_free_loss(ev: Evidence) -> tuple[float, str, float] | None:
+    """The lowest loss a model that ignores its input can reach, what it is, and how much it varies from batch
+    to batch (std): for cross-entropy the entropy of the label frequencies, for mean squared error the variance
+    of the targets (the loss of predicting their mean). The floor of a model whose targets are unrelated to its
+    inputs. The spread matters for regression: one batch's squared error about the mean varies by about
+    sqrt(2/batch) of the variance, where a balanced classifier's label entropy barely moves."""
+    if ev.labels:
+        counts = np.array([c for _, c in ev.labels], dtype=float)
+        counts = counts[counts.sum(1) > 0]
+        if not counts.size:
+            return None
+        freq = counts.sum(0) / counts.sum()
+        logs = np.log(np.where(freq > 0, freq, 1.0))
+        per_batch = -(counts * logs).sum(1) / counts.sum(1)
+        p = freq[freq > 0]
+        return float(-(p * np.log(p)).sum()), "the entropy of the label frequencies", float(per_batch.std())
+    if ev.targets and ev.probe.loss_fn == "mse":
+        moments = np.array(ev.targets, dtype=float)
+        n, total, squares = moments.sum(0)
+        if n < 2 or not np.isfinite(squares):
+            return None
+        mean = total / n
+        per_batch = (moments[:, 2] - 2 * mean * moments[:, 1]) / moments[:, 0] + mean**2
+        return float(squares / n - mean**2), "the variance of the targets", float(per_batch.std())
+    return None
+
+
+def floor_tolerance(floor: tuple[float, str, float], margin: float, z: float, steps: int) -> float:
+    """How far a median of `steps` batch losses may sit from the input-free floor and still be at it: the
+    relative margin, or z standard errors of such a median (1.25 sigma / sqrt(steps)), whichever is wider."""
+    value, _, spread = floor
+    return max((1 - margin) * value, z * 1.25 * spread / np.sqrt(max(steps, 1)))
+
+
+def fresh_level(ev: Evidence) -> tuple[float, int]:
+    """Where the loss ended on batches the model had not trained on yet, and over how many steps: end_level
+    over the loader's first pass where the replay went round it (a second pass is partly memorised, and a
+    model learns nothing else from labels unrelated to their inputs); end_level otherwise."""
+    seq = loss_prefix(ev)
+    if ev.epoch_steps and 20 <= ev.epoch_steps < seq.size:
+        seq = seq[:ev.epoch_steps]
+    k = max(3, seq.size // 5)
+    return (float(np.median(seq[-k:])) if seq.size else float("nan")), min(k, seq.size)
 
 
 def best_sweep_loss(ev: Evidence) -> float | None:

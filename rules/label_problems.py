@@ -5,10 +5,11 @@ from auditor.engine import Rule, Threshold
 from auditor.evidence import (
     best_sweep_loss,
     depth_profile,
-    end_level,
     first_update_level,
+    floor_tolerance,
     fmt,
-    label_entropy,
+    fresh_level,
+    input_free_loss,
     loss_prefix,
     nanmedian,
     pct,
@@ -67,8 +68,14 @@ class LabelProblems(Rule):
                                "Buda et al. 2018: imbalance at this level hurts CNN training markedly"),
         "prior_margin": Threshold(0.97, "labels look unrelated to their inputs when neither the probe's end loss "
                                   "nor the LR range test's best gets below this fraction of the label-frequency "
-                                  "entropy", "Zhang et al. 2017: on shuffled labels nothing generalises; measured: "
-                                  "healthy samples end 5-90% below it"),
+                                  "entropy (for mean squared error, the targets' variance)",
+                                  "Zhang et al. 2017: on shuffled labels nothing generalises; measured: healthy "
+                                  "samples end 5-90% below it"),
+        "noise_z": Threshold(3.0, "... or within this many standard errors of the batch-to-batch spread of that "
+                             "floor, where that is wider (regression targets: one batch's variance varies)",
+                             "3 standard errors of a median (1.25 sigma / sqrt(n)); measured: a batch of 64 "
+                             "standardised targets varies 0.18 about the variance, the sweep's best of its running "
+                             "medians sat 0.16 below it on shuffled targets"),
         "inputs_help": Threshold(0.1, "... and zeroing the inputs raises the trained model's loss by less than this "
                                  "fraction", "measured: +3% on the shuffled-labels sample, +25% to +120% on the "
                                  "healthy ones"),
@@ -128,35 +135,37 @@ DataLoader(dataset, batch_size=32, shuffle=True)
         """The model memorises one batch, yet nothing carries over to the next: neither the probe nor any rate
         of the LR range test beats the loss of predicting the label frequencies. Labels shuffled apart from
         their inputs, or inputs that carry no information about them."""
-        prior, swept, o = label_entropy(ev), best_sweep_loss(ev), ev.overfit
-        if prior is None or prior <= 0 or swept is None or not o or loss_prefix(ev).size < 20:
+        floor, swept, o = input_free_loss(ev), best_sweep_loss(ev), ev.overfit
+        if floor is None or floor[0] <= 0 or swept is None or not o or loss_prefix(ev).size < 20:
             return
+        prior, what, _ = floor
         memorised = np.nanmin(o["losses"]) <= t.memorised * o["losses"][0]
-        end = end_level(ev)
-        # At the label-frequency entropy, not above it: a loss stuck far above it is another problem (an
-        # initialisation or a rate that has not even learnt the frequencies).
-        at_prior = t.prior_margin * prior <= end <= (2 - t.prior_margin) * prior
+        end, steps = fresh_level(ev)
+        # At the input-free floor, not above it: a loss stuck far above it is another problem (an
+        # initialisation or a rate that has not even learnt the label frequencies).
+        at_prior = abs(end - prior) <= floor_tolerance(floor, t.prior_margin, t.noise_z, steps)
+        swept_below = swept < prior - floor_tolerance(floor, t.prior_margin, t.noise_z, 5)  # a median of 5
         z = ev.zeroed_inputs
         inputs_help = bool(z) and np.mean(z["zeroed"]) > (1 + t.inputs_help) * np.mean(z["real"])
-        if not memorised or not at_prior or swept < t.prior_margin * prior or inputs_help or not _sound(ev, t):
+        if not memorised or not at_prior or swept_below or inputs_help or not _sound(ev, t):
             return
         yield self.finding(
             "error", "The labels do not depend on the inputs",
             f"The model memorises a single batch of {o['samples']} samples (loss {fmt(o['losses'][0])} -> "
             f"{fmt(float(np.nanmin(o['losses'])))}), but across batches the loss ends at {fmt(end)} and no rate of the "
-            f"LR range test gets it below {fmt(swept)}: no better than {fmt(prior)}, the entropy of the label "
-            "frequencies, which a model that ignores its input scores. Nothing learnt on one batch carries to the "
-            "next: the labels are not those of their inputs. No learning rate fixes this.",
+            f"LR range test gets it below {fmt(swept)}: no better than {fmt(prior)}, {what}, which a model that "
+            "ignores its input scores. Nothing learnt on one batch carries to the next: the labels are not those "
+            "of their inputs. No learning rate fixes this.",
             "Check that inputs and labels are paired: shuffle them together, never separately, and index both with "
             "the same permutation:\n\n"
             "perm = torch.randperm(len(X))\nX, y = X[perm], y[perm]          # not X[perm], y[torch.randperm(len(y))]",
-            [], prior_entropy=prior, end_loss=end, sweep_best=swept)
+            [], prior_entropy=prior, prior_what=what, end_loss=end, sweep_best=swept)
 
     def draw(self, ax, ev, finding):
         if "prior_entropy" in finding.evidence:
             figures.loss_curve(ax, ev, expected=False)
             ax.axhline(finding.evidence["prior_entropy"], color="C3", ls="--", lw=1.2,
-                       label="entropy of the label frequencies")
+                       label=finding.evidence.get("prior_what", "the entropy of the label frequencies"))
             ax.legend(fontsize=7)
             return
         if "batch_majority" in finding.evidence:

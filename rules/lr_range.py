@@ -1,8 +1,9 @@
 import numpy as np
+from auditor.rules import label_problems
 
 from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import best_sweep_loss, end_level, fmt, label_entropy
+from auditor.evidence import best_sweep_loss, end_level, floor_tolerance, fmt, fresh_level, input_free_loss
 from auditor.report import figures
 
 
@@ -46,9 +47,13 @@ change what a good peak rate is.
         r, lr = ev.lr_range, ev.probe.lr
         if not r or r.get("suggested") is None or not lr:
             return
-        prior, swept, end = label_entropy(ev), best_sweep_loss(ev), end_level(ev)
-        if prior and swept is not None and swept >= t.prior_margin * prior and end >= t.prior_margin * prior:
-            return  # no rate learns anything beyond the label frequencies: there is no good range to compare with
+        floor, swept, end = input_free_loss(ev), best_sweep_loss(ev), end_level(ev)
+        if floor and floor[0] > 0 and swept is not None:
+            z = label_problems.RULE.thresholds["noise_z"].default
+            fresh, steps = fresh_level(ev)
+            if swept >= floor[0] - floor_tolerance(floor, t.prior_margin, z, 5) and \
+                    fresh >= floor[0] - floor_tolerance(floor, t.prior_margin, z, steps):
+                return  # no rate learns anything a model blind to its input could not: no good range to compare with
         if swept is not None and np.isfinite(end) and end <= swept:
             return  # the replay at your own rate ended below anything the sweep reached: the rate is not the problem
         high = r["good_high"]

@@ -386,3 +386,41 @@ def test_squeeze_excitation_units_are_off_the_gradient_depth_profile():
     assert len(gating) == 8  # each SE's ReLU and its sigmoid gate
     names, _, source = depth_profile(report.evidence)
     assert source == "activation gradients" and len(names) >= 3 and set(names) <= {"0.2", "1.2", "2.2", "3.2"}
+
+
+def test_regression_targets_shuffled_apart_from_their_inputs_are_found_by_their_variance():
+    """Mean squared error has no label frequencies: a model that ignores its input scores the targets' variance
+    (it predicts their mean), and regression targets shuffled apart from their inputs end there."""
+    import sys
+    from pathlib import Path
+
+    import torch
+    from torch import nn
+
+    import auditor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples" / "data"))
+    from synthetic import Batches, regression
+
+    X, Y = regression()
+    shuffled = Y[torch.randperm(len(Y), generator=torch.Generator().manual_seed(1))]
+    for targets, broken in ((shuffled, True), (Y, False)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+        report = auditor.audit(model, Batches(X, targets, batch_size=64), verify_fixes=False,
+                               make_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
+        found = {f.rule: f for f in report.findings}
+        if broken:
+            assert report.root_causes[:1] == ["label-problems"], report.root_causes
+            assert "the variance of the targets" in found["label-problems"].diagnosis
+            assert "lr-range" not in found
+        else:
+            assert not report.findings, [f.rule for f in report.findings]
+
+
+def test_a_relu_on_the_output_is_named_with_its_own_fix_under_the_overfit_root(audit_sample):
+    report = audit_sample("overfit_one_batch")  # nn.Linear(64, 1), nn.ReLU(): a regression that cannot go below 0
+    dead = next(f for f in report.findings if f.rule == "dead-units")
+    assert dead.evidence["output"] == "3" and dead.layers == ["3"]
+    assert "Remove the activation after the output layer" in dead.fix and "kaiming" not in dead.fix
+    assert report.root_causes == ["overfit-one-batch"] and dead.explained_by == ["overfit-one-batch"]

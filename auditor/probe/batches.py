@@ -70,6 +70,7 @@ class BatchStream:
         self._iter = None
         self._epoch_len = 0
         self._index = 0
+        self.epoch_length: int | None = None  # batches in the loader's first pass, once it has ended
 
     def _next_raw(self):
         if self._iter is None:
@@ -81,6 +82,8 @@ class BatchStream:
                 raise AuditError(f"{self.data_file}: the loader yielded no batches; check the dataset "
                                  "is not empty and drop_last does not drop every batch") from None
             self._epochs += 1
+            if self.epoch_length is None:
+                self.epoch_length = self._epoch_len
             if self.on_new_epoch is not None:
                 self.on_new_epoch(self.loader, self._epochs)
             self._iter = self._new_iter()

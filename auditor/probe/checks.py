@@ -94,6 +94,13 @@ def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts.index_add_(0, t, torch.ones_like(t))[:num_classes]
 
 
+def target_moments(target: torch.Tensor) -> torch.Tensor:
+    """Count, sum and sum of squares of one batch's regression targets (float64, no host sync): with them the
+    loss of a model that predicts the targets' mean, their variance, is known without keeping the targets."""
+    t = target.detach().reshape(-1).double()
+    return torch.stack([torch.ones_like(t).sum(), t.sum(), t.square().sum()])
+
+
 def output_form(outputs: list, loss: str, class_dim: int | None, squashed_by: str | None = None) -> dict | None:
     """What the loss is fed: logits, as cross-entropy and BCE-with-logits expect, or already probabilities
     (a softmax or sigmoid too many); for NLL, log-probabilities or not."""

@@ -290,6 +290,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     init_losses = view.init_losses
     plain_batches = losses.training_step is None and isinstance(first, list | tuple)
     classes = view.num_classes if view.name == "cross_entropy" and plain_batches else None
+    regression = view.name == "mse" and plain_batches
     # The same experiment as after the probe, on the untrained model: a model that ignores its input from the
     # start has a structural bug, one that learns to ignore it was driven there by training.
     zeroed_init, _ = _zeroed(net, init_batches, compute)
@@ -325,6 +326,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                 _val_loss(net, val_batches, compute, log, step)
             if classes and measure and isinstance(batch[1], torch.Tensor):
                 log.put("labels", checks.label_counts(batch[1], classes), step)
+            elif regression and measure and isinstance(batch[1], torch.Tensor) and batch[1].is_floating_point():
+                log.put("targets", checks.target_moments(batch[1]), step)
             if step < checks.FINGERPRINT_STEPS:
                 log.put("batch_fp", checks.fingerprint(batch), step)
             if measure:
@@ -443,6 +446,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     if view.recognised or classes:
         evidence.output_form = checks.output_form(view.outputs, view.name, view.class_dim, view.squashed_by)
     evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
+    evidence.epoch_steps = stream.epoch_length
+    evidence.targets = [np.asarray(a, dtype=float) for a in host.get("targets", ([], []))[1]]
     evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
     evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
                                                                           strict=True)]
