@@ -424,3 +424,50 @@ def test_a_relu_on_the_output_is_named_with_its_own_fix_under_the_overfit_root(a
     assert dead.evidence["output"] == "3" and dead.layers == ["3"]
     assert "Remove the activation after the output layer" in dead.fix and "kaiming" not in dead.fix
     assert report.root_causes == ["overfit-one-batch"] and dead.explained_by == ["overfit-one-batch"]
+
+
+def test_labels_a_model_scores_itself_are_read_from_its_loss_call():
+    """A Hugging Face style model takes `labels` in its batch dict and computes its own cross-entropy inside
+    `training_step`: the labels the loss really sees are counted from that call, so shuffled labels are found
+    there as on plain (inputs, targets) batches."""
+    import sys
+    from pathlib import Path
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    import auditor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples" / "data"))
+    from synthetic import blobs
+
+    class ScoresItself(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
+
+        def forward(self, features, labels):
+            return F.cross_entropy(self.body(features), labels)
+
+    X, Y = blobs()
+    shuffled = Y[torch.randperm(len(Y), generator=torch.Generator().manual_seed(1))]
+    for labels, broken in ((shuffled, True), (Y, False)):
+        batches = [{"features": X[i:i + 32], "labels": labels[i:i + 32]} for i in range(0, len(X), 32)]
+        torch.manual_seed(0)
+        report = auditor.audit(ScoresItself(), batches, training_step=lambda m, b: m(**b), verify_fixes=False,
+                               make_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
+        assert report.evidence.labels, "no label counts were read from the loss call"
+        if broken:
+            assert report.root_causes[:1] == ["label-problems"], report.root_causes
+        else:
+            assert not report.findings, [f.rule for f in report.findings]
+    # The layer the loss was called on is the output layer, although the model returns only its loss: a head
+    # left frozen there is found as on a model that returns its logits.
+    model = ScoresItself()
+    model.body[2].requires_grad_(False)
+    report = auditor.audit(model, batches, training_step=lambda m, b: m(**b), verify_fixes=False, steps=30,
+                           make_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
+    assert report.evidence.structure.output_producer == "body.2"
+    frozen = next(f for f in report.findings if f.rule == "weights-not-updating")
+    assert frozen.layers == ["body.2.weight", "body.2.bias"], frozen.layers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable
@@ -269,7 +270,7 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     with torch.no_grad():
         with StructureTracer(model) as structure:
             loss0, out0 = compute(first)
-        structure.mark_output(out0)
+        structure.mark_output(out0, losses.spied[0].input if losses.spied else None)
         structure.name_output_params(model)
         choice = losses.choice
         if choice.num_classes and device.type == "cuda":
@@ -291,6 +292,9 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     plain_batches = losses.training_step is None and isinstance(first, list | tuple)
     classes = view.num_classes if view.name == "cross_entropy" and plain_batches else None
     regression = view.name == "mse" and plain_batches
+    # A training_step (a Hugging Face model computing its own loss from `labels`) hides the targets: the
+    # cross-entropy call itself shows them, spied on the measured steps only (a TorchFunctionMode costs per op).
+    spied_classes = view.num_classes if view.name == "cross_entropy" and not plain_batches else None
     # The same experiment as after the probe, on the untrained model: a model that ignores its input from the
     # start has a structural bug, one that learns to ignore it was driven there by training.
     zeroed_init, _ = _zeroed(net, init_batches, compute)
@@ -332,8 +336,11 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                 log.put("batch_fp", checks.fingerprint(batch), step)
             if measure:
                 rng = torch_rng_state(device)
-                with tracer:
+                with tracer, lossspy.LossSpy() if spied_classes else contextlib.nullcontext() as spy:
                     loss, _ = compute(batch)
+                if spy is not None and spy.call is not None and spy.call.target is not None and \
+                        spy.call.num_classes == spied_classes:
+                    log.put("labels", checks.label_counts(spy.call.target, spied_classes), step)
             else:
                 loss, _ = compute(batch)
             if step == 0:

@@ -20,6 +20,8 @@ class ModuleCall:
     training: bool
     inputs: list[int]  # ids of the tensors it received
     output: int | None
+    output_ptr: int | None = None  # its storage: a view of it (logits.view(-1, C)) shares it
+    has_params: bool = False
 
 
 @dataclass
@@ -66,7 +68,9 @@ class StructureTracer:
         self.structure.calls.append(ModuleCall(
             name=name, type=type(module).__name__, has_bias=isinstance(bias, torch.Tensor),
             dropout_p=float(module.p) if isinstance(module, nn.modules.dropout._DropoutNd) else None,
-            training=module.training, inputs=[id(t) for t in ins], output=id(out) if out is not None else None))
+            training=module.training, inputs=[id(t) for t in ins], output=id(out) if out is not None else None,
+            output_ptr=out.data_ptr() if out is not None and out.numel() else None,
+            has_params=any(True for _ in module.parameters(recurse=False))))
 
     def _link(self) -> None:
         producers = {}
@@ -86,10 +90,16 @@ class StructureTracer:
         own = {id(p) for p in model.get_submodule(producer).parameters(recurse=False)}
         self.structure.output_params = [n for n, p in model.named_parameters() if id(p) in own]
 
-    def mark_output(self, output) -> None:
+    def mark_output(self, output, loss_input: torch.Tensor | None = None) -> None:
+        """The module whose output the model returns; where the model returns its loss instead (a Hugging Face
+        model given `labels`), the layer with parameters whose output the loss was called on, or a view of it."""
         if isinstance(output, torch.Tensor):
             self.structure.output_producer = next(
                 (c.name for c in reversed(self.structure.calls) if c.output == id(output)), None)
+        elif isinstance(loss_input, torch.Tensor) and loss_input.numel():
+            ptr = loss_input.data_ptr()
+            self.structure.output_producer = next(
+                (c.name for c in reversed(self.structure.calls) if c.output_ptr == ptr and c.has_params), None)
 
 
 def structure_hash(model: nn.Module) -> str:
