@@ -232,7 +232,9 @@ def input_free_loss(ev: Evidence) -> tuple[float, str, float] | None:
     to batch (std): for cross-entropy the entropy of the label frequencies, for mean squared error the variance
     of the targets (the loss of predicting their mean). The floor of a model whose targets are unrelated to its
     inputs. The spread matters for regression: one batch's squared error about the mean varies by about
-    sqrt(2/batch) of the variance, where a balanced classifier's label entropy barely moves."""
+    sqrt(2/batch) of the variance, where a balanced classifier's label entropy barely moves. Both are robust (a
+    median, and the median absolute deviation as a std): the losses they are compared with are medians, and a
+    few corrupt targets (a value 300x off) must not make every loss look like the floor."""
     if ev.labels:
         counts = np.array([c for _, c in ev.labels], dtype=float)
         counts = counts[counts.sum(1) > 0]
@@ -242,16 +244,20 @@ def input_free_loss(ev: Evidence) -> tuple[float, str, float] | None:
         logs = np.log(np.where(freq > 0, freq, 1.0))
         per_batch = -(counts * logs).sum(1) / counts.sum(1)
         p = freq[freq > 0]
-        return float(-(p * np.log(p)).sum()), "the entropy of the label frequencies", float(per_batch.std())
+        return float(-(p * np.log(p)).sum()), "the entropy of the label frequencies", _robust_std(per_batch)
     if ev.targets and ev.probe.loss_fn == "mse":
         moments = np.array(ev.targets, dtype=float)
-        n, total, squares = moments.sum(0)
+        n, _, squares = moments.sum(0)
         if n < 2 or not np.isfinite(squares):
             return None
-        mean = total / n
+        mean = float(np.median(moments[:, 1] / moments[:, 0]))  # robust: a few targets 300x off move a mean
         per_batch = (moments[:, 2] - 2 * mean * moments[:, 1]) / moments[:, 0] + mean**2
-        return float(squares / n - mean**2), "the variance of the targets", float(per_batch.std())
+        return float(np.median(per_batch)), "the variance of the targets", _robust_std(per_batch)
     return None
+
+
+def _robust_std(values: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
 def floor_tolerance(floor: tuple[float, str, float], margin: float, z: float, steps: int) -> float:

@@ -330,7 +330,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                 _val_loss(net, val_batches, compute, log, step)
             if classes and measure and isinstance(batch[1], torch.Tensor):
                 log.put("labels", checks.label_counts(batch[1], classes), step)
-            elif regression and measure and isinstance(batch[1], torch.Tensor) and batch[1].is_floating_point():
+            elif regression and isinstance(batch[1], torch.Tensor) and batch[1].is_floating_point():
+                # Every step (three numbers, no sync): the floor's spread is a median deviation, unsteady from 8.
                 log.put("targets", checks.target_moments(batch[1]), step)
             if step < checks.FINGERPRINT_STEPS:
                 log.put("batch_fp", checks.fingerprint(batch), step)
