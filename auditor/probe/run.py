@@ -297,7 +297,8 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     spied_classes = view.num_classes if view.name == "cross_entropy" and not plain_batches else None
     # The same experiment as after the probe, on the untrained model: a model that ignores its input from the
     # start has a structural bug, one that learns to ignore it was driven there by training.
-    zeroed_init, _ = _zeroed(net, init_batches, compute)
+    with preserved_rng(device):  # dropout draws in it must not shift the replay's random stream
+        zeroed_init, _ = _zeroed(net, init_batches, compute)
     val_batches = _val_batches(setup, device) if options.checks else []
     val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
 
