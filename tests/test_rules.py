@@ -462,8 +462,6 @@ def test_labels_a_model_scores_itself_are_read_from_its_loss_call():
             assert report.root_causes[:1] == ["label-problems"], report.root_causes
         else:
             assert not report.findings, [f.rule for f in report.findings]
-            z = report.evidence.zeroed_inputs  # the dict's features zeroed, its labels kept
-            assert z and sum(z["zeroed"]) > 1.2 * sum(z["real"]), z
     # The layer the loss was called on is the output layer, although the model returns only its loss: a head
     # left frozen there is found as on a model that returns its logits.
     model = ScoresItself()

@@ -6,7 +6,6 @@ plain numbers for the evidence."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 
 import numpy as np
@@ -335,20 +334,13 @@ def loss_floor(call: LossCall | None) -> float | None:
     return best if math.isfinite(best) else None
 
 
-# Keys of a batch dict that are not the model's input but say what to predict or how to read it (Hugging Face's
-# labels, attention_mask, token_type_ids, position_ids, decoder_attention_mask, ...): kept when inputs are zeroed.
-NOT_INPUT = re.compile(r"label|target|mask|position|token_type|lengths?$", re.IGNORECASE)
-
-
 def _zero_inputs(b):
-    """The batch with its inputs zeroed, or None where they cannot be told apart: (inputs, targets), or a dict
-    whose every tensor is zeroed but its labels, masks and position or type ids (token 0 for input_ids)."""
+    """The batch with its inputs zeroed, or None where they cannot be told apart from the rest. Batch dicts are
+    left out: a transformer initialised small (BERT's 0.02) gives near-uniform logits whatever its input, so its
+    loss moves by under 0.1% when the input is zeroed (measured on a healthy tiny BERT), and after a short probe
+    it may still predict the label frequencies; comparing outputs rather than losses would be needed there."""
     if isinstance(b, list | tuple) and len(b) == 2 and isinstance(b[0], torch.Tensor):
         return type(b)((torch.zeros_like(b[0]), b[1]))
-    if isinstance(b, dict):
-        keys = [k for k, v in b.items() if isinstance(v, torch.Tensor) and not NOT_INPUT.search(str(k))]
-        if keys and any(NOT_INPUT.search(str(k)) and "label" in str(k).lower() for k in b):
-            return {k: torch.zeros_like(v) if k in keys else v for k, v in b.items()}
     return None
 
 
