@@ -82,25 +82,25 @@ Leaky ReLU keeps a slope everywhere and is never reported.
         if not bad:
             return
         bad.sort(key=lambda x: -x[0])
+        out = ev.structure.output_producer if ev.structure else None
+        head = next(((f, a) for f, a in bad if a.name == out), None)
+        if head is not None:
+            frac, act = head
+            yield self.finding(
+                "error", "Dead units on the model's output",
+                f"{out} is the model's output itself and {pct(frac)} of its {act.units} units are off for every "
+                "sample across the probe: an activation on the output clamps every prediction, and its units are "
+                "off for every target below its range.",
+                f"Remove the activation after the output layer ({out}): a regression output is the last layer's raw "
+                "value, a classifier's the logits the loss expects:\n\n"
+                "model = nn.Sequential(..., nn.Linear(64, 1))          # not ..., nn.Linear(64, 1), nn.ReLU()",
+                [out], onset=first_step(act.dead, t.warn_fraction), dead_fraction={out: frac}, output=out)
+            bad = [x for x in bad if x is not head]
+            if not bad:
+                return
         listing = ", ".join(f"{a.name}: {pct(f)} of {a.units} units" for f, a in bad)
         diagnosis = (f"Units that are off for every sample of the batch, across the probe: {listing}. "
                      "Those units get no gradient and cannot recover.")
-        out = ev.structure.output_producer if ev.structure else None
-        if out in {a.name for _, a in bad}:
-            diagnosis += (f" {out} is the model's output itself: an activation on the output clamps every "
-                          "prediction, and its units are off for every target below its range.")
-            fix = (f"Remove the activation after the output layer ({out}): a regression output is the last "
-                   "layer's raw value, a classifier's the logits the loss expects:\n\n"
-                   "model = nn.Sequential(..., nn.Linear(64, 1))          # not ..., nn.Linear(64, 1), nn.ReLU()")
-            yield self.finding("error", "Dead units on the model's output", diagnosis, fix, [out],
-                               onset=first_step(next(a.dead for _, a in bad if a.name == out), t.warn_fraction),
-                               dead_fraction={out: next(f for f, a in bad if a.name == out)}, output=out)
-            bad = [(f, a) for f, a in bad if a.name != out]
-            if not bad:
-                return
-            listing = ", ".join(f"{a.name}: {pct(f)} of {a.units} units" for f, a in bad)
-            diagnosis = (f"Units that are off for every sample of the batch, across the probe: {listing}. "
-                         "Those units get no gradient and cannot recover.")
         fix = ("Use fan-in initialisation for the activation and zero biases; lower the learning rate if units "
                "die during training:\n\nnn.init.kaiming_normal_(layer.weight, nonlinearity='relu')\n"
                "nn.init.zeros_(layer.bias)")
