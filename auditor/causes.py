@@ -118,6 +118,12 @@ MECHANISMS = (
               "Kingma & Ba, 'Adam', ICLR 2015, algorithm 1; Loshchilov & Hutter, ICLR 2019"),
     Mechanism("batch-mixing", ("overfit-one-batch",), "outputs that depend on other samples cannot be fitted "
               "per sample", "PyTorch docs, nn.MultiheadAttention / nn.LSTM: batch_first"),
+    Mechanism("init-scale", ("overfit-one-batch", "loss-plateau", "input-independence", "lr-range",
+                             "vanishing-gradients", "dead-units"),
+              "weights that start at zero pass no signal forward and no gradient back, and their units stay "
+              "identical: nothing can be fitted until the symmetry is broken",
+              "Goodfellow, Bengio & Courville, 'Deep Learning' (2016), section 8.4: breaking the symmetry",
+              when=lambda f: bool(f.evidence.get("zero"))),
     Mechanism("init-scale", ("saturated-units", "dead-units", "vanishing-gradients", "exploding-gradients",
                              "init-loss", "loss-hockey-stick", "grad-data-ratio", "update-ratio"),
               "activations that grow or shrink layer after layer saturate or silence units and scale gradients "

@@ -76,7 +76,8 @@ class FixPlan:
     eval_no_grad: bool = False  # model.eval() around every forward without gradients (validation)
     unscale_before_clip: bool = False  # the GradScaler unscales before the script's clipping
     # The model edit as data, so that a script re-run in a fresh process can apply it too: (parameter name,
-    # "scale" | "fill", value). model_edit, a function, only reaches the replay's copies.
+    # "scale" | "fill" | "normal" (redrawn with that std), value). model_edit, a function, only reaches the
+    # replay's copies.
     param_edits: tuple[tuple[str, str, float], ...] = ()
 
     def __post_init__(self):
@@ -94,6 +95,8 @@ def apply_param_edits(model: nn.Module, edits) -> None:
                 param.mul_(value)
             elif op == "fill":
                 param.fill_(value)
+            elif op == "normal":
+                param.normal_(0.0, value)
             else:
                 raise ValueError(f"unknown parameter edit {op!r}")
 

@@ -22,6 +22,10 @@ class InitScale(Rule):
                             "factor", "measured: 1.0-2.6x on the healthy samples; Glorot & Bengio 2010 show "
                             "decaying std across 5 tanh layers with a bad init"),
         "min_layers": Threshold(3, "activation layers of one kind needed", "a trend needs a few layers"),
+        "zero_share": Threshold(0.5, "error when at least this share of the weight matrices (and two or more) are "
+                                "exactly zero at initialisation", "deliberate zero inits stay well below it: a "
+                                "zero-initialised head is one matrix, LoRA's B one in three, DiT's adaLN-Zero about "
+                                "one in five; none on the healthy zoo (bench/zoo.py)"),
     }
     why = """
 Each layer multiplies the activations' scale by roughly gain * std(w) * sqrt(fan_in). When that is not 1,
@@ -41,6 +45,10 @@ for layer in model.layers:
                   "networks', AISTATS 2010", "K. He et al., 'Delving Deep into Rectifiers', ICCV 2015")
 
     def check(self, ev, t):
+        zero = _zero_weights(ev, t)
+        if zero:
+            yield zero
+            return
         by_kind = {}
         for a in ev.activations:
             if a.std.size and np.isfinite(a.std[0]):
@@ -69,6 +77,8 @@ for layer in model.layers:
                 [acts[0].name, acts[-1].name], kind=kind, ratio=ratio, profile=profile)
 
     def draw_fixed(self, ax, ev, after, finding):
+        if finding.evidence.get("zero"):
+            return False
         kind = finding.evidence["kind"]
         rows = [(a.name, float(a.std[0])) for a in ev.activations if a.kind == kind and a.std.size]
         fixed = {a.name: float(a.std[0]) for a in after.activations if a.kind == kind and a.std.size}
@@ -82,6 +92,10 @@ for layer in model.layers:
         return True
 
     def draw(self, ax, ev, finding):
+        if finding.evidence.get("zero"):
+            figures.bars(ax, ["zero at init", "random at init"], [len(finding.evidence["zero"]),
+                         finding.evidence["matrices"] - len(finding.evidence["zero"])], "weight matrices")
+            return
         profile = finding.evidence["profile"]
         figures.bars(ax, list(profile), list(np.maximum(list(profile.values()), 1e-12)),
                      "activation std on the first batch", log=True)
@@ -90,15 +104,50 @@ for layer in model.layers:
 
     def plan_fix(self, ev, finding):
         from auditor.fixes import reinit_for  # `audit rules` runs without torch
+        if finding.evidence.get("zero"):
+            shapes = {p.name: p.shape for p in ev.params}
+            return FixPlan("the zero weight matrices drawn from normal(0, 1/sqrt(fan-in))",
+                           param_edits=tuple((n, "normal", float(np.prod(shapes[n][1:])) ** -0.5)
+                                             for n in finding.evidence["zero"]))
         kind = finding.evidence["kind"]
         return FixPlan(("Xavier/Glorot" if kind in ("tanh", "sigmoid") else "Kaiming") + " initialisation of "
                        "every Linear/Conv layer, zero biases", model_edit=lambda m: reinit_for(m, kind))
 
     def measure(self, ev, finding):
+        if finding.evidence.get("zero"):
+            return None
         acts = [a for a in ev.activations if a.kind == finding.evidence["kind"] and a.std.size]
         if len(acts) < 2 or not acts[0].std[0] > 0:
             return None
         return float(acts[-1].std[0] / acts[0].std[0])
+
+
+LAYER_TYPES = {"Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "EmbeddingBag", "Conv1D"}
+
+
+def _zero_weights(ev, t):
+    """Weight matrices that start at exactly zero. Every unit of such a layer computes the same thing and gets the
+    same gradient, and a zero layer passes no signal forward and, for the layers before it, no gradient back."""
+    matrices = [p for p in ev.params if p.role in ("weight", "embedding") and len(p.shape) >= 2]
+    zero = [p.name for p in matrices if p.data_rms.size and p.data_rms[0] == 0]
+    # The first layer the input meets, zero: the input is multiplied by zero, whatever the rest. A layer, not a
+    # tensor its container owns (torchvision's ViT starts its zero class token ahead of the patch embedding).
+    layers = [p for p in matrices if p.module_type in LAYER_TYPES] or matrices
+    first = min(layers, key=lambda p: p.order, default=None)
+    if len(zero) < max(2, t.zero_share * len(matrices)) and not (first is not None and first.name in zero):
+        return None
+    shown = ", ".join(zero[:4]) + (f" and {len(zero) - 4} more" if len(zero) > 4 else "")
+    entry = f"The first layer the input meets, {first.name}, is one of them. " if first.name in zero else ""
+    return RULE.finding(
+        "error", "Weights initialised to zero",
+        f"{len(zero)} of the {len(matrices)} weight matrices are exactly zero at initialisation ({shown}). {entry}"
+        "The units of a zero layer all compute the same output and receive the same gradient, so they stay "
+        "identical (the symmetry is never broken), and a zero layer passes no signal to the layers after it and no "
+        "gradient to the layers before it: the model starts blind to its input.",
+        "Draw the weights at random: PyTorch's own initialisation, instead of the zeros:\n\n"
+        "for m in model.modules():\n    if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):\n"
+        "        m.reset_parameters()",
+        zero[:1] + zero[-1:] if len(zero) > 1 else zero, onset=0, zero=zero, matrices=len(matrices))
 
 
 RULE = InitScale()

@@ -471,3 +471,52 @@ def test_labels_a_model_scores_itself_are_read_from_its_loss_call():
     assert report.evidence.structure.output_producer == "body.2"
     frozen = next(f for f in report.findings if f.rule == "weights-not-updating")
     assert frozen.layers == ["body.2.weight", "body.2.bias"], frozen.layers
+
+
+def test_weights_initialised_to_zero_are_the_root_and_a_zero_head_alone_is_not():
+    """Zeroed weights are found from the parameters themselves, whatever the batch looks like (a dict of token
+    ids, where no input can be zeroed to compare): all of them, or only the first layer the input meets. A head
+    zero-initialised on purpose (timm's 'jax' init, DiT's final layer) trains: its input varies, so it is left
+    alone."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    import auditor
+
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(16, 32)
+            self.body = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 4))
+
+        def forward(self, ids, labels):
+            return F.cross_entropy(self.body(self.emb(ids).mean(1)), labels)
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 16, (512, 6), generator=g)
+    labels = ids[:, 0] % 4  # learnable from the first token
+    batches = [{"ids": ids[i:i + 32], "labels": labels[i:i + 32]} for i in range(0, 512, 32)]
+
+    def audit(model):
+        return auditor.audit(model, batches, training_step=lambda m, b: m(**b), steps=40,
+                             make_optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
+
+    for zeroed in ("all", "first"):
+        torch.manual_seed(0)
+        model = Tokens()
+        with torch.no_grad():
+            for m in (model.modules() if zeroed == "all" else [model.emb]):
+                if isinstance(m, nn.Linear | nn.Embedding):
+                    m.weight.zero_()
+        report = audit(model)
+        assert report.root_causes[:1] == ["init-scale"], (zeroed, report.root_causes)
+        f = next(f for f in report.findings if f.rule == "init-scale")
+        assert f.severity == "error" and "emb.weight" in f.evidence["zero"], f.evidence
+        assert f.verified and f.verified["outcome"] == "resolved", f.verified
+    torch.manual_seed(0)
+    model = Tokens()
+    with torch.no_grad():
+        model.body[2].weight.zero_()
+    report = audit(model)
+    assert not [f.rule for f in report.findings if f.severity != "info"], [f.rule for f in report.findings]
