@@ -161,7 +161,9 @@ def record(result: Counterfactuals, f: Finding, findings: list[Finding], rules: 
     # remove. (Where the run blew up before the fix too, both runs are judged alike.)
     blew_up = not np.isfinite(after_ev.loss[:after_ev.probe.steps_run]).all() and \
         bool(np.isfinite(evidence.loss[:evidence.probe.steps_run]).all())
-    result.removed_by[f.rule] = set() if blew_up else judged - present
+    # A fix that left training worse (or stopped it) removed what it removed by not training: no credit for it.
+    worse = (f.verified or {}).get("outcome") == "worse"
+    result.removed_by[f.rule] = set() if blew_up or worse else judged - present
     result.stayed_after[f.rule] = judged & present
 
 
@@ -185,14 +187,27 @@ def _end_loss(ev: Evidence) -> float:
     return float(np.median(tail)) if tail.size and np.isfinite(tail).all() else float("nan")
 
 
+def _drop(ev: Evidence) -> float:
+    """How much the training loss fell over the run, as a fraction of where it started (NaN unknown)."""
+    head, end = ev.loss[:5], _end_loss(ev)
+    start = float(np.median(head)) if head.size and np.isfinite(head).all() else float("nan")
+    return (start - end) / start if start > 0 and np.isfinite(end) else float("nan")
+
+
 def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_ev: Evidence) -> dict:
     """"resolved" (the finding is gone and training is no worse), "improved" (the metric moved towards its goal
-    by CHANGE or more), "worse" (the metric moved away, or the training loss ended CHANGE higher or turned
-    non-finite), else "no effect"."""
+    by CHANGE or more), "worse" (the metric moved away, or the training loss ended CHANGE higher, turned
+    non-finite, or stopped falling where it fell by CHANGE or more and ended no lower), else "no effect"."""
     loss0, loss1 = _end_loss(ev), _end_loss(after_ev)
     out = {"loss_before": _num(loss0), "loss_after": _num(loss1)}
     higher = np.isfinite(loss0) and np.isfinite(loss1) and loss1 > loss0 * (1 + CHANGE) + 1e-6
-    loss_worse = (np.isfinite(loss0) and not np.isfinite(loss1)) or (getattr(rule, "compares_loss", True) and higher)
+    # A rate turned down to nothing removes every dynamics finding and ends near where it began: a fix that
+    # stops training is no fix, even where the start was already about as low as the original's end.
+    stalled = bool(_drop(ev) >= CHANGE and _drop(after_ev) < CHANGE / 4 and loss1 >= loss0 - 1e-6)
+    if stalled and getattr(rule, "compares_loss", True):
+        out["after_reason"] = "training stopped on the fixed copy: its loss ended where it began"
+    loss_worse = (np.isfinite(loss0) and not np.isfinite(loss1)) or (getattr(rule, "compares_loss", True)
+                                                                        and (higher or stalled))
     gain = _gain(rule.metric_goal, _num(before), _num(after))
     if _num(after) is None:
         out["after_reason"] = ("the fixed copy's loss turned non-finite, so the metric is undefined"

@@ -115,6 +115,13 @@ def test_outcome_words():
     assert _outcome(_Rule(), 10.0, 1.0, True, better, flat)["outcome"] == "worse"
     # A target metric: -1 -> -2.9 moves towards -3.
     assert _outcome(_Target(), -1.0, -2.9, False, flat, flat)["outcome"] == "improved"
+    # A fix that stops training (a rate turned down to nothing) removes the finding by not training: worse, even
+    # where it began about as low as the original ended.
+    learns, stuck = _ev(np.linspace(2.0, 1.0, 20)), _ev([1.3] * 20)  # ends at 1.26 against 1.3
+    stopped = _outcome(_Rule(), 10.0, 1.0, True, learns, stuck)
+    assert stopped["outcome"] == "worse" and "stopped" in stopped["after_reason"]
+    assert _outcome(_Rule(), 10.0, 1.0, True, learns, _ev(np.linspace(1.5, 0.8, 20)))["outcome"] == "resolved"
+    assert _outcome(_Rule(), 10.0, 1.0, True, flat, flat)["outcome"] == "resolved"  # it did not learn before either
     nan = _outcome(_Rule(), 10.0, None, False, flat, _ev([1.0, np.nan]))
     assert nan["outcome"] == "worse" and "non-finite" in nan["after_reason"]
 
@@ -129,3 +136,22 @@ def test_samples_lead_with_their_cause(audit_sample):
     assert {"dead-units", "init-loss"} <= {f.rule for f in scale.findings if "input-scale" in f.explained_by}
     data = scale.to_dict()
     assert data["root_causes"] == scale.root_causes and data["findings"][0]["rule"] == "input-scale"
+
+
+def test_a_fix_that_left_training_worse_removes_nothing():
+    """What a fix removed counts for the root causes only where it left training no worse: a fix that stops
+    training makes every dynamics finding go away by not training."""
+    from auditor.verify import Counterfactuals, record
+
+    class R:
+        reads = ()
+
+    findings = [_f("lr-range"), _f("grad-spikes")]
+    before, after = _ev(np.linspace(2.0, 1.0, 20)), _ev([1.0] * 20)
+    for e in (before, after):
+        e.probe = type("P", (), {"steps_run": 20})()
+    for outcome, credited in (("resolved", {"grad-spikes"}), ("worse", set())):
+        findings[0].verified = {"outcome": outcome}
+        result = Counterfactuals()
+        record(result, findings[0], findings, {"lr-range": R(), "grad-spikes": R()}, before, after, set())
+        assert result.removed_by["lr-range"] == credited
