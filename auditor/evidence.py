@@ -203,13 +203,18 @@ class Evidence:
         out = set()
         if any(g.data_rms[0] == 0 for g in gates):
             out.update(p.name for p in weights if p.has_grad.size and p.has_grad[0] and p.grad_rms[0] == 0)
-        for g in (g for g in gates if g.data_rms[0] > 0):
+        for block, order in self.gate_blocks():
+            out.update(p.name for p in weights if p.name.startswith(block + "." if block else "") and p.order < order)
+        return out
+
+    def gate_blocks(self) -> list[tuple[str, int]]:
+        """(block, the gate's order) for each gain that starts small but not at zero (see gated())."""
+        out = []
+        for g in (g for g in self._gates() if g.data_rms[0] > 0):
             owner = g.name.rpartition(".")[0]
             leaf = not any(p.name.startswith(owner + ".") and p.name.count(".") > g.name.count(".")
                            for p in self.params)
-            block = owner.rpartition(".")[0] if leaf else owner
-            out.update(p.name for p in weights
-                       if p.name.startswith(block + "." if block else "") and p.order < g.order)
+            out.append((owner.rpartition(".")[0] if leaf else owner, g.order))
         return out
 
     def window(self, fraction: float = 0.5) -> slice:
@@ -340,7 +345,13 @@ def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
     # Inside a residual branch closed by a zero-initialised gain (Evidence.gated), the gradient is exactly zero
     # at the first step and then as small as the gain still is: the gate's scale, not the depth's (ResNeSt's
     # last branch: 2e-8 against the stem's 2e-4).
-    acts = sorted(acts, key=lambda a: a.order)
+    # Inside a residual branch behind a gain that starts small (LayerScale at 1e-6..1e-5: ConvNeXt, CaiT,
+    # EfficientFormerV2, PoolFormer), every gradient is that gain times the body's: the gate's scale again
+    # (EfficientFormerV2's last MLP: 2 decades under its stem). Those blocks end at their residual sum, with no
+    # activation after the gain, so an activation of the block is one behind it.
+    blocks = [b for b, _ in ev.gate_blocks() if b]
+    acts = sorted((a for a in acts if not any(a.name.partition(":")[0].startswith(b + ".") for b in blocks)),
+                  key=lambda a: a.order)
     closed = ev.zero_gated
     side = {a.name for i, a in enumerate(acts)
             if a.gating or any(b.positions > a.positions for b in acts[i + 1:])
@@ -354,7 +365,8 @@ def depth_profile(ev: Evidence) -> tuple[list[str], np.ndarray, str]:
             acts = body
     if len(acts) >= 3:
         return [a.name for a in acts], np.array([nanmedian(a.grad_std) for a in acts]), "activation gradients"
-    mats = [p for p in ev.matrices() if p.role == "weight"]
+    gated = ev.gated()
+    mats = [p for p in ev.matrices() if p.role == "weight" and p.name not in gated]
     return [p.name for p in mats], np.array([nanmedian(p.grad_rms) for p in mats]), "weight gradients"
 
 

@@ -523,3 +523,53 @@ def test_weights_initialised_to_zero_are_the_root_and_a_zero_head_alone_is_not()
         model.body[2].weight.zero_()
     report = audit(model)
     assert not [f.rule for f in report.findings if f.severity != "info"], [f.rule for f in report.findings]
+
+
+def test_a_branch_behind_a_small_layer_scale_is_not_a_gradient_explosion():
+    """LayerScale (CaiT, ConvNeXt, EfficientFormerV2: a per-channel gain starting at 1e-6..1e-5) scales every gradient
+    inside its residual branch by that gain: the gate's scale, not the depth's, and not an explosion towards an
+    ungated stem."""
+    import sys
+    from pathlib import Path
+
+    import torch
+    from torch import nn
+
+    import auditor
+
+    class Scale(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
+
+        def forward(self, x):
+            return x * self.gamma
+
+    class Block(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+            self.ls = Scale(dim)
+
+        def forward(self, x):
+            return x + self.ls(self.mlp(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Linear(20, 32), nn.GELU(), nn.Linear(32, 32), nn.GELU())
+            self.blocks = nn.Sequential(*[Block(32) for _ in range(4)])
+            self.head = nn.Linear(32, 5)
+
+        def forward(self, x):
+            return self.head(self.blocks(self.stem(x)))
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples" / "data"))
+    from synthetic import blobs
+
+    X, Y = blobs(n=1024, spread=1.0)
+    torch.manual_seed(0)
+    report = auditor.audit(Net(), [(X[i:i + 32], Y[i:i + 32]) for i in range(0, 1024, 32)], steps=60,
+                           verify_fixes=False, make_optimizer=lambda p: torch.optim.AdamW(p, lr=2e-4))
+    loud = [(f.rule, f.diagnosis) for f in report.findings if f.severity != "info"]
+    assert not loud, loud
