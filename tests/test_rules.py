@@ -573,3 +573,31 @@ def test_a_branch_behind_a_small_layer_scale_is_not_a_gradient_explosion():
                            verify_fixes=False, make_optimizer=lambda p: torch.optim.AdamW(p, lr=2e-4))
     loud = [(f.rule, f.diagnosis) for f in report.findings if f.severity != "info"]
     assert not loud, loud
+
+
+def test_overfit_one_batch_retries_cooler_before_calling_a_model_unable_to_fit(monkeypatch):
+    """A rate too hot for the architecture (3e-3 on a Swin-V2 without warmup) is no proof that the model cannot
+    express its targets: a second attempt at a tenth of it decides; a model that truly cannot (a ReLU on its
+    output, for targets below zero) fails both."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from auditor.probe import checks
+
+    monkeypatch.setattr(checks, "OVERFIT_LR", 1.0)  # too hot for this regression MLP: only the retry at 0.1 fits
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(32, 20, generator=g), torch.randn(32, 1, generator=g))
+
+    def attempt(tail):
+        torch.manual_seed(0)
+        init = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1), *tail)
+        return checks.overfit_one_batch(lambda: copy.deepcopy(init), batch, lambda m, b: F.mse_loss(m(b[0]), b[1]))
+
+    fits = attempt([])
+    assert fits["rates"] == [1.0, 0.1] and fits["lr"] == 0.1, fits["rates"]
+    assert min(fits["losses"]) < 0.01 * fits["losses"][0]
+    stuck = attempt([nn.ReLU()])
+    assert stuck["rates"] == [1.0, 0.1] and min(stuck["losses"]) > 0.2 * stuck["losses"][0], stuck["losses"][::25]

@@ -70,7 +70,7 @@ def run(watch, evidence: Evidence) -> None:
             return None
 
     evidence.overfit = attempt("overfit-one-batch",
-                               lambda: checks.overfit_one_batch(copy_model(watch.initial), held[0], compute))
+                               lambda: checks.overfit_one_batch(lambda: copy_model(watch.initial), held[0], compute))
     evidence.zeroed_inputs_init = attempt(
         "input-independence", lambda: checks.zeroed_inputs(copy_model(watch.initial), held[:2], compute))
     evidence.zeroed_inputs = attempt("input-independence",
