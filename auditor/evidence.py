@@ -272,13 +272,22 @@ def floor_tolerance(floor: tuple[float, str, float], margin: float, z: float, st
     return max((1 - margin) * value, z * 1.25 * spread / np.sqrt(max(steps, 1)))
 
 
+def first_pass(ev: Evidence) -> tuple[np.ndarray, bool]:
+    """The finite loss curve over the loader's first pass, and whether the replay went round the loader: from
+    the second pass on, the model has trained on every batch it sees, and its loss measures memory as much as
+    learning."""
+    seq = loss_prefix(ev)
+    repeated = bool(ev.epoch_steps) and ev.probe.steps_run > ev.epoch_steps
+    return (seq[:ev.epoch_steps] if repeated else seq), repeated
+
+
 def fresh_level(ev: Evidence) -> tuple[float, int]:
     """Where the loss ended on batches the model had not trained on yet, and over how many steps: end_level
     over the loader's first pass where the replay went round it (a second pass is partly memorised, and a
-    model learns nothing else from labels unrelated to their inputs); end_level otherwise."""
-    seq = loss_prefix(ev)
-    if ev.epoch_steps and 20 <= ev.epoch_steps < seq.size:
-        seq = seq[:ev.epoch_steps]
+    model learns nothing else from labels unrelated to their inputs) and it has 20 steps or more; end_level
+    otherwise."""
+    first, repeated = first_pass(ev)
+    seq = first if repeated and first.size >= 20 else loss_prefix(ev)
     k = max(3, seq.size // 5)
     return (float(np.median(seq[-k:])) if seq.size else float("nan")), min(k, seq.size)
 

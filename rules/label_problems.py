@@ -5,6 +5,7 @@ from auditor.engine import Rule, Threshold
 from auditor.evidence import (
     best_sweep_loss,
     depth_profile,
+    first_pass,
     first_update_level,
     floor_tolerance,
     fmt,
@@ -150,9 +151,8 @@ DataLoader(dataset, batch_size=32, shuffle=True)
         z = ev.zeroed_inputs
         # Zeroed on batches the model trained on; after a second pass over the loader that measures what it
         # memorised of them as much as what it learnt, and the fresh level above decides instead.
-        repeated = bool(ev.epoch_steps) and ev.probe.steps_run > ev.epoch_steps
         # A model that got below the floor on batches it had not seen yet learnt something from its inputs.
-        first = loss_prefix(ev)[:ev.epoch_steps] if repeated else loss_prefix(ev)
+        first, repeated = first_pass(ev)
         if np.nanmin(smooth(first, 5)) < prior - floor_tolerance(floor, t.prior_margin, t.noise_z, 5):
             return
         inputs_help = bool(z) and not repeated and np.mean(z["zeroed"]) > (1 + t.inputs_help) * np.mean(z["real"])

@@ -1,5 +1,4 @@
 import numpy as np
-from auditor.rules import label_problems
 
 from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
@@ -18,6 +17,9 @@ class LrRange(Rule):
         "prior_margin": Threshold(0.97, "judge only when some rate of the sweep takes the loss below this fraction "
                                   "of the label-frequency entropy", "a sweep that never beats predicting the "
                                   "label frequencies has no good range (label-problems' bar)"),
+        "noise_z": Threshold(2.0, "... or within this many standard errors of that floor's batch-to-batch spread",
+                             "label-problems' noise_z, measured there; its own option, so that overriding one rule's "
+                             "bar does not move the other's unseen"),
         "too_low": Threshold(1000.0, "warn when your LR is this many times below the rate at the loss minimum",
                              "measured: healthy samples sit at most 22x below it"),
     }
@@ -49,10 +51,9 @@ change what a good peak rate is.
             return
         floor, swept, end = input_free_loss(ev), best_sweep_loss(ev), end_level(ev)
         if floor and floor[0] > 0 and swept is not None:
-            z = label_problems.RULE.thresholds["noise_z"].default
             fresh, steps = fresh_level(ev)
-            if swept >= floor[0] - floor_tolerance(floor, t.prior_margin, z, 5) and \
-                    fresh >= floor[0] - floor_tolerance(floor, t.prior_margin, z, steps):
+            if swept >= floor[0] - floor_tolerance(floor, t.prior_margin, t.noise_z, 5) and \
+                    fresh >= floor[0] - floor_tolerance(floor, t.prior_margin, t.noise_z, steps):
                 return  # no rate learns anything a model blind to its input could not: no good range to compare with
         if swept is not None and np.isfinite(end) and end <= swept:
             return  # the replay at your own rate ended below anything the sweep reached: the rate is not the problem
