@@ -241,19 +241,36 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
     """The training replay. Returns the evidence, the batch stream (where the replay left it) and the
     batches it holds on the device, for the experiments that follow. `net` runs forward and backward (a
     DDP or FSDP2 wrapper under torchrun); `model` is the user's module inside it, which the hooks watch."""
-    d = options.dist
-    observer = Observer(options.steps, options.stats_every)
-    log = observer.log
-    stream = BatchStream(setup.train_loader, device, setup.data_file, on_new_epoch=on_new_epoch)
-    first = stream.next()
-    what = f"running the model from {setup.model_file} on a batch from {setup.data_file}"
-    if amp.mode is not None:  # some kernels exist in float32 only (oneDNN's LSTM in fp16 on the CPU): say so
-        what += f" under {amp.mode} autocast on {device.type}"
+    replay = _Replay(setup, options, net, model, losses, device, amp, on_new_epoch)
+    replay.start()
+    replay.train(opt, sched, progress, warned)
+    return replay.evidence(opt, started), replay.stream, replay.init_batches
 
-    def compute(batch):
+
+class _Replay:
+    """The replay driver: it runs the user's model, loss, optimizer and schedule, and tells its Observer what
+    happened at each step; the Observer measures (auditor/probe/observer.py). Three phases: start() (the loss at
+    initialisation, before any update), train() (the steps), evidence() (one read-back from the device)."""
+
+    def __init__(self, setup, options, net, model, losses: LossComputer, device, amp: mixed.Amp, on_new_epoch):
+        self.setup, self.options, self.net, self.model, self.losses = setup, options, net, model, losses
+        self.device, self.amp, self.d = device, amp, options.dist
+        self.observer = Observer(options.steps, options.stats_every)
+        self.log = self.observer.log
+        self.stream = BatchStream(setup.train_loader, device, setup.data_file, on_new_epoch=on_new_epoch)
+        self.first = self.stream.next()
+        self.what = f"running the model from {setup.model_file} on a batch from {setup.data_file}"
+        if amp.mode is not None:  # some kernels exist in float32 only (oneDNN's LSTM in fp16 on the CPU): say so
+            self.what += f" under {amp.mode} autocast on {device.type}"
+        self.steps_run = 0
+        self.stopped: tuple[str, int] | None = None  # (why, exit code) when the replay ended early, evidence kept
+        self.lrs: list[list[float]] = []  # each group's rate at each step, as the step used it
+
+    def compute(self, batch):
+        losses = self.losses
         try:
-            with amp.autocast():
-                return losses(net, batch)
+            with self.amp.autocast():
+                return losses(self.net, batch)
         except AuditError:
             raise
         except Exception as exc:
@@ -261,209 +278,240 @@ def _probe(setup, options, net, model, opt, sched, losses, device, started, prog
                 # Checked only on failure on the CPU (an out-of-range target raises there); the clear message
                 # names the labels instead of cross_entropy's internals.
                 losses.check_targets(batch, losses.choice.num_classes, on_device=True)
-            raise from_user_exception(exc, what) from None
+            raise from_user_exception(exc, self.what) from None
 
-    # Loss at initialisation, over a few batches, before the model has seen an update.
-    init_batches = [first]
-    named = list(model.named_parameters())  # before any forward: see param_table
-    losses.spy = True
-    with torch.no_grad():
-        with StructureTracer(model) as structure:
-            loss0, out0 = compute(first)
-        structure.mark_output(out0, losses.spied[0].input if losses.spied else None)
-        structure.name_output_params(model)
-        choice = losses.choice
-        if choice.num_classes and device.type == "cuda":
-            # On CUDA an out-of-range target is a device-side assert that kills the process: check each batch
-            # on the loader's host copy first, which costs the GPU nothing.
-            stream.check = lambda b: losses.check_targets(b, choice.num_classes)
-        init_losses, outputs = [loss0.detach().float()], [out0]
-        for _ in range(INIT_BATCHES - 1):
-            batch = stream.next()
-            if batch is None:
-                break
-            init_batches.append(batch)
-            loss_i, out_i = compute(batch)
-            init_losses.append(loss_i.detach().float())
-            outputs.append(out_i)
-    losses.spy = False
-    view = _loss_view(losses, init_batches, init_losses, outputs)
-    init_losses = view.init_losses
-    plain_batches = losses.training_step is None and isinstance(first, list | tuple)
-    classes = view.num_classes if view.name == "cross_entropy" and plain_batches else None
-    regression = view.name == "mse" and plain_batches
-    # A training_step (a Hugging Face model computing its own loss from `labels`) hides the targets: the
-    # cross-entropy call itself shows them, spied on the measured steps only (a TorchFunctionMode costs per op).
-    spied_classes = view.num_classes if view.name == "cross_entropy" and not plain_batches else None
-    # The same experiment as after the probe, on the untrained model: a model that ignores its input from the
-    # start has a structural bug, one that learns to ignore it was driven there by training.
-    with preserved_rng(device):  # dropout draws in it must not shift the replay's random stream
-        zeroed_init, _ = _zeroed(net, init_batches, compute)
-    val_batches = _val_batches(setup, device) if options.checks else []
-    val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
+    # --- before any update ----------------------------------------------------------------------------------
 
-    tracer = observer.watch(model)
-    steps_run = 0
-    stopped: tuple[str, int] | None = None  # (why, exit code) when the replay ended early and kept its evidence
-    described = optim.describe(opt)  # before a scheduler moves the rate
-    not_stepped = optim.not_stepped(opt, model)
-    take_step = optim.stepper(opt)
-    lrs: list[list[float]] = []  # each group's rate at each step, as the step used it
-    # Ranks must leave the loop together: one that stops while the others wait in a collective hangs them all.
-    # A sized loader is re-iterable and never runs out; only a one-shot iterator asks the ranks every step.
-    loader_ranks = d if not hasattr(setup.train_loader, "__len__") else None
-    # In place on the CPU the freed heap is handed back every step (spill.give_back_heap; ~5 ms on a
-    # 34M-parameter model): memory is that mode's purpose. A copying probe does not: malloc_trim walks the whole
-    # heap, ~0.7 ms a call beside torch and the report libraries, which on measured steps alone took the
-    # makemore MLP's probe from 1.40x to 1.60x its plain step (bench/bench_probe.py, 2026-12-03).
-    trim = device.type == "cpu" and options.in_place
-    loop_started = time.perf_counter()
-    try:
-        pending = list(init_batches)
-        for step in range(options.steps):
-            batch = pending.pop(0) if pending else stream.next()
-            if not distributed.agree(loader_ranks, batch is not None):
-                break
-            measure = observer.measured(step)
-            tracer.step = warned.step = step
-            opt.zero_grad(set_to_none=True)
-            if val_batches and step in val_steps:
-                _val_loss(net, val_batches, compute, log, step)
-            if classes and measure and isinstance(batch[1], torch.Tensor):
-                log.put("labels", checks.label_counts(batch[1], classes), step)
-            elif regression and isinstance(batch[1], torch.Tensor) and batch[1].is_floating_point():
-                # Every step (three numbers, no sync): the floor's spread is a median deviation, unsteady from 8.
-                log.put("targets", checks.target_moments(batch[1]), step)
-            if step < checks.FINGERPRINT_STEPS:
-                log.put("batch_fp", checks.fingerprint(batch), step)
-            if measure:
-                rng = torch_rng_state(device)
-                with tracer, lossspy.LossSpy() if spied_classes else contextlib.nullcontext() as spy:
-                    loss, _ = compute(batch)
-                if spy is not None and spy.call is not None and spy.call.target is not None and \
-                        spy.call.num_classes == spied_classes:
-                    log.put("labels", checks.label_counts(spy.call.target, spied_classes), step)
-            else:
-                loss, _ = compute(batch)
-            if step == 0:
-                if not loss.requires_grad:
-                    raise AuditError(f"{setup.model_file}: the loss does not depend on any trainable parameter "
-                                     "(it has no grad_fn); check that nothing detaches it or runs under no_grad")
-                # The first forward has fixed the module order, so the table holds for the whole probe.
-                params = observer.track(model, named, sharded=d is not None and d.sharded, staged=options.in_place)
-            observer.loss(step, loss)
-            try:
-                amp.backward(loss)
-            except Exception as exc:
-                raise from_user_exception(exc, f"computing gradients at probe step {step}") from None
-            amp.unscale(opt)
-            scale = amp.current_scale()
-            if scale is not None:
-                log.put("amp_scale", [scale], step)
-            params.after_backward(step, measure)
-            lrs.append(optim.group_lrs(opt))
-            if options.clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad_norm)
-            try:
-                amp.step(opt, lambda batch=batch: take_step(lambda: _closure(opt, compute, batch)))
-                if sched is not None and (options.scheduler_every is None or
-                                          (step + 1) % options.scheduler_every == 0):
-                    optim.step_scheduler(sched)
-            except AuditError:
-                raise
-            except Exception as exc:
-                raise from_user_exception(exc, f"taking an optimizer step at probe step {step}") from None
-            params.after_step(step)
-            if trim:
-                give_back_heap()
-            if measure:
-                # The same batch again after the update, with the same dropout masks: a step that raises the
-                # loss of the very batch it was computed on has jumped across the valley.
-                with torch.no_grad(), replayed_rng(rng, device):
-                    log.put("loss_after", compute(batch)[0].detach().float().reshape(()), step)
-            steps_run = step + 1
-            progress.update()
-            if steps_run % NAN_CHECK_EVERY == 0:
-                if d is not None:  # a signal held on any rank stops every rank here, at the same step
-                    held_stop = interrupt.pending()
-                    code = distributed.stop_code(d, held_stop[1] if held_stop else 0)
-                    if code:
-                        raise Stopped(*(held_stop or (f"stopped with another rank, signalled while {interrupt.now()}",
-                                                      code)))
-                if not distributed.agree(d, torch.isfinite(loss.detach()).item()):
+    def start(self) -> None:
+        """The loss at initialisation over a few batches, the model's structure and the loss it computes."""
+        losses, stream, model, first = self.losses, self.stream, self.model, self.first
+        self.init_batches = [first]
+        self.named = list(model.named_parameters())  # before any forward: see param_table
+        losses.spy = True
+        with torch.no_grad():
+            with StructureTracer(model) as structure:
+                loss0, out0 = self.compute(first)
+            structure.mark_output(out0, losses.spied[0].input if losses.spied else None)
+            structure.name_output_params(model)
+            choice = losses.choice
+            if choice.num_classes and self.device.type == "cuda":
+                # On CUDA an out-of-range target is a device-side assert that kills the process: check each batch
+                # on the loader's host copy first, which costs the GPU nothing.
+                stream.check = lambda b: losses.check_targets(b, choice.num_classes)
+            init_losses, outputs = [loss0.detach().float()], [out0]
+            for _ in range(INIT_BATCHES - 1):
+                batch = stream.next()
+                if batch is None:
                     break
-    except Stopped as stop:
-        if not steps_run:
-            raise
-        stopped = (stop.reason, stop.exit_code)
-    except AuditError as exc:
-        if not (options.keep_partial and steps_run):
-            raise
-        stopped = (f"stopped by an error at probe step {steps_run}: {exc}", 2)
-    finally:
-        tracer.remove_hooks()
+                self.init_batches.append(batch)
+                loss_i, out_i = self.compute(batch)
+                init_losses.append(loss_i.detach().float())
+                outputs.append(out_i)
+        losses.spy = False
+        self.structure, self.outputs = structure, outputs
+        self.view = view = _loss_view(losses, self.init_batches, init_losses, outputs)
+        plain_batches = losses.training_step is None and isinstance(first, list | tuple)
+        self.classes = view.num_classes if view.name == "cross_entropy" and plain_batches else None
+        self.regression = view.name == "mse" and plain_batches
+        # A training_step (a Hugging Face model computing its own loss from `labels`) hides the targets: the
+        # cross-entropy call itself shows them, spied on the measured steps only (a TorchFunctionMode costs per op).
+        self.spied_classes = view.num_classes if view.name == "cross_entropy" and not plain_batches else None
+        # The same experiment as after the probe, on the untrained model: a model that ignores its input from the
+        # start has a structural bug, one that learns to ignore it was driven there by training.
+        with preserved_rng(self.device):  # dropout draws in it must not shift the replay's random stream
+            self.zeroed_init, _ = _zeroed(self.net, self.init_batches, self.compute)
 
-    logits = [o for o in outputs if isinstance(o, torch.Tensor) and o.is_floating_point()]
-    for i, value in enumerate(init_losses):
-        log.put("init_loss", value.reshape(()), i)
+    # --- the steps ------------------------------------------------------------------------------------------
 
-    if logits:
-        flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
-        log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
-    ranks = distributed.per_rank(d, model, log, checks.FINGERPRINT_STEPS) if d is not None else None
-    readout = optim.OptimizerReadout(opt, {id(p): n for n, p in named}, log, moments=d is None) if steps_run \
-        else None
-    host = log.read_back(distributed.reducer(d) if d is not None else None)
-    loop_seconds = time.perf_counter() - loop_started
-    # Four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge.
-    zeroed, zeroed_note = _zeroed(net, init_batches, compute) if steps_run else (None, None)
-    rates = np.array(lrs[:steps_run], dtype=float) if lrs else None
-    info = ProbeInfo(
-        steps=options.steps, steps_run=steps_run, device=str(device), loss_fn=view.name,
-        loss_fn_reason=view.reason, loss_fn_default=choice.default, optimizer=described,
-        optimizer_default=False, seed=options.seed, stats_every=options.stats_every,
-        parameters=sum(p.numel() for p in model.parameters()),
-        expected_initial_loss=view.expected, expected_initial_loss_reason=view.expected_reason,
-        num_classes=view.num_classes, batch_size=_batch_size(first), lr=peak_lr(rates),
-        input_nonfinite=_nonfinite_inputs(init_batches),
-        model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds, not_stepped=not_stepped,
-        structure_hash=structure_hash(model), world_size=d.world if d else 1, strategy=d.strategy if d else None,
-        amp=amp.mode,
-    )
-    if zeroed_note:
-        info.notes.append(zeroed_note)
-    if stream.exhausted:
-        info.notes.append(f"the loader could not be iterated again: the probe ran {steps_run} steps")
-    init = np.array([a.item() for a in host["init_loss"][1]])
-    info.initial_loss = float(np.mean(init)) if np.isfinite(init).all() else float("nan")
-    if "logits" in host:
-        info.logits_std, info.logits_mean = (float(v) for v in host["logits"][1][0])
-    evidence = observer.evidence(info, host, steps_run)
-    evidence.initial_losses = [float(v) for v in init]
-    evidence.structure = structure.structure
-    evidence.lrs = rates
-    if amp.mode is not None:
-        evidence.amp = _amp_evidence(amp, host, evidence, steps_run)
-    evidence.zeroed_inputs = zeroed
-    evidence.zeroed_inputs_init = zeroed_init
-    evidence.ranks = ranks
-    evidence.optimizer = readout.evidence(host) if readout is not None else None
-    evidence.input_stats = checks.input_stats(init_batches, losses)
-    if view.call is not None:
-        evidence.loss_call = {"kind": view.call.kind, "input_shape": list(view.call.input.shape),
-                              "target_shape": None if view.call.target is None else list(view.call.target.shape)}
-    if view.recognised or classes:
-        evidence.output_form = checks.output_form(view.outputs, view.name, view.class_dim, view.squashed_by)
-    evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
-    evidence.epoch_steps = stream.epoch_length
-    evidence.targets = [np.asarray(a, dtype=float) for a in host.get("targets", ([], []))[1]]
-    evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
-    evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
-                                                                          strict=True)]
-    info.seconds = time.perf_counter() - started
-    if stopped:
-        mark_partial(evidence, *stopped)
-    return evidence, stream, init_batches
+    def train(self, opt, sched, progress, warned: WarningLog) -> None:
+        options, d, setup = self.options, self.d, self.setup
+        val_batches = _val_batches(setup, self.device) if options.checks else []
+        val_steps = {0, options.steps // 4, options.steps // 2, 3 * options.steps // 4, options.steps - 1}
+        self.tracer = tracer = self.observer.watch(self.model)
+        self.described = optim.describe(opt)  # before a scheduler moves the rate
+        self.not_stepped = optim.not_stepped(opt, self.model)
+        take_step = optim.stepper(opt)
+        # Ranks must leave the loop together: one that stops while the others wait in a collective hangs them
+        # all. A sized loader is re-iterable and never runs out; only a one-shot iterator asks the ranks each step.
+        loader_ranks = d if not hasattr(setup.train_loader, "__len__") else None
+        # In place on the CPU the freed heap is handed back every step (spill.give_back_heap; ~5 ms on a
+        # 34M-parameter model): memory is that mode's purpose. A copying probe does not: malloc_trim walks the
+        # whole heap, ~0.7 ms a call beside torch and the report libraries, which on measured steps alone took
+        # the makemore MLP's probe from 1.40x to 1.60x its plain step (bench/bench_probe.py, 2026-12-03).
+        trim = self.device.type == "cpu" and options.in_place
+        self.loop_started = time.perf_counter()
+        try:
+            pending = list(self.init_batches)
+            for step in range(options.steps):
+                batch = pending.pop(0) if pending else self.stream.next()
+                if not distributed.agree(loader_ranks, batch is not None):
+                    break
+                measure = self.observer.measured(step)
+                tracer.step = warned.step = step
+                opt.zero_grad(set_to_none=True)
+                if val_batches and step in val_steps:
+                    _val_loss(self.net, val_batches, self.compute, self.log, step)
+                self._log_batch(step, batch, measure)
+                rng = torch_rng_state(self.device) if measure else None
+                loss = self._forward(step, batch, measure)
+                self._backward(step, loss, opt, measure)
+                self._update(step, batch, opt, sched, take_step)
+                if trim:
+                    give_back_heap()
+                if measure:
+                    # The same batch again after the update, with the same dropout masks: a step that raises the
+                    # loss of the very batch it was computed on has jumped across the valley.
+                    with torch.no_grad(), replayed_rng(rng, self.device):
+                        self.log.put("loss_after", self.compute(batch)[0].detach().float().reshape(()), step)
+                self.steps_run = step + 1
+                progress.update()
+                if self.steps_run % NAN_CHECK_EVERY == 0 and self._should_stop(loss):
+                    break
+        except Stopped as stop:
+            if not self.steps_run:
+                raise
+            self.stopped = (stop.reason, stop.exit_code)
+        except AuditError as exc:
+            if not (options.keep_partial and self.steps_run):
+                raise
+            self.stopped = (f"stopped by an error at probe step {self.steps_run}: {exc}", 2)
+        finally:
+            tracer.remove_hooks()
+
+    def _log_batch(self, step: int, batch, measure: bool) -> None:
+        """What the batch holds, on the device: class counts, regression targets' moments, a fingerprint."""
+        log, targets = self.log, batch[1] if isinstance(batch, list | tuple) and len(batch) > 1 else None
+        if self.classes and measure and isinstance(targets, torch.Tensor):
+            log.put("labels", checks.label_counts(targets, self.classes), step)
+        elif self.regression and isinstance(targets, torch.Tensor) and targets.is_floating_point():
+            # Every step (three numbers, no sync): the floor's spread is a median deviation, unsteady from 8.
+            log.put("targets", checks.target_moments(targets), step)
+        if step < checks.FINGERPRINT_STEPS:
+            log.put("batch_fp", checks.fingerprint(batch), step)
+
+    def _forward(self, step: int, batch, measure: bool) -> torch.Tensor:
+        if measure:
+            spied = self.spied_classes
+            with self.tracer, lossspy.LossSpy() if spied else contextlib.nullcontext() as spy:
+                loss, _ = self.compute(batch)
+            if spy is not None and spy.call is not None and spy.call.target is not None and \
+                    spy.call.num_classes == spied:
+                self.log.put("labels", checks.label_counts(spy.call.target, spied), step)
+        else:
+            loss, _ = self.compute(batch)
+        if step == 0:
+            if not loss.requires_grad:
+                raise AuditError(f"{self.setup.model_file}: the loss does not depend on any trainable parameter "
+                                 "(it has no grad_fn); check that nothing detaches it or runs under no_grad")
+            # The first forward has fixed the module order, so the table holds for the whole probe.
+            self.params = self.observer.track(self.model, self.named, sharded=self.d is not None and self.d.sharded,
+                                              staged=self.options.in_place)
+        self.observer.loss(step, loss)
+        return loss
+
+    def _backward(self, step: int, loss: torch.Tensor, opt, measure: bool) -> None:
+        amp = self.amp
+        try:
+            amp.backward(loss)
+        except Exception as exc:
+            raise from_user_exception(exc, f"computing gradients at probe step {step}") from None
+        amp.unscale(opt)
+        scale = amp.current_scale()
+        if scale is not None:
+            self.log.put("amp_scale", [scale], step)
+        self.params.after_backward(step, measure)
+
+    def _update(self, step: int, batch, opt, sched, take_step) -> None:
+        options = self.options
+        self.lrs.append(optim.group_lrs(opt))
+        if options.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), options.clip_grad_norm)
+        try:
+            self.amp.step(opt, lambda batch=batch: take_step(lambda: _closure(opt, self.compute, batch)))
+            if sched is not None and (options.scheduler_every is None or (step + 1) % options.scheduler_every == 0):
+                optim.step_scheduler(sched)
+        except AuditError:
+            raise
+        except Exception as exc:
+            raise from_user_exception(exc, f"taking an optimizer step at probe step {step}") from None
+        self.params.after_step(step)
+
+    def _should_stop(self, loss: torch.Tensor) -> bool:
+        """Every NAN_CHECK_EVERY steps (a host sync): a loss that turned non-finite, or a signal held on any
+        rank, which stops every rank here, at the same step."""
+        d = self.d
+        if d is not None:
+            held_stop = interrupt.pending()
+            code = distributed.stop_code(d, held_stop[1] if held_stop else 0)
+            if code:
+                raise Stopped(*(held_stop or (f"stopped with another rank, signalled while {interrupt.now()}", code)))
+        return not distributed.agree(d, torch.isfinite(loss.detach()).item())
+
+    # --- one read-back ----------------------------------------------------------------------------------------
+
+    def evidence(self, opt, started: float) -> Evidence:
+        d, log, view, steps_run, model = self.d, self.log, self.view, self.steps_run, self.model
+        setup, options, amp, stream = self.setup, self.options, self.amp, self.stream
+        for i, value in enumerate(view.init_losses):
+            log.put("init_loss", value.reshape(()), i)
+        logits = [o for o in self.outputs if isinstance(o, torch.Tensor) and o.is_floating_point()]
+        if logits:
+            flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
+            log.put("logits", torch.stack([flat.std() if flat.numel() > 1 else flat.abs().mean(), flat.mean()]), 0)
+        ranks = distributed.per_rank(d, model, log, checks.FINGERPRINT_STEPS) if d is not None else None
+        readout = optim.OptimizerReadout(opt, {id(p): n for n, p in self.named}, log, moments=d is None) \
+            if steps_run else None
+        host = log.read_back(distributed.reducer(d) if d is not None else None)
+        loop_seconds = time.perf_counter() - self.loop_started  # the read-back waits for the device's queue
+        # Four no-grad forwards: cheap enough for every re-probe, whose findings it helps judge.
+        zeroed, zeroed_note = _zeroed(self.net, self.init_batches, self.compute) if steps_run else (None, None)
+        rates = np.array(self.lrs[:steps_run], dtype=float) if self.lrs else None
+        info = ProbeInfo(
+            steps=options.steps, steps_run=steps_run, device=str(self.device), loss_fn=view.name,
+            loss_fn_reason=view.reason, loss_fn_default=self.losses.choice.default, optimizer=self.described,
+            optimizer_default=False, seed=options.seed, stats_every=options.stats_every,
+            parameters=sum(p.numel() for p in model.parameters()),
+            expected_initial_loss=view.expected, expected_initial_loss_reason=view.expected_reason,
+            num_classes=view.num_classes, batch_size=_batch_size(self.first), lr=peak_lr(rates),
+            input_nonfinite=_nonfinite_inputs(self.init_batches),
+            model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds,
+            not_stepped=self.not_stepped, structure_hash=structure_hash(model), world_size=d.world if d else 1,
+            strategy=d.strategy if d else None, amp=amp.mode,
+        )
+        if zeroed_note:
+            info.notes.append(zeroed_note)
+        if stream.exhausted:
+            info.notes.append(f"the loader could not be iterated again: the probe ran {steps_run} steps")
+        init = np.array([a.item() for a in host["init_loss"][1]])
+        info.initial_loss = float(np.mean(init)) if np.isfinite(init).all() else float("nan")
+        if "logits" in host:
+            info.logits_std, info.logits_mean = (float(v) for v in host["logits"][1][0])
+        evidence = self.observer.evidence(info, host, steps_run)
+        evidence.initial_losses = [float(v) for v in init]
+        evidence.structure = self.structure.structure
+        evidence.lrs = rates
+        if amp.mode is not None:
+            evidence.amp = _amp_evidence(amp, host, evidence, steps_run)
+        evidence.zeroed_inputs = zeroed
+        evidence.zeroed_inputs_init = self.zeroed_init
+        evidence.ranks = ranks
+        evidence.optimizer = readout.evidence(host) if readout is not None else None
+        evidence.input_stats = checks.input_stats(self.init_batches, self.losses)
+        if view.call is not None:
+            evidence.loss_call = {"kind": view.call.kind, "input_shape": list(view.call.input.shape),
+                                  "target_shape": None if view.call.target is None else list(view.call.target.shape)}
+        if view.recognised or self.classes:
+            evidence.output_form = checks.output_form(view.outputs, view.name, view.class_dim, view.squashed_by)
+        evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
+        evidence.epoch_steps = stream.epoch_length
+        evidence.targets = [np.asarray(a, dtype=float) for a in host.get("targets", ([], []))[1]]
+        evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
+        evidence.val_loss = [(s_, float(a.reshape(-1)[0])) for s_, a in zip(*host.get("val_loss", ([], [])),
+                                                                              strict=True)]
+        info.seconds = time.perf_counter() - started
+        if self.stopped:
+            mark_partial(evidence, *self.stopped)
+        return evidence
 
 
 def _amp_evidence(amp: mixed.Amp, host, ev: Evidence, n: int) -> dict:
