@@ -183,3 +183,18 @@ def test_a_script_whose_every_fp16_step_is_skipped_is_one_line(tmp_path):
     with pytest.raises(AuditError) as err:
         audit_script(Script(str(script)), steps=20)
     assert "skipped every one of its 20 steps" in str(err.value)
+
+
+def test_fp16_precision_check_runs_on_a_scripts_own_batch_at_the_scale_its_backward_saw():
+    """The script trains under fp16 autocast with no GradScaler and divides its loss by 32 accumulation steps
+    after the loss function: the check reads that divisor from the loss it backpropagated, and finds the logits'
+    gradients flushed to zero, as the model.py sample of the same fault does."""
+    report = _audit("amp_underflow", steps=30)
+    precision = report.evidence.amp["precision"]
+    assert abs(precision["scale"] - 1 / 32) < 1e-3, precision["scale"]
+    assert precision["grads"]["out"]["flushed"] > 0.9
+    assert report.root_causes[:1] == ["amp-underflow"], report.root_causes
+    # The same loop through a GradScaler: its scale (2**16) times the divisor keeps every gradient representable.
+    scaled = _audit("amp_underflow", "--scaler", steps=30)
+    assert scaled.evidence.amp["precision"]["scale"] > 1000
+    assert "amp-underflow" not in [f.rule for f in scaled.findings], [f.rule for f in scaled.findings]

@@ -1,5 +1,6 @@
-"""The auditor's own experiments on a user's script: overfit one batch, and the loss with the inputs zeroed
-(at initialisation and after the steps seen), run on the batches the script itself fed its model.
+"""The auditor's own experiments on a user's script: overfit one batch, the loss with the inputs zeroed (at
+initialisation and after the steps seen), and under fp16 autocast the precision check, run on the batches the
+script itself fed its model.
 
 The script's model is copied before its first forward; for its first HELD_STEPS steps the observer keeps
 each step's model inputs, its output and every functional loss call. Only where the loss was called on the
@@ -11,9 +12,12 @@ script yet: the few batches kept would be cycled, and a memorised batch would fl
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..evidence import Evidence
+from . import amp as mixed
 from . import checks
 from .lossspy import KINDS
 from .state import copy_model
@@ -22,9 +26,9 @@ HELD_STEPS = 4
 _FUNCTIONS = {kind: fn for fn, kind in KINDS.items()}
 
 
-def held_batches(watch) -> tuple[list, dict | None, str | None, str]:
-    """(batches, the loss's options, its kind, why none) from what the observer kept."""
-    out, options, kind = [], None, None
+def held_batches(watch) -> tuple[list, dict | None, str | None, str, list[int]]:
+    """(batches, the loss's options, its kind, why none, the step of each batch) from what the observer kept."""
+    out, options, kind, steps = [], None, None, []
     for step in sorted(watch.held):
         output = watch.outputs.get(step)
         if not isinstance(output, torch.Tensor):
@@ -39,11 +43,12 @@ def held_batches(watch) -> tuple[list, dict | None, str | None, str]:
         args, kwargs = watch.held[step]
         single = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
         out.append((args[0], call.target) if single else (tuple(args), dict(kwargs), call.target))
+        steps.append(step)
     if not out:
         return [], None, None, ("the script's loss is not a functional loss called on its model's output (a loss "
                                 "computed inside forward, or an output reshaped first), so the experiments cannot "
-                                "recompute it")
-    return out, options, kind, ""
+                                "recompute it"), []
+    return out, options, kind, "", steps
 
 
 def run(watch, evidence: Evidence) -> None:
@@ -51,7 +56,7 @@ def run(watch, evidence: Evidence) -> None:
         evidence.probe.notes.append("the experiments did not run: no model with trainable parameters was called "
                                     "before the first step")
         return
-    held, options, kind, why = held_batches(watch)
+    held, options, kind, why, steps = held_batches(watch)
     if not held:
         evidence.probe.notes.append(f"the experiments did not run: {why}")
         return
@@ -75,4 +80,24 @@ def run(watch, evidence: Evidence) -> None:
         "input-independence", lambda: checks.zeroed_inputs(copy_model(watch.initial), held[:2], compute))
     evidence.zeroed_inputs = attempt("input-independence",
                                      lambda: checks.zeroed_inputs(watch.model, held[:2], compute))
+    amp = evidence.amp
+    if amp and amp.get("mode") == "fp16":
+        amp["precision"] = attempt("fp16 precision", lambda: _precision(watch, evidence, held[0], steps[0], compute))
     evidence.probe.notes.append("the LR range test is not run on a script yet")
+
+
+def _precision(watch, evidence: Evidence, batch, step: int, compute) -> dict:
+    """fp16's flushed and overflowing values on the script's own batch, from the initial weights (as the
+    replay's check), at the scale the script's backward saw: its GradScaler's last scale times what it did to
+    the loss after its loss function (an accumulation divisor, a weight), read as the loss it backpropagated
+    over the loss function's own value on that batch."""
+    model = copy_model(watch.initial)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        value = float(compute(model, batch))
+    backward = float(evidence.loss[step]) if step < evidence.loss.size else float("nan")
+    factor = backward / value if value and math.isfinite(value) and math.isfinite(backward) else 1.0
+    scales = evidence.amp["scales"]
+    scale = float(scales[-1]) if len(scales) and math.isfinite(scales[-1]) else 1.0
+    amp = mixed.Amp("fp16", device, make_scaler=lambda: None)  # autocast only: the scale is passed as a number
+    return mixed.precision(model, batch, compute, amp, scale * factor, device)
