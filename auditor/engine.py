@@ -125,6 +125,10 @@ class Rule:
 
     # Fix verification: a rule whose fix is mechanical returns a FixPlan and measures `metric` on evidence.
     metric: str = ""
+
+    def metric_of(self, finding: Finding) -> str:
+        """What measure() reads for this finding: `metric`, unless a rule with findings of two kinds says."""
+        return self.metric
     # Which way the metric should move: "lower" is better, or a number the metric should approach.
     metric_goal: str | float = "lower"
     # Whether a fix that leaves the training loss higher made things worse: not for a fix that turns dropout back

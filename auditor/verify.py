@@ -148,7 +148,7 @@ def judge(rule: Rule, f: Finding, plan: FixPlan, before, evidence: Evidence, aft
     present = {g.rule for g in run_rules(after_ev, active, thresholds, ()) if g.severity != "info"}
     # Clipping acts after the gradients are measured: the spikes stay, their effect goes.
     gone = None if plan.clip_grad_norm is not None else f.rule not in present
-    verified = {"fix": plan.description, "metric": rule.metric, "before": _num(before), "after": _num(after),
+    verified = {"fix": plan.description, "metric": rule.metric_of(f), "before": _num(before), "after": _num(after),
                 "resolved": gone, **_outcome(rule, before, after, gone, evidence, after_ev)}
     return verified, present
 
@@ -209,7 +209,7 @@ def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_e
     loss_worse = (np.isfinite(loss0) and not np.isfinite(loss1)) or (getattr(rule, "compares_loss", True)
                                                                         and (higher or stalled))
     gain = _gain(rule.metric_goal, _num(before), _num(after))
-    if _num(after) is None:
+    if _num(after) is None and _num(before) is not None:  # no metric at all for this finding: nothing to explain
         out["after_reason"] = ("the fixed copy's loss turned non-finite, so the metric is undefined"
                                if not np.isfinite(after_ev.loss).all() else
                                "the metric is undefined on the fixed copy (nothing it reads was measured there)")

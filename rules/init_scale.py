@@ -93,14 +93,21 @@ for layer in model.layers:
 
     def draw(self, ax, ev, finding):
         if finding.evidence.get("zero"):
-            figures.bars(ax, ["zero at init", "random at init"], [len(finding.evidence["zero"]),
-                         finding.evidence["matrices"] - len(finding.evidence["zero"])], "weight matrices")
+            mats = [p for p in ev.params if p.role in ("weight", "embedding") and len(p.shape) >= 2 and p.data_rms.size]
+            rms = [float(p.data_rms[0]) for p in mats]
+            floor = min((v for v in rms if v > 0), default=1.0) / 10  # a log axis has no 0: zeros drawn short
+            figures.bars(ax, [p.name for p in mats], [v if v > 0 else floor for v in rms],
+                         "RMS at init", log=True, highlight=finding.evidence["zero"])
+            ax.set_title("each weight matrix; red: exactly zero (drawn short: a log axis has no 0)", fontsize=7.5)
             return
         profile = finding.evidence["profile"]
         figures.bars(ax, list(profile), list(np.maximum(list(profile.values()), 1e-12)),
                      "activation std on the first batch", log=True)
 
     metric = "std ratio, last activation layer over first, at init"
+
+    def metric_of(self, finding):
+        return "weight matrices exactly zero at init" if finding.evidence.get("zero") else self.metric
 
     def plan_fix(self, ev, finding):
         from auditor.fixes import reinit_for  # `audit rules` runs without torch
@@ -115,7 +122,8 @@ for layer in model.layers:
 
     def measure(self, ev, finding):
         if finding.evidence.get("zero"):
-            return None
+            return float(sum(p.role in ("weight", "embedding") and len(p.shape) >= 2 and p.data_rms.size > 0
+                             and p.data_rms[0] == 0 for p in ev.params))
         acts = [a for a in ev.activations if a.kind == finding.evidence["kind"] and a.std.size]
         if len(acts) < 2 or not acts[0].std[0] > 0:
             return None
