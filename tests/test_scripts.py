@@ -198,3 +198,17 @@ def test_fp16_precision_check_runs_on_a_scripts_own_batch_at_the_scale_its_backw
     scaled = _audit("amp_underflow", "--scaler", steps=30)
     assert scaled.evidence.amp["precision"]["scale"] > 1000
     assert "amp-underflow" not in [f.rule for f in scaled.findings], [f.rule for f in scaled.findings]
+
+
+@pytest.mark.parametrize(("sample", "rule", "healthy"), [("batch_mixing", "batch-mixing", None),
+                                                         ("causal_leak", "causal-leak", "--causal")])
+def test_model_experiments_run_on_a_scripts_own_batches(sample, rule, healthy):
+    """Batch mixing and a causal leak read the model alone, on the inputs the script fed it: they run whatever
+    the script's loss does with the output (the causal-leak script reshapes its logits before the loss, which
+    the loss-recomputing experiments cannot follow). A model that does not leak is left alone."""
+    report = _audit(sample, steps=30)
+    assert report.root_causes[:1] == [rule], report.root_causes
+    if healthy:
+        fixed = _audit(sample, healthy, steps=30)
+        assert fixed.evidence.causal_leak is not None and not fixed.evidence.causal_leak["leaks"]
+        assert rule not in [f.rule for f in fixed.findings], [f.rule for f in fixed.findings]

@@ -1,6 +1,6 @@
 """The auditor's own experiments on a user's script: overfit one batch, the loss with the inputs zeroed (at
-initialisation and after the steps seen), and under fp16 autocast the precision check, run on the batches the
-script itself fed its model.
+initialisation and after the steps seen), batch mixing and a causal leak (where the model takes one tensor),
+and under fp16 autocast the precision check, run on the batches the script itself fed its model.
 
 The script's model is copied before its first forward; for its first HELD_STEPS steps the observer keeps
 each step's model inputs, its output and every functional loss call. Only where the loss was called on the
@@ -19,6 +19,7 @@ import torch
 from ..evidence import Evidence
 from . import amp as mixed
 from . import checks
+from .batches import LossComputer
 from .lossspy import KINDS
 from .state import copy_model
 
@@ -51,21 +52,29 @@ def held_batches(watch) -> tuple[list, dict | None, str | None, str, list[int]]:
     return out, options, kind, "", steps
 
 
+def _plain_batches(watch) -> list[tuple]:
+    """(inputs, targets) of the held steps where the model took one tensor, whatever the loss then did with its
+    output: the targets of that step's loss call, in the inputs' shape where they hold as many elements (the
+    flattened next-token targets of `F.cross_entropy(logits.view(-1, V), y.view(-1))`)."""
+    out = []
+    for step in sorted(watch.held):
+        args, kwargs = watch.held[step]
+        if len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor):
+            continue
+        x = args[0]
+        call = next((c for s, c, _ in watch.spy.calls if s == step and c.target is not None), None)
+        y = call.target if call is not None else None
+        if isinstance(y, torch.Tensor) and y.shape != x.shape and y.numel() == x.numel():
+            y = y.reshape(x.shape)
+        out.append((x, y))
+    return out
+
+
 def run(watch, evidence: Evidence) -> None:
     if watch.initial is None:
         evidence.probe.notes.append("the experiments did not run: no model with trainable parameters was called "
                                     "before the first step")
         return
-    held, options, kind, why, steps = held_batches(watch)
-    if not held:
-        evidence.probe.notes.append(f"the experiments did not run: {why}")
-        return
-    loss = _FUNCTIONS[kind]
-
-    def compute(m, batch):
-        out = m(batch[0]) if len(batch) == 2 else m(*batch[0], **batch[1])
-        return loss(out, batch[-1], **options)
-
     def attempt(name, run):
         try:
             return run()
@@ -73,6 +82,24 @@ def run(watch, evidence: Evidence) -> None:
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             evidence.probe.notes.append(f"the {name} experiment could not run on this script's model: {first}")
             return None
+
+    # Batch mixing and a causal leak read the model alone: they need its inputs, not the script's loss.
+    plain = _plain_batches(watch)
+    if plain:
+        forward = LossComputer(None, None, "the script", "the script")  # its forward(m, x) is m(x)
+        evidence.batch_mixing = attempt("batch-mixing",
+                                        lambda: checks.batch_mixing(copy_model(watch.initial), plain[0], forward))
+        evidence.causal_leak = attempt("causal-leak",
+                                       lambda: checks.causal_leak(copy_model(watch.initial), plain[0]))
+    held, options, kind, why, steps = held_batches(watch)
+    if not held:
+        evidence.probe.notes.append(f"the experiments that recompute the loss did not run: {why}")
+        return
+    loss = _FUNCTIONS[kind]
+
+    def compute(m, batch):
+        out = m(batch[0]) if len(batch) == 2 else m(*batch[0], **batch[1])
+        return loss(out, batch[-1], **options)
 
     evidence.overfit = attempt("overfit-one-batch",
                                lambda: checks.overfit_one_batch(lambda: copy_model(watch.initial), held[0], compute))
