@@ -223,7 +223,9 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
     # (c) mechanisms, in the table's order of precedence, unless time or a counterfactual says otherwise.
     order = sorted(by_rule.values(), key=lambda f: (_onset(f), -_rank(f), f.rule))
     for m in MECHANISMS:
-        for cause in (f for f in order if m.cause in _tags(f) and (m.when is None or m.when(f))):
+        # Information is not a fault: dead units in a squeeze-excitation gate, off by design, explain no plateau.
+        for cause in (f for f in order if f.severity != "info" and m.cause in _tags(f)
+                      and (m.when is None or m.when(f))):
             for effect in (f for f in order if f is not cause and f.rule in m.effects
                            and not (m.after_updates and not f.onset)
                            and (m.effect_when is None or m.effect_when(f))):

@@ -155,3 +155,13 @@ def test_a_fix_that_left_training_worse_removes_nothing():
         result = Counterfactuals()
         record(result, findings[0], findings, {"lr-range": R(), "grad-spikes": R()}, before, after, set())
         assert result.removed_by["lr-range"] == credited
+
+
+def test_information_explains_no_fault():
+    """An info finding (dead units in a squeeze-excitation gate, off by design) is no cause of a warning: with
+    labels shuffled on a MobileNetV3, 'dead units' headlined the plateau that the labels made."""
+    info = _f("dead-units", "info", onset=0)
+    plateau = _f("loss-plateau", "warning", onset=10)
+    roots = link([info, plateau])
+    assert roots[0] == "loss-plateau" and not plateau.explained_by
+    assert link([_f("dead-units", "warning", onset=0), _f("loss-plateau", "warning", onset=10)])[0] == "dead-units"
