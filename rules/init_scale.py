@@ -25,7 +25,8 @@ class InitScale(Rule):
         "zero_share": Threshold(0.5, "error when at least this share of the weight matrices (and two or more) are "
                                 "exactly zero at initialisation", "deliberate zero inits stay well below it: a "
                                 "zero-initialised head is one matrix, LoRA's B one in three, DiT's adaLN-Zero about "
-                                "one in five; none on the healthy zoo (bench/zoo.py)"),
+                                "one in five; on the healthy zoo at most 8 of 59 (timm's NF-ResNet gains, "
+                                "bench/zoo.py)"),
     }
     why = """
 Each layer multiplies the activations' scale by roughly gain * std(w) * sqrt(fan_in). When that is not 1,

@@ -79,11 +79,12 @@ class LabelProblems(Rule):
                              "floor over batches; measured: a batch of 64 standardised targets varies 0.16-0.19 "
                              "about the variance; shuffled targets' best sweep median sat 0.13 below it, a model "
                              "learning through dropout 0.15 below it on the loader's first pass (3 let it fire)"),
-        "above": Threshold(0.05, "... and the end loss no more than this fraction above that floor: a model fitting "
+        "above": Threshold(0.1, "... and the end loss no more than this fraction above that floor: a model fitting "
                            "labels unrelated to its inputs ends a little above their entropy, its confident guesses "
                            "wrong; far above it, something else (an initialisation, a rate) keeps it there",
                            "measured: shuffled labels on MobileNetV3 from scratch end 3.3% above the floor on the "
-                           "loader's first pass (tests/test_zoo.py); on the ResNet-18 recipe at lr 0.1, 58% above"),
+                           "loader's first pass under torch 2.14, 5.05% under torch 2.6 (tests/test_zoo.py); twice "
+                           "the larger; on the ResNet-18 recipe at lr 0.1, 58% above"),
         "inputs_help": Threshold(0.1, "... and zeroing the inputs raises the trained model's loss by less than this "
                                  "fraction", "measured: +3% on the shuffled-labels sample, +25% to +120% on the "
                                  "healthy ones"),
