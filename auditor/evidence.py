@@ -5,6 +5,7 @@ Rules and reports only read this; nothing here touches the model or the device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -290,6 +291,17 @@ def fresh_level(ev: Evidence) -> tuple[float, int]:
     seq = first if repeated and first.size >= 20 else loss_prefix(ev)
     k = max(3, seq.size // 5)
     return (float(np.median(seq[-k:])) if seq.size else float("nan")), min(k, seq.size)
+
+
+def overfit_left(losses, floor: float | None) -> tuple[float, float]:
+    """How much of the way from the start to the loss's floor is left at the best step (inf where unknown), and
+    that floor. Label smoothing, class weights with it, soft targets: the loss has a floor above 0 that no model
+    goes below, so progress is measured towards it (0 where it is unknown or implausibly near the start)."""
+    start = float(losses[0])
+    low = floor if floor is not None and 0 <= floor < 0.9 * start else 0.0
+    best = min((float(v) for v in losses if math.isfinite(v)), default=math.inf)
+    left = (best - low) / (start - low) if math.isfinite(start) and start > low and math.isfinite(best) else math.inf
+    return left, low
 
 
 def best_sweep_loss(ev: Evidence) -> float | None:

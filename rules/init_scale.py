@@ -94,7 +94,7 @@ for layer in model.layers:
 
     def draw(self, ax, ev, finding):
         if finding.evidence.get("zero"):
-            mats = [p for p in ev.params if p.role in ("weight", "embedding") and len(p.shape) >= 2 and p.data_rms.size]
+            mats = [p for p in _matrices(ev) if p.data_rms.size]
             rms = [float(p.data_rms[0]) for p in mats]
             floor = min((v for v in rms if v > 0), default=1.0) / 10  # a log axis has no 0: zeros drawn short
             figures.bars(ax, [p.name for p in mats], [v if v > 0 else floor for v in rms],
@@ -123,8 +123,7 @@ for layer in model.layers:
 
     def measure(self, ev, finding):
         if finding.evidence.get("zero"):
-            return float(sum(p.role in ("weight", "embedding") and len(p.shape) >= 2 and p.data_rms.size > 0
-                             and p.data_rms[0] == 0 for p in ev.params))
+            return float(sum(p.data_rms.size > 0 and p.data_rms[0] == 0 for p in _matrices(ev)))
         acts = [a for a in ev.activations if a.kind == finding.evidence["kind"] and a.std.size]
         if len(acts) < 2 or not acts[0].std[0] > 0:
             return None
@@ -134,10 +133,15 @@ for layer in model.layers:
 LAYER_TYPES = {"Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "EmbeddingBag", "Conv1D"}
 
 
+def _matrices(ev) -> list:
+    """Every weight matrix, conv kernel and embedding table, zero or not (Evidence.matrices leaves zeros out)."""
+    return [p for p in ev.params if p.role in ("weight", "embedding") and len(p.shape) >= 2]
+
+
 def _zero_weights(ev, t):
     """Weight matrices that start at exactly zero. Every unit of such a layer computes the same thing and gets the
     same gradient, and a zero layer passes no signal forward and, for the layers before it, no gradient back."""
-    matrices = [p for p in ev.params if p.role in ("weight", "embedding") and len(p.shape) >= 2]
+    matrices = _matrices(ev)
     zero = [p.name for p in matrices if p.data_rms.size and p.data_rms[0] == 0]
     # The first layer the input meets, zero: the input is multiplied by zero, whatever the rest. A layer, not a
     # tensor its container owns (torchvision's ViT starts its zero class token ahead of the patch embedding).

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, pct
+from auditor.evidence import fmt, overfit_left, pct
 from auditor.report import figures
 
 
@@ -42,11 +42,7 @@ self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))        
         if not np.isfinite(losses[0]) or losses[0] <= 0:
             return
         best = float(np.nanmin(losses)) if np.isfinite(losses).any() else float("nan")
-        # Label smoothing, class weights with it, soft targets: the loss has a floor above 0 that no model goes
-        # below; progress is measured from the start towards that floor.
-        floor = o.get("floor")
-        floor = floor if floor is not None and 0 <= floor < 0.9 * losses[0] else 0.0
-        fraction = (best - floor) / (losses[0] - floor) if np.isfinite(best) else float("inf")
+        fraction, floor = overfit_left(losses, o.get("floor"))
         if fraction <= t.max_fraction:
             return
         yield self.finding(

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..evidence import overfit_left
 from .batches import LossComputer, map_tensors, tensors
 from .lossspy import KINDS, LossCall, LossSpy
 
@@ -284,19 +285,12 @@ def overfit_one_batch(fresh: Callable[[], nn.Module], batch, compute: Callable) 
     tried = []
     for lr in (OVERFIT_LR, OVERFIT_LR / 10):
         losses, floor = _memorise(fresh(), small, compute, lr)
-        tried.append((_left(losses, floor), lr, losses, floor))
+        tried.append((overfit_left(losses, floor)[0], lr, losses, floor))
         if tried[-1][0] <= OVERFIT_DONE:
             break
     _, lr, losses, floor = min(tried, key=lambda t: t[0])
     return {"losses": losses, "samples": OVERFIT_SAMPLES, "steps": len(losses), "lr": lr, "floor": floor,
             "rates": [t[1] for t in tried]}
-
-
-def _left(losses: list[float], floor: float | None) -> float:
-    """How much of the way from the start to the loss's floor is left at the best step (inf where unknown)."""
-    low = floor if floor is not None and 0 <= floor < 0.9 * losses[0] else 0.0
-    best = min((v for v in losses if math.isfinite(v)), default=math.inf)
-    return (best - low) / (losses[0] - low) if math.isfinite(losses[0]) and losses[0] > low else math.inf
 
 
 def _memorise(m: nn.Module, small, compute: Callable, lr: float) -> tuple[list[float], float | None]:
@@ -315,7 +309,8 @@ def _memorise(m: nn.Module, small, compute: Callable, lr: float) -> tuple[list[f
         loss.backward()
         opt.step()
         losses.append(loss.detach().float())
-        if (step + 1) % OVERFIT_CHECK == 0 and _left([float(losses[0]), float(losses[-1])], floor) <= OVERFIT_DONE:
+        done = (step + 1) % OVERFIT_CHECK == 0  # a host sync only every OVERFIT_CHECK steps
+        if done and overfit_left([float(losses[0]), float(losses[-1])], floor)[0] <= OVERFIT_DONE:
             break
     return torch.stack(losses).cpu().numpy().astype(float).tolist(), floor
 
