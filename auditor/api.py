@@ -14,6 +14,7 @@ from .errors import AuditError
 from .interrupt import Stopped
 from .load import UserSetup
 from .probe import snapshot
+from .probe.loopwatch import LoopFix
 from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS, ProbeOptions, mark_partial, run_probe
 from .progress import Progress, as_progress
 from .report import Report
@@ -75,7 +76,13 @@ def audit_script(script, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAU
                  ignore: Iterable[str] = (), thresholds: dict | None = None, plugins: Iterable[str] = (),
                  progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True) -> Report:
     """`audit run train.py ARGS`: the script's own loop, observed for its first `steps` optimizer steps
-    (auditor/probe/script.py), judged by the same rules as a replay. `script` is an auditor.probe.script.Script."""
+    (auditor/probe/script.py), judged by the same rules as a replay. `script` is an auditor.probe.script.Script.
+
+    A script that steps several optimizers (a GAN) is audited once per optimizer, each in a run of its own: the
+    report returned is of the first to step, and `report.players` holds one report per optimizer, itself first."""
+    from dataclasses import replace
+
+    from .probe.rerun import rerun
     from .probe.script import run_script
 
     rules = load_rules(plugins)
@@ -83,21 +90,43 @@ def audit_script(script, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAU
     unknown = set(ignore) - set(rules)
     if unknown:
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # A re-run would join the job's process group as a rank of its own and wait for the others forever.
+    verify_fixes = verify_fixes and not distributed
+    options = dict(steps=steps, stats_every=stats_every, seed=seed, ignore=ignore, thresholds=thresholds,
+                   verify_fixes=verify_fixes, progress=progress)
     evidence = run_script(script, steps, stats_every, seed)
+    report = _script_report(script, evidence, rules, resolved, **options)
+    report.players = [report]
+    players = len((evidence.loop or {}).get("optimizers", []))
+    if distributed and players > 1:
+        evidence.probe.notes.append(f"under torchrun only the first of the script's {players} optimizers is audited: "
+                                    "run `audit run` on one process for the others")
+        players = 1
+    for index in range(1, players):
+        player = replace(script, optimizer=index)
+        # A fresh process: the first run's module state must not leak into the next player's run.
+        other = rerun(player, LoopFix(), steps, stats_every, seed, experiments=True)
+        report.players.append(_script_report(player, other, rules, resolved, **options))
+    return report
+
+
+def _script_report(script, evidence, rules, resolved, *, steps, stats_every, seed, ignore, thresholds,
+                   verify_fixes, progress) -> Report:
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
     report.catalogue = rules
+    loop = evidence.loop or {}
     report.settings = {"mode": "script", "script": script.name, "args": list(script.args), "steps": steps,
                        "stats_every": stats_every, "seed": seed, "device": evidence.probe.device,
                        "verify_fixes": verify_fixes, "ignore": sorted(set(ignore)),
-                       "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()}}
-    counter = Counterfactuals()
-    if verify_fixes and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # A re-run would join the job's process group as a rank of its own and wait for the others forever.
+                       "thresholds": {k: dict(v) for k, v in (thresholds or {}).items()},
+                       "optimizer": {"index": script.optimizer, "of": len(loop.get("optimizers", [])),
+                                     "optimizer": evidence.probe.optimizer.split("(")[0], "model": loop.get("model")}}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         evidence.probe.notes.append("fixes are not re-run under torchrun: run `audit run` on one process to verify "
                                     "them")
-        verify_fixes = False
-        report.settings["verify_fixes"] = False
+    counter = Counterfactuals()
     if verify_fixes and not evidence.probe.partial_reason:
         from .verify import verify_script
 

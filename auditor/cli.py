@@ -167,10 +167,24 @@ def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore,
         if not main:
             return 0
         with interrupt.deferred() as pending:
-            written = report.write(out, formats, progress)
+            written = [r.write(_player_folder(out, r, i), formats, progress) for i, r in enumerate(report.players)]
     finally:
         progress.close()
-    return _conclude(report, target.name, written, pending, fail_on, quiet, None, None, out)
+    codes = []
+    for i, (r, paths) in enumerate(zip(report.players, written, strict=True)):
+        if len(report.players) > 1:
+            who = r.settings["optimizer"]
+            click.echo(click.style(f"optimizer {i + 1} of {len(report.players)}: {who['optimizer']} training "
+                                   f"{who['model']}", bold=True))
+        codes.append(_conclude(r, target.name, paths, pending, fail_on, quiet, None, None, out))
+    return max(codes)
+
+
+def _player_folder(out, report, index: int) -> Path:
+    """The first optimizer's report where every audit writes it; a GAN's other players' in folders beside it."""
+    if index == 0:
+        return Path(out)
+    return Path(out) / f"optimizer-{index + 1}-{report.settings['optimizer']['model']}"
 
 
 def _settled(settings, steps, stats_every, seed, no_verify, out, fail_on, formats, ignore, overrides) -> tuple:

@@ -43,15 +43,16 @@ def main(names: list[str]) -> int:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             done = audit(case, Path(tmp))
-            path = Path(tmp) / "report.json"
-            report = json.loads(path.read_text()) if path.exists() else None
-        if report is None:
+            # One report per optimizer the script steps: the first's in the folder, a GAN's others beside it.
+            paths = sorted(Path(tmp).rglob("report.json"), key=lambda p: len(p.parts))
+            reports = [json.loads(p.read_text()) for p in paths]
+        if not reports:
             wrong = [f"no report (exit {done.returncode}): {(done.stderr.strip().splitlines() or [''])[-1]}"]
             roots, loud = [], []
         else:
-            wrong = judge(case, report)
-            roots = report["root_causes"]
-            loud = [f["rule"] for f in report["findings"] if f["severity"] != "info"]
+            wrong = judge(case, reports)
+            roots = [r["root_causes"] for r in reports] if len(reports) > 1 else reports[0]["root_causes"]
+            loud = [f["rule"] for r in reports for f in r["findings"] if f["severity"] != "info"]
         kind = "healthy" if case.healthy else "broken"
         right[kind][0] += not wrong
         right[kind][1] += 1

@@ -212,3 +212,31 @@ def test_model_experiments_run_on_a_scripts_own_batches(sample, rule, healthy):
         fixed = _audit(sample, healthy, steps=30)
         assert fixed.evidence.causal_leak is not None and not fixed.evidence.causal_leak["leaks"]
         assert rule not in [f.rule for f in fixed.findings], [f.rule for f in fixed.findings]
+
+
+def test_a_gan_is_reported_per_optimizer():
+    # The generator's optimizer is never zeroed; the discriminator's loop is right. Each optimizer gets a report
+    # of its own, from a run that observed it, and the bug is in the generator's alone, its fix proven there.
+    report = _audit("gan")
+    assert [r.settings["optimizer"]["model"] for r in report.players] == ["Discriminator", "Generator"]
+    assert report.players[0] is report
+    d, g = report.players
+    assert not [f.rule for f in d.findings if f.severity != "info"], [f.rule for f in d.findings]
+    assert g.root_causes[0] == "missing-zero-grad"
+    fired = next(f for f in g.findings if f.rule == "missing-zero-grad")
+    assert fired.verified["outcome"] == "resolved", fired.verified
+    assert g.evidence.loop["backwards"][:3] == [1, 1, 1]  # the discriminator's backward is not the generator's
+    healthy = _audit("gan", "--zero-grad")
+    assert len(healthy.players) == 2
+    assert not [f.rule for r in healthy.players for f in r.findings if f.severity != "info"]
+
+
+def test_cli_writes_one_report_per_optimizer(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "auditor", "run", "-q", "--format", "json", "--out", str(tmp_path),
+                           str(SCRIPTS / "gan" / "train.py")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    first = json.loads((tmp_path / "report.json").read_text())
+    second = json.loads((tmp_path / "optimizer-2-Generator" / "report.json").read_text())
+    assert first["settings"]["optimizer"] == {"index": 0, "of": 2, "optimizer": "Adam", "model": "Discriminator"}
+    assert first["verdict"] == "clean" and second["root_causes"][0] == "missing-zero-grad"
+    assert "optimizer 2 of 2: Adam training Generator" in done.stdout

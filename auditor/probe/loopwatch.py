@@ -77,6 +77,7 @@ class LoopRecord:
     forwards: list[Forward] = field(default_factory=list)
     clips: list[dict] = field(default_factory=list)  # {step, scaled, function}
     other_optimizers: dict[str, int] = field(default_factory=dict)  # class name -> steps taken
+    players: list[str] = field(default_factory=list)  # every optimizer that stepped, in order of its first step
     stale_optimizer: dict | None = None
     scaler: dict | None = None  # the script's GradScaler: enabled, init_scale
     autocast: str | None = None  # "" (none), "fp16" or "bf16": the first training forward's autocast
@@ -85,8 +86,13 @@ class LoopRecord:
 class LoopWatch:
     """Install with `with LoopWatch(steps, stats_every):`, run the user's code inside, then `finish()`."""
 
-    def __init__(self, steps: int, stats_every: int, fix: LoopFix | None = None, experiments: bool = False):
+    def __init__(self, steps: int, stats_every: int, fix: LoopFix | None = None, experiments: bool = False,
+                 optimizer: int = 0):
         self.steps, self.stats_every = steps, stats_every
+        # Which optimizer is observed, in the order of their first steps: a GAN's players are audited one per run.
+        self.player = optimizer
+        self._order: dict[int, int] = {}
+        self._others_params: set[int] = set()  # ids of the tensors the other optimizers train
         self.observer = Observer(steps, stats_every)
         self.fix = fix or LoopFix()
         self._edited = False
@@ -169,6 +175,10 @@ class LoopWatch:
     def _patch(self, owner, name, replacement) -> None:
         self._patched.append((owner, name, getattr(owner, name)))
         setattr(owner, name, replacement)
+
+    def initial_is_model(self) -> bool:
+        """Whether the copy taken before the first forward is of the model the observed optimizer trains."""
+        return self._initial_id is not None and self._initial_id == id(self.model)
 
     def measured(self, step: int) -> bool:
         return self.observer.measured(step)
@@ -286,8 +296,11 @@ class LoopWatch:
             if n > overlap:
                 best, overlap = m, n
         if best is None and self._candidates:
-            # The optimizer trains none of what runs: an optimizer built for a model instance later replaced.
-            best = max(self._candidates.values(), key=lambda m: sum(p.numel() for p in m.parameters()))
+            # The optimizer trains none of what runs: an optimizer built for a model instance later replaced. The
+            # replacement is the largest model no other optimizer trains (a GAN's other player is trained).
+            untrained = [m for m in self._candidates.values()
+                         if not any(id(p) in self._others_params for p in m.parameters())]
+            best = max(untrained or self._candidates.values(), key=lambda m: sum(p.numel() for p in m.parameters()))
             self.record.stale_optimizer = {
                 "model": type(best).__name__,
                 "optimizer_tensors": len(trained),
@@ -387,7 +400,7 @@ class LoopWatch:
             before = watch._optimizer_steps
             result = original(scaler, optimizer, *args, **kwargs)
             if scaler.is_enabled() and watch._optimizer_steps == before and \
-                    (watch.opt is None or optimizer is watch.opt):
+                    (optimizer is watch.opt or (watch.opt is None and watch.player == 0)):
                 watch.record.skipped.append(watch.step)
                 watch._pending.clear()  # the skipped iteration's loss trained nothing
                 watch._backwards = 0
@@ -470,7 +483,12 @@ class LoopWatch:
         return (measured_closure, *args[1:]), kwargs
 
     def _before_update(self, opt) -> None:
-        if self.opt is None:
+        if id(opt) not in self._order:
+            self._order[id(opt)] = len(self._order)
+            self.record.players.append(type(opt).__name__)
+            if self._order[id(opt)] != self.player:
+                self._others_params |= {id(p) for g in opt.param_groups for p in g["params"]}
+        if self.opt is None and self._order[id(opt)] == self.player:
             self.opt = opt
             self._choose_model(opt)
         if opt is self.opt and (not self.experiments or self.step >= HELD_STEPS - 1):
@@ -478,7 +496,9 @@ class LoopWatch:
         if opt is not self.opt:
             key = type(opt).__name__
             self.record.other_optimizers[key] = self.record.other_optimizers.get(key, 0) + 1
-            self._pending.clear()  # the losses behind another optimizer's step (a GAN's other player) are its own
+            # The losses and backward passes behind another optimizer's step (a GAN's other player) are its own.
+            self._pending.clear()
+            self._backwards = 0
             return
         self._tracer_off()
         step = self.step

@@ -38,6 +38,7 @@ class Script:
     target: str
     args: list[str] = field(default_factory=list)
     module: bool = False
+    optimizer: int = 0  # the optimizer observed, in the order of first steps: one audit per player of a GAN
 
     @property
     def name(self) -> str:
@@ -85,12 +86,15 @@ def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: Loo
     script.check()
     started = time.perf_counter()
     seed_everything(seed)  # before the script runs; a script that seeds itself wins, as in its own job
-    watch = LoopWatch(steps, stats_every, fix=fix, experiments=experiments)
+    watch = LoopWatch(steps, stats_every, fix=fix, experiments=experiments, optimizer=script.optimizer)
     ending = _run(script, watch)
     if watch.step == 0 and watch.record.skipped:
         raise AuditError(f"{script.name}: the GradScaler skipped every one of its {len(watch.record.skipped)} steps "
                          "for inf/NaN gradients, so no update was ever applied: fp16 overflows from the first step "
                          "(train in bfloat16, or find the layer whose fp16 output passes 65504)")
+    if watch.step == 0 and script.optimizer and len(watch.record.players) <= script.optimizer:
+        raise AuditError(f"{script.name}: optimizer {script.optimizer + 1} never stepped in this run (the script "
+                         f"stepped {len(watch.record.players)})")
     if watch.step == 0:
         raise AuditError(_never_stepped(script, ending))
     evidence = _evidence(script, watch, ending, seed, started)
@@ -179,9 +183,12 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
     if watch.tracer is None and getattr(model, "_orig_mod", None) is not None:
         info.notes.append("a torch.compile'd model: its activations are not traced (the tracer would make it "
                           "recompile); gradients, updates and the loop are measured as usual")
-    for name, count in watch.record.other_optimizers.items():
-        info.notes.append(f"a second optimizer ({name}, {count} steps) was seen; this report is of the first one "
-                          f"to step, {type(opt).__name__} over {type(model).__name__}")
+    players = watch.record.players
+    if len(players) > 1:
+        others = ", ".join(f"{name} ({count} steps)" for name, count in watch.record.other_optimizers.items())
+        info.notes.append(f"the script steps {len(players)} optimizers; this report is of optimizer "
+                          f"{script.optimizer + 1} in the order of their first steps, {type(opt).__name__} over "
+                          f"{type(model).__name__} (also seen: {others}), each audited in a run of its own")
     evidence = watch.observer.evidence(info, host, n)
     evidence.initial_losses = [initial] if initial is not None else []
     evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
@@ -234,6 +241,8 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         # Which mode-dependent modules the model holds, so a diagnosis names only those it has.
         "mode_modules": _mode_modules(watch.model),
         "other_optimizers": dict(rec.other_optimizers),
+        "optimizers": list(rec.players),
+        "optimizer_index": watch.player,
     }
 
 

@@ -75,6 +75,10 @@ def run(watch, evidence: Evidence) -> None:
         evidence.probe.notes.append("the experiments did not run: no model with trainable parameters was called "
                                     "before the first step")
         return
+    if not watch.initial_is_model():
+        evidence.probe.notes.append(f"the experiments did not run: the first model the script called "
+                                    f"({type(watch.initial).__name__}) is not the one this optimizer trains")
+        return
     def attempt(name, run):
         try:
             return run()
@@ -91,6 +95,10 @@ def run(watch, evidence: Evidence) -> None:
                                         lambda: checks.batch_mixing(copy_model(watch.initial), plain[0], forward))
         evidence.causal_leak = attempt("causal-leak",
                                        lambda: checks.causal_leak(copy_model(watch.initial), plain[0]))
+    if len(watch.record.players) > 1:
+        evidence.probe.notes.append("the experiments that recompute the loss did not run: with several optimizers "
+                                    "(a GAN), one model's loss is made by the others")
+        return
     held, options, kind, why, steps = held_batches(watch)
     if not held:
         evidence.probe.notes.append(f"the experiments that recompute the loss did not run: {why}")

@@ -56,6 +56,8 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     _bug("cosine_per_batch.py", "CosineAnnealingLR(T_max=epochs) stepped per batch", "lr-schedule"),
     _bug("amp_clip_value.py", "bf16 autocast and a GradScaler, clip_grad_value_ before unscale_",
          "clip-before-unscale"),
+    _bug("gan_two_models.py", "a GAN whose generator is rebuilt after its optimizer was made", "stale-optimizer",
+         args=("--rebuild-g",)),
     _bug("rebuilt_for_finetune.py", "the model rebuilt from a state dict after the optimizer", "stale-optimizer"),
     _bug("validate_inference_mode.py", "validation under inference_mode without model.eval()",
          "eval-in-train-mode"),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 
-def judge(case, report: dict) -> list[str]:
-    """Problems with a report (report.json as a dict) against the case's labels; empty when it is right."""
-    loud = [f["rule"] for f in report["findings"] if f["severity"] != "info"]
+def judge(case, reports: dict | list[dict]) -> list[str]:
+    """Problems with a script's reports (report.json as dicts, one per optimizer the script steps) against the
+    case's labels; empty when they are right. A bug is headlined by the report of the optimizer it is in."""
+    reports = [reports] if isinstance(reports, dict) else reports
+    loud = [f["rule"] for r in reports for f in r["findings"] if f["severity"] != "info"]
     if case.healthy:
         return [f"false alarm: {', '.join(loud)}"] if loud else []
     wrong = [f"missed {r}" for r in sorted(case.fires - set(loud))]
-    roots = report.get("root_causes") or []
-    if case.headline and (not roots or roots[0] != case.headline):
-        wrong.append(f"headline {roots[0] if roots else None}, expected {case.headline}")
+    heads = [(r.get("root_causes") or [None])[0] for r in reports]
+    if case.headline and case.headline not in heads:
+        wrong.append(f"headline {' / '.join(str(h) for h in heads)}, expected {case.headline}")
     return wrong
