@@ -7,7 +7,9 @@ for tokens), so a healthy recipe must show learning within the probe.
 
 Recipes follow the authors' published training settings, with the learning rate scaled linearly to the
 probe's batch where the authors state one for a larger batch (Goyal et al. 2017):
-- SGD family (torchvision references for ResNet, VGG, DenseNet, ...): momentum 0.9, lr 0.1 per 256, wd 1e-4;
+- SGD family (torchvision references for ResNet, DenseNet, ...): momentum 0.9, lr 0.1 per 256, wd 1e-4; AlexNet and
+  VGG without BatchNorm at 0.01 per 256 (the references' note on them); SqueezeNet at its authors' 0.04 per 512,
+  wd 2e-4;
 - MobileNetV3 (torchvision references): RMSprop, lr 0.064 per 1024 (x 4 GPUs x 128), eps 0.0316, wd 1e-5;
 - ViT, Swin, ConvNeXt, MaxViT and Hugging Face transformers: AdamW, lr 1e-3, wd 0.05, with no warmup, at the
   probe's batch of 16: what a user reaches for first (the recipe issue 19's sweep used). The authors' own
@@ -76,6 +78,12 @@ def rmsprop_mobilenet():
 
 
 def _vision_recipe(name: str):
+    if name == "alexnet" or re.fullmatch(r"vgg\d+", name):
+        # torchvision's references: without BatchNorm "the default initial learning rate 0.1 is too high", 0.01.
+        return sgd(0.01), "SGD 0.000625 (0.01 per 256), momentum 0.9, wd 1e-4"
+    if name.startswith("squeezenet"):
+        # The SqueezeNet authors' solver (DeepScale/SqueezeNet): base_lr 0.04 for batches of 512, wd 2e-4.
+        return sgd(0.02, 2e-4), "SGD 0.00125 (0.04 per 512), momentum 0.9, wd 2e-4"
     if re.match(TRANSFORMER, name) or name.startswith("convnext"):
         return adamw(), "AdamW 1e-3, wd 0.05"
     if name.startswith("mobilenet_v3") or name.startswith("mobilenetv3"):
