@@ -266,8 +266,10 @@ def verify_script(script, evidence: Evidence, findings: list[Finding], rules: di
             progress.update()
             continue
         rule = rules[f.rule]
+        # The experiments too where another finding reads them: whether the fix removed it is then measured.
+        experiments = rule.needs_checks or any(rules[g.rule].reads for g in findings if g.rule != f.rule)
         try:
-            after_ev = rerun(script, fix, steps, stats_every, seed, experiments=rule.needs_checks)
+            after_ev = rerun(script, fix, steps, stats_every, seed, experiments=experiments)
         except AuditError as exc:
             f.verified = {"fix": plan.description, "reason": f"the script could not be re-run with the fix: {exc}"}
             continue

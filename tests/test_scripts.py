@@ -240,3 +240,28 @@ def test_cli_writes_one_report_per_optimizer(tmp_path):
     assert first["settings"]["optimizer"] == {"index": 0, "of": 2, "optimizer": "Adam", "model": "Discriminator"}
     assert first["verdict"] == "clean" and second["root_causes"][0] == "missing-zero-grad"
     assert "optimizer 2 of 2: Adam training Generator" in done.stdout
+
+
+def test_lr_range_test_runs_on_the_script_itself():
+    # The sweep is the script re-run with its rate swept, on fresh batches from its own loader: a rate ten times
+    # past where the loss bottoms out is the headline, and the suggestion is proven on the script.
+    report = _audit("lr_too_high")
+    sweep = report.evidence.lr_range
+    assert sweep is not None and len(sweep["lrs"]) >= 20
+    assert sweep["lrs"][0] == pytest.approx(1e-6) and sweep["lrs"][1] > sweep["lrs"][0]
+    assert 0.03 < sweep["good_high"] < 1.0, sweep["good_high"]
+    assert report.root_causes[0] == "lr-range", report.root_causes
+    fired = next(f for f in report.findings if f.rule == "lr-range")
+    assert fired.verified["outcome"] in ("resolved", "improved") and fired.verified["loss_after"] < 0.5
+    healthy = _audit("lr_too_high", "--lr", "0.05")
+    assert healthy.evidence.lr_range is not None
+    assert not [f.rule for f in healthy.findings if f.severity != "info"], [f.rule for f in healthy.findings]
+
+
+def test_the_range_test_sees_the_loop_bug_and_its_fix_removes_the_finding():
+    # Without zero_grad the sweep's gradients pile up too, so the test puts the rate far too high; the zero_grad
+    # fix, re-run with the experiments, removes that finding: the loop bug is the cause, proven.
+    report = _audit("missing_zero_grad")
+    assert report.root_causes == ["missing-zero-grad"], report.root_causes
+    lr = next((f for f in report.findings if f.rule == "lr-range"), None)
+    assert lr is None or "missing-zero-grad" in lr.explained_by

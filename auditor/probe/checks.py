@@ -373,38 +373,55 @@ def zeroed_inputs(model: nn.Module, batches: list, compute: Callable) -> dict | 
     return {"real": values[0].tolist(), "zeroed": values[1].tolist()}
 
 
+def sweep_rate(i: int) -> float:
+    """The LR range test's learning rate at its step i: exponential from LR_RANGE[0] to LR_RANGE[1]."""
+    lo, hi = LR_RANGE
+    return lo * (hi / lo) ** (i / (LR_RANGE_STEPS - 1))
+
+
+class SweepStop:
+    """When the range test stops: a non-finite loss, or the smoothed loss LR_RANGE_STOP times its best. One host
+    sync per step, unlike the probe: the test has to stop when the loss blows up."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+        self.best = math.inf
+
+    def done(self, value: float) -> bool:
+        self.losses.append(value)
+        if not math.isfinite(value):
+            return True
+        # A running median, not fastai's mean: one outlier batch must not end the sweep.
+        smoothed = float(np.median(self.losses[-5:]))
+        self.best = min(self.best, smoothed)
+        return len(self.losses) > 6 and smoothed > LR_RANGE_STOP * self.best
+
+
 def lr_range(m: nn.Module, make_opt: Callable, batches: Callable[[], object], compute: Callable) -> dict:
     """Smith's LR range test: the learning rate grows exponentially each step on a copy of the initial
-    model with the user's optimizer; stops once the smoothed loss is LR_RANGE_STOP times its best.
-    One host sync per step, unlike the probe: the test has to stop when the loss blows up."""
+    model with the user's optimizer; stops once the smoothed loss is LR_RANGE_STOP times its best."""
     m.train()
     opt = make_opt(m)
-    lo, hi = LR_RANGE
-    factor = (hi / lo) ** (1 / (LR_RANGE_STEPS - 1))
-    lrs, losses = [], []
-    best = math.inf
+    lrs, stop = [], SweepStop()
     for i in range(LR_RANGE_STEPS):
         batch = batches()
         if batch is None:
             break
-        lr = lo * factor**i
+        lr = sweep_rate(i)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss = compute(m, batch)
         loss.backward()
         opt.step()
-        value = float(loss.detach())
         lrs.append(lr)
-        losses.append(value)
-        if not math.isfinite(value):
+        if stop.done(float(loss.detach())):
             break
-        # A running median, not fastai's mean: one outlier batch must not end the sweep.
-        smoothed = float(np.median(losses[-5:]))
-        best = min(best, smoothed)
-        if i > 5 and smoothed > LR_RANGE_STOP * best:
-            break
-    return {"lrs": lrs, "losses": losses, **_suggest(np.array(lrs), np.array(losses))}
+    return range_result(lrs, stop.losses)
+
+
+def range_result(lrs, losses) -> dict:
+    return {"lrs": list(lrs), "losses": list(losses), **_suggest(np.array(lrs), np.array(losses))}
 
 
 def _suggest(lrs: np.ndarray, losses: np.ndarray) -> dict:

@@ -44,6 +44,7 @@ class LoopFix:
     clip_grad_norm: float | None = None
     add_missing_params: bool = False
     param_edits: tuple = ()
+    lr_sweep: bool = False  # the LR range test on the script: its rates swept exponentially, one per step
 
 
 class StopScript(BaseException):
@@ -138,6 +139,7 @@ class LoopWatch:
         self._model_hooks: list = []
         self._evaled: set[int] = set()  # modules the eval-for-validation fix switched, to switch back after
         self._last_loss: torch.Tensor | None = None
+        self._sweep = checks.SweepStop() if self.fix.lr_sweep else None
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self):
@@ -537,10 +539,14 @@ class LoopWatch:
                 if missing:
                     opt.add_param_group({"params": missing, "lr": opt.param_groups[0]["lr"]})
                     self._first_lrs.append(opt.param_groups[0]["lr"])
-        if fix.lr is not None or fix.hold_schedule:
+        if fix.lr is not None or fix.hold_schedule or fix.lr_sweep:
             self._held = [g["lr"] for g in opt.param_groups]
-            base = self._first_lrs if fix.hold_schedule else self._held
-            factor = fix.lr / self._first_lrs[0] if fix.lr is not None and self._first_lrs[0] else 1.0
+            base = self._first_lrs if fix.hold_schedule or fix.lr_sweep else self._held
+            target = checks.sweep_rate(self.step) if fix.lr_sweep else fix.lr
+            if target is not None and not self._first_lrs[0]:
+                base, factor = [1.0] * len(base), target  # a first group at rate 0: every group at the rate asked
+            else:
+                factor = target / self._first_lrs[0] if target is not None else 1.0
             for group, lr in zip(opt.param_groups, base, strict=False):
                 group["lr"] = lr * factor
         if fix.clip_grad_norm is not None:  # after the gradients were measured, as the replay clips
@@ -561,6 +567,8 @@ class LoopWatch:
         self._depth = 0
         if self.step >= self.steps:
             raise StopScript(f"stopped after {self.step} optimizer steps, as asked")
+        if self._sweep is not None and self._last_loss is not None and self._sweep.done(float(self._last_loss)):
+            raise StopScript(f"the LR range test stopped at step {self.step}: the loss blew up")
         if self.step % NAN_CHECK_EVERY == 0 and self._last_loss is not None \
                 and not bool(torch.isfinite(self._last_loss).item()):
             self.nan_stopped = True

@@ -102,6 +102,7 @@ def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: Loo
         from . import script_checks
 
         script_checks.run(watch, evidence)
+        script_checks.range_test(script, watch, evidence, stats_every, seed)
         evidence.probe.seconds = time.perf_counter() - started
     return evidence
 

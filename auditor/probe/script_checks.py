@@ -6,8 +6,11 @@ The script's model is copied before its first forward; for its first HELD_STEPS 
 each step's model inputs, its output and every functional loss call. Only where the loss was called on the
 model's own output (`loss_fn(model(x), y)`, however the loss function is written) can the experiment
 recompute the script's loss on a copy; otherwise (a loss computed inside the model's forward, the output
-reshaped first) the experiments are skipped and the report says why. The LR range test is not run on a
-script yet: the few batches kept would be cycled, and a memorised batch would flatter the higher rates.
+reshaped first) the experiments are skipped and the report says why.
+
+The LR range test is the script itself, re-run in a fresh process with its rates swept (as a fix is proven):
+its own loss, optimizer and schedule's group ratios, on fresh batches from its own loader, never a few kept
+batches cycled (a memorised batch would flatter the higher rates).
 """
 
 from __future__ import annotations
@@ -118,7 +121,6 @@ def run(watch, evidence: Evidence) -> None:
     amp = evidence.amp
     if amp and amp.get("mode") == "fp16":
         amp["precision"] = attempt("fp16 precision", lambda: _precision(watch, evidence, held[0], steps[0], compute))
-    evidence.probe.notes.append("the LR range test is not run on a script yet")
 
 
 def _precision(watch, evidence: Evidence, batch, step: int, compute) -> dict:
@@ -136,3 +138,30 @@ def _precision(watch, evidence: Evidence, batch, step: int, compute) -> dict:
     scale = float(scales[-1]) if len(scales) and math.isfinite(scales[-1]) else 1.0
     amp = mixed.Amp("fp16", device, make_scaler=lambda: None)  # autocast only: the scale is passed as a number
     return mixed.precision(model, batch, compute, amp, scale * factor, device)
+
+
+def range_test(script, watch, evidence: Evidence, stats_every: int, seed: int) -> None:
+    """Smith's LR range test on the script: re-run for up to LR_RANGE_STEPS steps, every step's rate the sweep's
+    (the groups kept in the script's proportions), stopped once the loss blows up."""
+    import os
+
+    from ..errors import AuditError
+    from .loopwatch import LoopFix
+    from .rerun import rerun
+
+    if len(watch.record.players) > 1:
+        evidence.probe.notes.append("the LR range test did not run: with several optimizers (a GAN) each one's loss "
+                                    "is made by the others")
+        return
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        evidence.probe.notes.append("the LR range test did not run: under torchrun a re-run would join the job's "
+                                    "process group; run `audit run` on one process for it")
+        return
+    try:
+        swept = rerun(script, LoopFix(lr_sweep=True), checks.LR_RANGE_STEPS, stats_every, seed)
+    except AuditError as exc:
+        evidence.probe.notes.append(f"the LR range test could not run on this script: {exc}")
+        return
+    n = min(swept.loss.size, 0 if swept.lrs is None else len(swept.lrs))
+    if n:
+        evidence.lr_range = checks.range_result(swept.lrs[:n, 0].tolist(), swept.loss[:n].tolist())
