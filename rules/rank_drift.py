@@ -74,14 +74,18 @@ averaging never keeps norms equal.
                       f"step by DDP agree to the last bit)" if worst else "")
             gtext = (f"each step's gradient norm differs across ranks by {fmt(grad_spread)} (median relative spread)"
                      if grad_spread is not None and grad_spread > t.grad else "")
+            how = "the script's model is not wrapped in DDP or FSDP" if ranks["strategy"] == "none" else \
+                f"strategy: {ranks['strategy']}"
+            # A script wraps its own model; model.py hands its wrapping to the auditor through wrap().
+            code = "model = DDP(model.to(device))\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n" \
+                if ev.loop is not None else "def wrap(model, mesh):\n    return DDP(model)\n"
             yield self.finding(
                 "error", "The ranks' copies of the model drift apart",
                 f"{'; '.join(x for x in (detail, gtext) if x)}: the gradients are not averaged across ranks, so "
-                f"each rank trains its own model on its own data ({ranks['strategy']}).",
+                f"each rank trains its own model on its own data ({how}).",
                 "Wrap the model in DistributedDataParallel (or FSDP2's fully_shard) after moving it to the device, "
                 "and build the optimizer on the wrapped model's parameters:\n\n"
-                "from torch.nn.parallel import DistributedDataParallel as DDP\n\n"
-                "def wrap(model, mesh):\n    return DDP(model)\n",
+                "from torch.nn.parallel import DistributedDataParallel as DDP\n\n" + code,
                 [n for n, _ in sorted(drifting, key=lambda x: -x[1])], grad_spread=grad_spread,
                 spreads={n: float(s) for n, s in drifting}, world_size=world)
         buffers = [(n, s) for n, s in zip(names[n_params:], spread[n_params:], strict=True) if s > t.buffers]

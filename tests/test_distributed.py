@@ -178,3 +178,26 @@ def test_sigterm_under_torchrun_stops_every_rank_at_the_same_step_with_a_partial
     assert report["probe"]["world_size"] == 2
     assert not re.search(r'File "[^"]*/auditor/', out + err), err
     assert "internal error" not in out + err
+
+
+SCRIPT = Path(__file__).resolve().parent / "corpus" / "scripts" / "ddp_sampler.py"
+
+
+@pytest.mark.parametrize(("flag", "rule"), [(None, None), ("--no-sampler", "rank-same-batches"),
+                                            ("--no-ddp", "rank-drift")])
+def test_audit_run_under_torchrun_reads_every_rank(tmp_path, flag, rule):
+    """`torchrun -m auditor run train.py`: the script's own process group carries the rank evidence, gathered
+    at the stop, before its `finally:` destroys the group. No sampler: every rank trains on the same batches;
+    no DDP: each rank's copy drifts from the others'."""
+    out = tmp_path / "report"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "auditor",
+           "run", "-q", "--format", "json", "--out", str(out), str(SCRIPT), *([flag] if flag else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    report = json.loads((out / "report.json").read_text())
+    assert not schema.errors(report)
+    assert not re.search(r'File "[^"]*/auditor/', proc.stdout + proc.stderr), proc.stderr
+    if rule is None:
+        assert proc.returncode == 0 and not _loud(report), _loud(report)
+    else:
+        assert report["root_causes"][:1] == [rule], report["root_causes"]
+        assert proc.returncode != 0

@@ -140,6 +140,7 @@ class LoopWatch:
         self._evaled: set[int] = set()  # modules the eval-for-validation fix switched, to switch back after
         self._last_loss: torch.Tensor | None = None
         self._sweep = checks.SweepStop() if self.fix.lr_sweep else None
+        self.ranks: dict | None = None  # under torchrun: what each rank saw (auditor/distributed.per_rank)
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self):
@@ -566,6 +567,7 @@ class LoopWatch:
         self._backwards = 0
         self._depth = 0
         if self.step >= self.steps:
+            self.ranks = _per_rank(self)  # now: the script's `finally:` may destroy its process group
             raise StopScript(f"stopped after {self.step} optimizer steps, as asked")
         if self._sweep is not None and self._last_loss is not None and self._sweep.done(float(self._last_loss)):
             raise StopScript(f"the LR range test stopped at step {self.step}: the loss blew up")
@@ -577,6 +579,28 @@ class LoopWatch:
             self.tracer.step = self.step
             if self.measured(self.step):
                 self._tracer_on_()
+
+
+def _per_rank(watch: LoopWatch) -> dict | None:
+    """Under torchrun, the script's own process group: every rank's batch fingerprints, parameter norms and
+    gradient norms, for the rank rules. Every rank stops at the same step, so each takes part."""
+    import torch.distributed as dist
+
+    from ..distributed import Dist, per_rank
+
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return None
+    model = watch.model
+    inner = getattr(model, "module", model)
+    params = list(inner.parameters())
+    strategy = "ddp" if isinstance(model, nn.parallel.DistributedDataParallel) else \
+        "fsdp" if params and hasattr(params[0], "to_local") else "none"
+    device = params[0].device if params else torch.device("cpu")
+    d = Dist(dist.get_rank(), dist.get_world_size(), strategy, dist.get_backend(), device, None)
+    try:
+        return per_rank(d, inner, watch.log, checks.FINGERPRINT_STEPS)
+    except Exception:  # a group the script set up in its own way: the rank rules go without, not the audit
+        return None
 
 
 def _compiled(module: nn.Module) -> bool:

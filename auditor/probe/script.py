@@ -201,6 +201,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
     evidence.lrs = lrs
     evidence.samplers = watch.samplers.records() if watch.samplers is not None else []
     evidence.loop = _loop(watch, host, n)
+    evidence.ranks = watch.ranks
     evidence.amp = _amp(watch, host, n, evidence)
     info.amp = evidence.amp["mode"] if evidence.amp else None
     info.seconds = time.perf_counter() - started
