@@ -194,6 +194,9 @@ def test_fp16_precision_check_runs_on_a_scripts_own_batch_at_the_scale_its_backw
     assert abs(precision["scale"] - 1 / 32) < 1e-3, precision["scale"]
     assert precision["grads"]["out"]["flushed"] > 0.9
     assert report.root_causes[:1] == ["amp-underflow"], report.root_causes
+    # Its fix (the script's disabled GradScaler made again, enabled, at 2**16) proven on the script itself.
+    verified = next(f for f in report.findings if f.rule == "amp-underflow").verified
+    assert verified["outcome"] == "resolved" and verified["after"] < 0.01, verified
     # The same loop through a GradScaler: its scale (2**16) times the divisor keeps every gradient representable.
     scaled = _audit("amp_underflow", "--scaler", steps=30)
     assert scaled.evidence.amp["precision"]["scale"] > 1000
@@ -265,3 +268,43 @@ def test_the_range_test_sees_the_loop_bug_and_its_fix_removes_the_finding():
     assert report.root_causes == ["missing-zero-grad"], report.root_causes
     lr = next((f for f in report.findings if f.rule == "lr-range"), None)
     assert lr is None or "missing-zero-grad" in lr.explained_by
+
+
+TINY_FP16 = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+torch.manual_seed(0)
+x, y = torch.randint(0, 256, (1024,)), torch.randint(0, 256, (1024,))
+model = nn.Sequential(nn.Embedding(256, 32), nn.ReLU(), nn.Linear(32, 256))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for step in range(1000):
+    opt.zero_grad()
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = F.cross_entropy(model(x), y) / 4096
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+"""
+
+
+def test_precision_fixes_are_applied_to_a_script_without_a_scaler(tmp_path):
+    """A script with no GradScaler at all: the scaler fix adds one through the hooks (loss scaled at backward,
+    unscaled before its clipping and the step), and the bf16 fix turns its fp16 autocast into bfloat16."""
+    from auditor.probe.loopwatch import LoopFix
+    from auditor.probe.script import run_script
+
+    script = tmp_path / "train.py"
+    script.write_text(TINY_FP16)
+    target = Script(str(script))
+    before = run_script(target, 12, 5, 0)
+    assert before.amp["mode"] == "fp16" and before.amp["scaler"] is None
+    assert before.amp["precision"]["grads"]["2"]["flushed"] > 0.5
+    scaled = run_script(target, 12, 5, 0, fix=LoopFix(scaler_init=2.0**16))
+    assert scaled.amp["scaler"] is not None and scaled.amp["precision"]["scale"] > 1
+    assert scaled.amp["precision"]["grads"]["2"]["flushed"] < 0.01
+    assert not any(c["scaled"] for c in scaled.loop["clips"])  # unscaled before the script's clipping
+    assert abs(scaled.loss[0] - before.loss[0]) < 1e-6  # the loss as the script computed it, not scaled
+    assert scaled.loss[-1] < before.loss[-1]  # gradients that were zero now train
+    bf16 = run_script(target, 12, 5, 0, fix=LoopFix(amp="bf16"))
+    assert bf16.amp["mode"] == "bf16"

@@ -45,6 +45,8 @@ class LoopFix:
     add_missing_params: bool = False
     param_edits: tuple = ()
     lr_sweep: bool = False  # the LR range test on the script: its rates swept exponentially, one per step
+    amp: str | None = None  # "bf16": the script's fp16 autocast runs in bfloat16
+    scaler_init: float | None = None  # the script's GradScaler starts here (enabled); without one, one is added
 
 
 class StopScript(BaseException):
@@ -141,6 +143,7 @@ class LoopWatch:
         self._last_loss: torch.Tensor | None = None
         self._sweep = checks.SweepStop() if self.fix.lr_sweep else None
         self.ranks: dict | None = None  # under torchrun: what each rank saw (auditor/distributed.per_rank)
+        self._added_scaler = None  # the fix's GradScaler, for a script that has none
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self):
@@ -158,6 +161,8 @@ class LoopWatch:
         self._patch(torch.amp.GradScaler, "step", self._wrap_scaler_step(torch.amp.GradScaler.step))
         for owner in (torch.optim.Optimizer, nn.Module):
             self._patch(owner, "zero_grad", self._wrap_zero_grad(owner.zero_grad))
+        if self.fix.amp == "bf16":
+            self._patch(torch.amp.autocast, "__init__", _bf16_autocast(torch.amp.autocast.__init__))
         self.spy.__enter__()
         self._spy_on = True
         return self
@@ -334,8 +339,33 @@ class LoopWatch:
     def _wrap_backward(self, original):
         def backward(tensors, *args, **kwargs):
             self._on_backward(tensors)
-            return original(tensors, *args, **kwargs)
+            return original(self._fix_scale(tensors), *args, **kwargs)
         return backward
+
+    def _fix_scale(self, tensors):
+        """The scaler_init fix on a script without a GradScaler: its loss scaled as GradScaler.scale would, by a
+        scaler of the fix's own, unscaled before clipping or the step (and the step skipped on inf/NaN)."""
+        if self.fix.scaler_init is None or self._scalers and self._added_scaler is None:
+            return tensors  # no fix, or the script's own scaler, which the fix set up in scale()
+        if not isinstance(tensors, torch.Tensor) or not tensors.is_floating_point() or id(tensors) in self._scaled:
+            return tensors
+        if self._added_scaler is None:
+            self._added_scaler = torch.amp.GradScaler(tensors.device.type, init_scale=self.fix.scaler_init)
+            self._scalers.append(self._added_scaler)
+            self.record.scaler = {"enabled": True, "init_scale": self.fix.scaler_init}
+        return self._added_scaler.scale(tensors)
+
+    def _unscale_added(self, opt) -> bool:
+        """Unscale the added scaler's gradients for `opt` once a step; True when they hold inf/NaN."""
+        from torch.amp.grad_scaler import OptState
+
+        scaler = self._added_scaler
+        if scaler is None or opt is None:
+            return False
+        state = scaler._per_optimizer_states[id(opt)]
+        if state["stage"] is not OptState.UNSCALED:
+            scaler.unscale_(opt)
+        return bool(sum(float(v.item()) for v in state["found_inf_per_device"].values()))
 
     def _on_backward(self, tensors) -> None:
         t = tensors if isinstance(tensors, torch.Tensor) else (tensors[0] if tensors else None)
@@ -417,6 +447,11 @@ class LoopWatch:
         watch = self
 
         def scale(scaler, outputs):
+            if watch.fix.scaler_init is not None and getattr(scaler, "_scale", None) is None:
+                if scaler.is_enabled():
+                    scaler._init_scale = watch.fix.scaler_init  # read at its lazy start, in this call
+                else:  # GradScaler(enabled=False) keeps no state: made again, enabled
+                    torch.amp.GradScaler.__init__(scaler, scaler._device, init_scale=watch.fix.scaler_init)
             result = original(scaler, outputs)
             if isinstance(outputs, torch.Tensor) and isinstance(result, torch.Tensor):
                 watch._scaled[id(result)] = (result, outputs, scaler)
@@ -430,6 +465,11 @@ class LoopWatch:
     def _wrap_clip(self, original, name: str):
         def clip(parameters, *args, **kwargs):
             parameters = list(parameters) if not isinstance(parameters, torch.Tensor) else [parameters]
+            # The script clips real gradients: the fix's own scale must be out first.
+            if self._added_scaler is not None and self.opt is not None:
+                self._unscale_added(self.opt)
+            elif self._added_scaler is not None:  # before the first step: the optimizer is found from its tensors
+                self._unscale(parameters)
             scaled = self._clip_scaled()
             if scaled and self.fix.unscale_before_clip:
                 self._unscale(parameters)
@@ -504,6 +544,9 @@ class LoopWatch:
             self._backwards = 0
             return
         self._tracer_off()
+        if self._unscale_added(opt):
+            for p in self._fix_params():
+                p.grad = None  # as GradScaler.step skips it: no tensor with a gradient, no update
         step = self.step
         self.record.backwards.append(self._backwards)
         carried = self._carried_over()
@@ -556,6 +599,8 @@ class LoopWatch:
     def _post_step(self, opt, args, kwargs) -> None:
         if opt is not self.opt:
             return
+        if self._added_scaler is not None:
+            self._added_scaler.update()
         if self._held is not None:  # the script's scheduler goes on from its own rates
             for group, lr in zip(opt.param_groups, self._held, strict=False):
                 group["lr"] = lr
@@ -601,6 +646,16 @@ def _per_rank(watch: LoopWatch) -> dict | None:
         return per_rank(d, inner, watch.log, checks.FINGERPRINT_STEPS)
     except Exception:  # a group the script set up in its own way: the rank rules go without, not the audit
         return None
+
+
+def _bf16_autocast(original):
+    """The amp fix on a script: its fp16 autocast (asked for, or CUDA's default) runs in bfloat16 instead."""
+
+    def __init__(self, device_type, dtype=None, *args, **kwargs):
+        if dtype is torch.float16 or (dtype is None and device_type == "cuda"):
+            dtype = torch.bfloat16
+        original(self, device_type, dtype, *args, **kwargs)
+    return __init__
 
 
 def _compiled(module: nn.Module) -> bool:

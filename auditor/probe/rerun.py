@@ -27,8 +27,6 @@ from .script import Script, run_script
 
 # Fields of a FixPlan that a script's re-run cannot apply through its hooks, and why.
 _REPLAY_ONLY = {"batch_transform": "it changes the batches, which the script makes itself",
-                "amp": "it changes the precision, which the script sets itself",
-                "scaler_init": "it changes the GradScaler, which the script makes itself",
                 "float32_modules": "it keeps modules out of autocast, which the script sets itself"}
 
 
@@ -37,12 +35,15 @@ def loop_fix(plan: FixPlan) -> tuple[LoopFix | None, str]:
     for name, why in _REPLAY_ONLY.items():
         if getattr(plan, name):
             return None, f"not verified on a script: {why} (a model.py audit verifies it)"
+    if plan.amp not in (None, "bf16"):
+        return None, f"not verified on a script: a script's autocast is switched to bfloat16 only, not {plan.amp}"
     if plan.model_edit is not None and not plan.param_edits:
         return None, "not verified on a script: the edit is code the re-run process cannot receive"
     return LoopFix(zero_grad=plan.zero_grad, train_mode=plan.train_mode, eval_no_grad=plan.eval_no_grad,
                    unscale_before_clip=plan.unscale_before_clip, hold_schedule=plan.scheduler_every is not None,
                    lr=plan.lr, optimizer_settings=plan.optimizer_settings, clip_grad_norm=plan.clip_grad_norm,
-                   add_missing_params=plan.add_missing_params, param_edits=tuple(plan.param_edits)), ""
+                   add_missing_params=plan.add_missing_params, param_edits=tuple(plan.param_edits),
+                   amp=plan.amp, scaler_init=plan.scaler_init), ""
 
 
 def rerun(script: Script, fix: LoopFix, steps: int, stats_every: int, seed: int, timeout: float | None = None,
