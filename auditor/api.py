@@ -74,9 +74,12 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
 
 def audit_script(script, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAULT_STATS_EVERY, seed: int = 0,
                  ignore: Iterable[str] = (), thresholds: dict | None = None, plugins: Iterable[str] = (),
-                 progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True) -> Report:
+                 progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True,
+                 rerun_writes: bool = False) -> Report:
     """`audit run train.py ARGS`: the script's own loop, observed for its first `steps` optimizer steps
     (auditor/probe/script.py), judged by the same rules as a replay. `script` is an auditor.probe.script.Script.
+    A script that wrote files in its first run is not run again (to prove fixes, for the LR range test) unless
+    `rerun_writes`; one that read stdin never is.
 
     A script that steps several optimizers (a GAN) is audited once per optimizer, each in a run of its own: the
     report returned is of the first to step, and `report.players` holds one report per optimizer, itself first."""
@@ -95,13 +98,18 @@ def audit_script(script, *, steps: int = DEFAULT_STEPS, stats_every: int = DEFAU
     verify_fixes = verify_fixes and not distributed
     options = dict(steps=steps, stats_every=stats_every, seed=seed, ignore=ignore, thresholds=thresholds,
                    verify_fixes=verify_fixes, progress=progress)
-    evidence = run_script(script, steps, stats_every, seed)
+    evidence = run_script(script, steps, stats_every, seed, rerun_writes=rerun_writes)
+    blocked = evidence.loop.get("not_rerun")
+    if blocked and verify_fixes:
+        evidence.probe.notes.append(f"the fixes were not re-run on the script: {blocked}")
+    options["verify_fixes"] = verify_fixes and not blocked
     report = _script_report(script, evidence, rules, resolved, **options)
     report.players = [report]
-    players = len((evidence.loop or {}).get("optimizers", []))
-    if distributed and players > 1:
-        evidence.probe.notes.append(f"under torchrun only the first of the script's {players} optimizers is audited: "
-                                    "run `audit run` on one process for the others")
+    players = len(evidence.loop.get("optimizers", []))
+    if (distributed or blocked) and players > 1:
+        why = "under torchrun: run `audit run` on one process for the others" if distributed else \
+            f"the others need a run each, and {blocked}"
+        evidence.probe.notes.append(f"only the first of the script's {players} optimizers is audited {why}")
         players = 1
     for index in range(1, players):
         player = replace(script, optimizer=index)

@@ -137,6 +137,8 @@ def _shutdown(code: int, together: bool) -> None:
               "(repeatable).")
 @click.option("--no-verify-fixes", "no_verify", is_flag=True, default=None,
               help="Skip re-running the script with each mechanical fix applied.")
+@click.option("--rerun-writes", is_flag=True, help="Let the auditor run the script again (to prove fixes, for the LR "
+              "range test) although its first run wrote files, which a re-run writes again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
 @click.argument("script", metavar="SCRIPT")
@@ -147,8 +149,8 @@ def run_script_cmd(debug, **options):
     _exit(lambda: _run_script(**options), debug)
 
 
-def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore, overrides, no_verify, quiet, script,
-                script_args) -> int:
+def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore, overrides, no_verify, rerun_writes,
+                quiet, script, script_args) -> int:
     import os
 
     from .api import audit_script
@@ -163,7 +165,7 @@ def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore,
     try:
         report = audit_script(target, steps=steps, stats_every=stats_every, seed=seed, ignore=ignore,
                               thresholds=thresholds, plugins=settings.plugins, verify_fixes=verify and main,
-                              progress=progress)
+                              progress=progress, rerun_writes=rerun_writes)
         if not main:
             return 0
         with interrupt.deferred() as pending:

@@ -47,6 +47,7 @@ class ProbeInfo:
     logits_mean: float | None = None
     batch_size: int | None = None
     lr: float | None = None
+    scheduled_lr: float | None = None  # the schedule's peak for the first group, where its scheduler records it
     input_nonfinite: int = 0
     seconds: float = 0.0
     loop_seconds: float = 0.0  # the training steps alone, with the probe's statistics and their read-back

@@ -40,7 +40,9 @@ optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)   # inside the range t
 The test is short (80 steps from 1e-6 to 10) and noisy, so its verdict is overruled by the replay itself: a
 rate whose own training ended below the lowest loss of the whole sweep is not reported. The suggestion (a
 tenth of the rate at the loss minimum, fastai's reading) is a starting point, and schedules with warm-up
-change what a good peak rate is.
+change what a good peak rate is. The rate judged is the peak your scheduler climbs to where it records one
+(OneCycleLR's max_lr, the base rate of a LambdaLR warm-up), else the highest rate seen: a warm-up set by hand
+at each step and longer than the probe is judged by its first rates.
 """
     references = ("L. N. Smith, 'Cyclical Learning Rates for Training Neural Networks', WACV 2017",
                   "fastai, Learner.lr_find")
@@ -49,6 +51,8 @@ change what a good peak rate is.
         r, lr = ev.lr_range, ev.probe.lr
         if not r or r.get("suggested") is None or not lr:
             return
+        # A warm-up seen only in its first steps: the rate to judge is the peak its scheduler will reach.
+        seen, lr = lr, max(lr, ev.probe.scheduled_lr or 0.0)
         floor, swept, end = input_free_loss(ev), best_sweep_loss(ev), end_level(ev)
         if floor and floor[0] > 0 and swept is not None:
             fresh, steps = fresh_level(ev)
@@ -68,7 +72,9 @@ change what a good peak rate is.
             return
         yield self.finding(
             "warning", title,
-            f"Your learning rate {fmt(lr)} is {verdict} {fmt(high)}, where the loss bottoms out in an LR range "
+            f"Your learning rate {fmt(lr)}"
+            f"{f' (the peak your scheduler climbs to; {fmt(seen)} in the steps seen)' if lr > seen else ''} is "
+            f"{verdict} {fmt(high)}, where the loss bottoms out in an LR range "
             f"test with {ev.probe.optimizer.split('(')[0]} (it falls fastest near {fmt(r['good_low'])}). "
             f"Suggested: {fmt(r['suggested'])}.",
             f"Start from the suggested rate:\n\nfor g in optimizer.param_groups:\n    g['lr'] = {fmt(r['suggested'])}",

@@ -218,3 +218,20 @@ def test_not_an_optimizer_is_a_clear_error():
     model, data, _ = _setup(torch.optim.SGD)
     with pytest.raises(auditor.AuditError, match="torch.optim.Optimizer"):
         auditor.audit(model, data, optimizer=object(), steps=2)
+
+
+def test_the_rate_a_schedule_climbs_to_is_read_from_its_scheduler():
+    """A probe of 100 steps sees only the start of a long warm-up; the rate rules judge the peak the scheduler
+    recorded in the group (OneCycleLR's max_lr, an LRScheduler's base rate), not the small rates seen."""
+    from auditor.probe.optim import scheduled_peak
+
+    def opt():
+        return torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=3e-3)
+
+    one = opt()
+    torch.optim.lr_scheduler.OneCycleLR(one, max_lr=3e-3, total_steps=2000)
+    assert one.param_groups[0]["lr"] < 2e-4 and scheduled_peak(one) == pytest.approx(3e-3)
+    warm = opt()
+    torch.optim.lr_scheduler.LambdaLR(warm, lambda s: min(1.0, (s + 1) / 1000))
+    assert warm.param_groups[0]["lr"] < 1e-5 and scheduled_peak(warm) == pytest.approx(3e-3)
+    assert scheduled_peak(opt()) is None

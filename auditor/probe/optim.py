@@ -183,6 +183,16 @@ def lr_value(lr) -> float:
     return float(lr) if isinstance(lr, int | float) else float("nan")
 
 
+def scheduled_peak(opt: torch.optim.Optimizer) -> float | None:
+    """The first group's highest rate a scheduler will bring it to, where the scheduler wrote it into the group:
+    OneCycleLR's `max_lr`, and every LRScheduler's `initial_lr` (the base rate a warm-up climbs to). A probe that
+    sees only a warm-up's first steps judges the rate against this, not the small rates it saw."""
+    group = opt.param_groups[0] if opt.param_groups else {}
+    rates = [lr_value(group[k]) for k in ("max_lr", "initial_lr")
+             if isinstance(group.get(k), float | int | torch.Tensor)]
+    return max(rates) if rates else None
+
+
 def group_lrs(opt) -> list[float]:
     return [lr_value(g.get("lr")) for g in opt.param_groups]
 

@@ -473,6 +473,7 @@ class _Replay:
             parameters=sum(p.numel() for p in model.parameters()),
             expected_initial_loss=view.expected, expected_initial_loss_reason=view.expected_reason,
             num_classes=view.num_classes, batch_size=_batch_size(self.first), lr=peak_lr(rates),
+            scheduled_lr=optim.scheduled_peak(opt),
             input_nonfinite=_nonfinite_inputs(self.init_batches),
             model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds,
             not_stepped=self.not_stepped, structure_hash=structure_hash(model), world_size=d.world if d else 1,

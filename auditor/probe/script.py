@@ -27,6 +27,7 @@ from .devicelog import stacked
 from .loopwatch import LoopFix, LoopWatch, StopScript
 from .observer import peak_lr
 from .samplers import SamplerWatch
+from .sideeffects import SideEffects
 from .state import seed_everything
 from .structure import structure_hash
 
@@ -78,16 +79,18 @@ class Ending:
 
 
 def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: LoopFix | None = None,
-               experiments: bool = True) -> Evidence:
+               experiments: bool = True, rerun_writes: bool = False) -> Evidence:
     """`fix`: a mechanical fix applied through the observer's hooks (auditor/probe/rerun.py). `experiments`:
-    overfit one batch and zeroed inputs on the script's own first batches (auditor/probe/script_checks.py)."""
+    overfit one batch and zeroed inputs on the script's own first batches (auditor/probe/script_checks.py).
+    `rerun_writes`: the user allows re-runs of a script that writes files (auditor/probe/sideeffects.py)."""
     if steps < 1:
         raise AuditError(f"--steps must be at least 1, got {steps}")
     script.check()
     started = time.perf_counter()
     seed_everything(seed)  # before the script runs; a script that seeds itself wins, as in its own job
     watch = LoopWatch(steps, stats_every, fix=fix, experiments=experiments, optimizer=script.optimizer)
-    ending = _run(script, watch)
+    effects = SideEffects()
+    ending = _run(script, watch, effects)
     if watch.step == 0 and watch.record.skipped:
         raise AuditError(f"{script.name}: the GradScaler skipped every one of its {len(watch.record.skipped)} steps "
                          "for inf/NaN gradients, so no update was ever applied: fp16 overflows from the first step "
@@ -98,6 +101,8 @@ def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: Loo
     if watch.step == 0:
         raise AuditError(_never_stepped(script, ending))
     evidence = _evidence(script, watch, ending, seed, started)
+    # Why the script may not be re-run (for fixes, the LR range test, a GAN's other players), or None.
+    evidence.loop["not_rerun"] = None if rerun_writes and not effects.stdin else effects.why_not_rerun()
     if experiments and not evidence.probe.partial_reason:
         from . import script_checks
 
@@ -107,12 +112,12 @@ def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: Loo
     return evidence
 
 
-def _run(script: Script, watch: LoopWatch) -> Ending:
+def _run(script: Script, watch: LoopWatch, effects: SideEffects) -> Ending:
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     try:
         sys.argv = [script.target, *script.args]
         sys.path.insert(0, str(Path.cwd() if script.module else Path(script.target).resolve().parent))
-        with watch, SamplerWatch() as samplers:
+        with watch, SamplerWatch() as samplers, effects:
             watch.samplers = samplers
             try:
                 if script.module:
@@ -170,7 +175,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
         parameters=sum(p.numel() for p in model.parameters()), stats_every=watch.stats_every,
         initial_loss=initial, expected_initial_loss=expected, expected_initial_loss_reason=why,
         num_classes=call.num_classes if call is not None else None,
-        batch_size=_batch_size(watch.first_args), lr=peak_lr(lrs),
+        batch_size=_batch_size(watch.first_args), lr=peak_lr(lrs), scheduled_lr=optim.scheduled_peak(opt),
         model_file=script.name, data_file=script.command, not_stepped=optim.not_stepped(opt, model),
         structure_hash=structure_hash(model))
     if ending.kind == "crashed":

@@ -153,6 +153,9 @@ def range_test(script, watch, evidence: Evidence, stats_every: int, seed: int) -
         evidence.probe.notes.append("the LR range test did not run: with several optimizers (a GAN) each one's loss "
                                     "is made by the others")
         return
+    if evidence.loop.get("not_rerun"):
+        evidence.probe.notes.append(f"the LR range test did not run: {evidence.loop['not_rerun']}")
+        return
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         evidence.probe.notes.append("the LR range test did not run: under torchrun a re-run would join the job's "
                                     "process group; run `audit run` on one process for it")
