@@ -172,6 +172,9 @@ def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore,
             written = [r.write(_player_folder(out, r, i), formats, progress) for i, r in enumerate(report.players)]
     finally:
         progress.close()
+    blocked = report.evidence.loop.get("not_rerun")
+    if blocked:
+        click.echo(f"audit: fixes not verified and the LR range test not run: {blocked}", err=True)
     codes = []
     for i, (r, paths) in enumerate(zip(report.players, written, strict=True)):
         if len(report.players) > 1:

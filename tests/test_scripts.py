@@ -308,3 +308,50 @@ def test_precision_fixes_are_applied_to_a_script_without_a_scaler(tmp_path):
     assert scaled.loss[-1] < before.loss[-1]  # gradients that were zero now train
     bf16 = run_script(target, 12, 5, 0, fix=LoopFix(amp="bf16"))
     assert bf16.amp["mode"] == "bf16"
+
+
+WRITER = """
+import sys
+import torch
+from torch import nn
+if "--ask" in sys.argv:
+    try:
+        sys.stdin.readline()
+    except OSError:  # pytest's stdin refuses reads
+        pass
+torch.manual_seed(0)
+x = torch.randn(512, 8)
+y = (x[:, 0] > 0).long()
+model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+with open("log.txt", "a") as log:
+    for step in range(1000):
+        idx = torch.randint(0, 512, (32,))
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()  # no zero_grad: a fix to verify
+        opt.step()
+        log.write(f"{step} {loss.item()}\\n")
+"""
+
+
+def test_a_script_with_side_effects_is_not_run_again_unless_allowed(tmp_path, monkeypatch):
+    """A first run that wrote files would write them again in every re-run (fixes, the LR range test): the
+    report says so and nothing runs again, unless --rerun-writes allows it. One that read stdin is never re-run."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # tmp_path stands for the user's folder
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "train.py"
+    script.write_text(WRITER)
+    report = audit_script(Script(str(script)), steps=30)
+    assert len((tmp_path / "log.txt").read_text().splitlines()) == 29  # the first run's lines, no re-run's
+    assert report.settings["verify_fixes"] is False and report.evidence.lr_range is None
+    assert any("wrote log.txt" in n and "--rerun-writes" in n for n in report.evidence.probe.notes)
+    fired = next(f for f in report.findings if f.rule == "missing-zero-grad")
+    assert "outcome" not in (fired.verified or {})
+    allowed = audit_script(Script(str(script)), steps=30, rerun_writes=True)
+    assert allowed.evidence.lr_range is not None
+    assert next(f for f in allowed.findings if f.rule == "missing-zero-grad").verified["outcome"] == "resolved"
+    asks = audit_script(Script(str(script), ["--ask"]), steps=30, rerun_writes=True)
+    assert asks.settings["verify_fixes"] is False
+    assert any("read stdin" in n for n in asks.evidence.probe.notes)
