@@ -339,6 +339,7 @@ def test_a_script_with_side_effects_is_not_run_again_unless_allowed(tmp_path, mo
     report says so and nothing runs again, unless --rerun-writes allows it. One that read stdin is never re-run."""
     import tempfile
 
+    (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # tmp_path stands for the user's folder
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "train.py"
