@@ -24,7 +24,7 @@ class SideEffects:
         self.written: list[str] = []  # paths, in the order first written
         self.stdin = False
         self._saved: list = []
-        self._skip = (str(Path(tempfile.gettempdir()).resolve()), os.devnull)
+        self._temp = str(Path(tempfile.gettempdir()).resolve())
 
     def __enter__(self):
         original = builtins.open
@@ -47,7 +47,7 @@ class SideEffects:
 
     def _wrote(self, file) -> None:
         path = os.path.realpath(os.fsdecode(file))
-        if path == os.devnull or path.startswith(self._skip[0] + os.sep):
+        if path == os.devnull or path.startswith(self._temp + os.sep):
             return
         if path not in self.written:
             self.written.append(path)
