@@ -109,6 +109,19 @@ TV_HEAVY = {"vit_h_14", "vit_l_16", "vit_l_32", "regnet_y_128gf", "regnet_y_32gf
             "vgg19_bn", "vgg19", "densenet161"}
 
 
+# MaxViT-T partitions every stage into 7x7 windows, sized for 224 pixels (stages of 56, 28, 14 and 7: the last
+# one global). At 64 pixels the stages are 16, 8, 4 and 2, so the window scales with them: 7 * 64 / 224 = 2 keeps
+# the last stage's attention global. maxvit_t() fixes partition_size, so the class is built directly.
+MAXVIT_PARTITION = 2
+
+
+def _maxvit_t(**kw):
+    from torchvision.models.maxvit import MaxVit
+
+    return MaxVit(stem_channels=64, block_channels=[64, 128, 256, 512], block_layers=[2, 2, 5, 2], head_dim=32,
+                  stochastic_depth_prob=0.2, **kw)
+
+
 def _tv_family(name: str) -> str:
     return re.sub(r"(_?\d.*|_(tiny|small|large|base|t|s|b|l|h)$)", "", name) or name
 
@@ -124,10 +137,11 @@ def torchvision_entries() -> list[Entry]:
             kw["image_size"] = size
         if name.startswith("maxvit"):
             kw["input_size"] = (size, size)
+            kw["partition_size"] = MAXVIT_PARTITION
         make_opt, recipe = _vision_recipe(name)
 
         def build(name=name, kw=kw, size=size, make_opt=make_opt):
-            model = torchvision.models.get_model(name, weights=None, **kw)
+            model = _maxvit_t(**kw) if name == "maxvit_t" else torchvision.models.get_model(name, weights=None, **kw)
             return dict(model=model, loader=images(size), make_optimizer=make_opt)
 
         out.append(Entry(name, "torchvision", _tv_family(name), build, heavy=name in TV_HEAVY))
