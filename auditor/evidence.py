@@ -157,6 +157,8 @@ class Evidence:
     causal_leak: dict | None = None
     overfit: dict | None = None
     lr_range: dict | None = None
+    # Whether the raw inputs predict their class labels on samples not fitted (checks.inputs_predict_labels).
+    label_signal: dict | None = None
     # Under torchrun, per rank (auditor.probe.run._per_rank): fingerprints, end-of-probe norms, gradient norms.
     ranks: dict | None = None
     # Shuffling DistributedSamplers iterated more than once in the replay, with the epoch of each pass

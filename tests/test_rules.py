@@ -622,3 +622,47 @@ def test_a_loss_that_fell_in_its_first_steps_and_climbed_part_way_back_is_not_di
     assert not list(loss_divergence.RULE.check(fell, t))
     rose = dataclasses.replace(fell, loss=np.concatenate([fast[:50], np.full(50, 6.0)]))
     assert list(loss_divergence.RULE.check(rose, t))
+
+
+def test_inputs_that_predict_their_labels_keep_a_slow_model_from_being_called_label_blind(audit_sample):
+    """VGG-11 without BatchNorm at torchvision's 0.01 per 256 learns nothing in 100 steps, and nothing the model
+    showed told it from labels drawn apart from their inputs. The inputs themselves do: a nearest-class-mean
+    classifier on them, scored on samples it was not fitted on, is far above the commonest class's share."""
+    import dataclasses
+
+    from auditor.rules import label_problems
+
+    from auditor.engine import load_rules, resolve_thresholds
+
+    ev = audit_sample("shuffled_labels").evidence
+    assert ev.label_signal["p"] > 0.01 and ev.label_signal["accuracy"] <= ev.label_signal["majority"] + 0.05
+    t = resolve_thresholds(load_rules(), {})["label-problems"]
+    fired = list(label_problems.RULE.check(ev, t))
+    assert fired and "nearest-class-mean classifier" in fired[0].diagnosis
+    related = dict(ev.label_signal, correct=ev.label_signal["samples"], accuracy=1.0, p=1e-60)
+    assert not list(label_problems.RULE.check(dataclasses.replace(ev, label_signal=related), t))
+
+
+def test_the_inputs_label_test_separates_real_labels_from_shuffled_ones_and_counts_a_sample_once():
+    import torch
+
+    from auditor.probe.checks import inputs_predict_labels
+
+    g = torch.Generator().manual_seed(0)
+    proto = torch.randn(10, 3, 8, 8, generator=g)
+    y = torch.randint(0, 10, (128,), generator=g)
+    x = proto[y] + torch.randn(128, 3, 8, 8, generator=g)
+    batches = lambda labels: [(x[i:i + 16], labels[i:i + 16]) for i in range(0, 128, 16)]  # noqa: E731
+    real = inputs_predict_labels(batches(y))
+    assert real["samples"] == 128 and real["accuracy"] > 0.9 and real["p"] < 1e-20
+    shuffled = inputs_predict_labels(batches(y[torch.randperm(128, generator=g)]))
+    assert shuffled["p"] > 1e-3
+    # A loader that went round: the same 64 samples twice, each with its one random label. Counted twice, a
+    # sample's twin would sit in the centroid it is scored against.
+    noise, labels = torch.randn(64, 3, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+    again = torch.randperm(64, generator=g)
+    twice = [(noise[i:i + 16], labels[i:i + 16]) for i in range(0, 64, 16)] + \
+        [(noise[again[i:i + 16]], labels[again[i:i + 16]]) for i in range(0, 64, 16)]
+    seen = inputs_predict_labels(twice)
+    assert seen["samples"] == 64 and seen["p"] > 1e-3
+    assert inputs_predict_labels([(torch.randn(16, 4), torch.rand(16))]) is None  # regression targets: no classes

@@ -373,6 +373,64 @@ def zeroed_inputs(model: nn.Module, batches: list, compute: Callable) -> dict | 
     return {"real": values[0].tolist(), "zeroed": values[1].tolist()}
 
 
+# Enough samples for a significance test of a classifier's accuracy: 8 batches, deduplicated.
+LABEL_TEST_BATCHES = 8
+
+
+def _class_pairs(batches: list) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The floating-point inputs, flattened, and the class-index targets of plain (inputs, labels) batches, each
+    sample once: a loader that went round repeats samples, and a sample scored against a centroid it is part of
+    is predicted from itself."""
+    xs, ys = [], []
+    for b in batches:
+        if not (isinstance(b, list | tuple) and len(b) == 2 and all(isinstance(t, torch.Tensor) for t in b)):
+            continue
+        x, y = b
+        if not x.is_floating_point() or x.ndim < 2 or y.ndim != 1 or y.is_floating_point() or \
+                y.shape[0] != x.shape[0]:
+            continue
+        xs.append(x.detach().float().reshape(x.shape[0], -1))
+        ys.append(y.detach().long())
+    if not xs or len({x.shape[1] for x in xs}) != 1:
+        return None
+    x, y = torch.cat(xs), torch.cat(ys)
+    _, inverse = torch.unique(x, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), x.shape[0], dtype=torch.long, device=x.device)
+    first.scatter_reduce_(0, inverse, torch.arange(x.shape[0], device=x.device), reduce="amin")
+    return x[first], y[first]
+
+
+def inputs_predict_labels(batches: list) -> dict | None:
+    """Do the inputs carry their labels? A nearest-class-mean classifier on the raw inputs (standardised per
+    feature), fitted on one half of the samples and scored on the other, then the other way round. Labels drawn
+    apart from their inputs leave it at the commonest class's share at best, whatever the model; labels that
+    belong to their inputs, as a slow model's do, usually lift it well above. Model-free, so a network that has
+    not learnt yet cannot hide the relation. Needs plain (inputs, class index) batches; None otherwise."""
+    pairs = _class_pairs(batches)
+    if pairs is None:
+        return None
+    x, y = pairs
+    n = x.shape[0]
+    if n < 20 or torch.unique(y).numel() < 2:
+        return None
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(x.device)
+    halves = (order[: n // 2], order[n // 2:])
+    correct = torch.zeros((), device=x.device)
+    for fit, score in (halves, halves[::-1]):
+        classes = torch.unique(y[fit])
+        centroids = torch.stack([x[fit][y[fit] == c].mean(0) for c in classes])
+        predicted = classes[torch.cdist(x[score], centroids).argmin(1)]
+        correct = correct + (predicted == y[score]).sum()
+    counts = torch.bincount(y - y.min())
+    got, majority = (int(v) for v in torch.stack([correct.long(), counts.max()]).cpu())
+    from scipy.stats import binom
+
+    share = majority / n
+    return {"samples": n, "correct": got, "accuracy": got / n, "majority": share,
+            "p": float(binom.sf(got - 1, n, share))}
+
+
 def sweep_rate(i: int) -> float:
     """The LR range test's learning rate at its step i: exponential from LR_RANGE[0] to LR_RANGE[1]."""
     lo, hi = LR_RANGE
@@ -438,7 +496,7 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray) -> dict:
     return {"suggested": float(lrs[i_min] / 10), "good_low": float(lrs[i_steep]), "good_high": float(lrs[i_min])}
 
 
-EXPERIMENTS = ("batch-mixing", "causal-leak", "overfit-one-batch", "LR range")
+EXPERIMENTS = ("batch-mixing", "causal-leak", "overfit-one-batch", "LR range", "labels-from-inputs")
 
 
 def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, losses: LossComputer,
@@ -474,3 +532,5 @@ def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, loss
         return b
 
     ev.lr_range = attempt("LR range", lambda: lr_range(fresh(), make_opt, next_batch, compute))
+    more = [b for b in (stream.next() for _ in range(LABEL_TEST_BATCHES - len(held))) if b is not None]
+    ev.label_signal = attempt("labels-from-inputs", lambda: inputs_predict_labels(list(held) + more))
