@@ -43,6 +43,9 @@ def audit_one(name: str, seed: int, steps: int) -> dict:
             "params": n_params, "seconds": round(time.perf_counter() - started, 1),
             "findings": [[f.rule, f.severity, f.title] for f in report.findings],
             "roots": report.root_causes,
+            # Enough to judge a warning without re-running the model: what it measured, and what its fix did.
+            "details": [{"rule": f.rule, "diagnosis": f.diagnosis, "verified": f.verified or None,
+                         "explained_by": list(f.explained_by)} for f in report.findings if f.severity != "info"],
             "loss": [float(ev.loss[0]), float(ev.loss[-1])] if ev.loss.size else None,
             "expected_initial_loss": ev.probe.expected_initial_loss}
 

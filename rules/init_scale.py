@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import fmt
+from auditor.evidence import body_activations, fmt
 from auditor.report import figures
 
 INIT_FOR = {"relu": "Kaiming (He) normal, gain sqrt(2): nn.init.kaiming_normal_(w, nonlinearity='relu')",
@@ -51,7 +51,7 @@ for layer in model.layers:
             yield zero
             return
         by_kind = {}
-        for a in ev.activations:
+        for a in body_activations(ev):
             if a.std.size and np.isfinite(a.std[0]):
                 by_kind.setdefault(a.kind, []).append(a)
         for kind, acts in by_kind.items():
@@ -81,7 +81,7 @@ for layer in model.layers:
         if finding.evidence.get("zero"):
             return False
         kind = finding.evidence["kind"]
-        rows = [(a.name, float(a.std[0])) for a in ev.activations if a.kind == kind and a.std.size]
+        rows = [(a.name, float(a.std[0])) for a in body_activations(ev) if a.kind == kind and a.std.size]
         fixed = {a.name: float(a.std[0]) for a in after.activations if a.kind == kind and a.std.size}
         x = np.arange(len(rows))
         ax.bar(x - 0.2, [max(v, 1e-12) for _, v in rows], 0.4, color="C3", label="as is")
@@ -124,7 +124,7 @@ for layer in model.layers:
     def measure(self, ev, finding):
         if finding.evidence.get("zero"):
             return float(sum(p.data_rms.size > 0 and p.data_rms[0] == 0 for p in _matrices(ev)))
-        acts = [a for a in ev.activations if a.kind == finding.evidence["kind"] and a.std.size]
+        acts = [a for a in body_activations(ev) if a.kind == finding.evidence["kind"] and a.std.size]
         if len(acts) < 2 or not acts[0].std[0] > 0:
             return None
         return float(acts[-1].std[0] / acts[0].std[0])

@@ -4,6 +4,7 @@ from auditor.rules import init_loss, init_scale, input_scale, update_ratio, vani
 from auditor.engine import Rule, Threshold
 from auditor.evidence import (
     best_sweep_loss,
+    body_activations,
     depth_profile,
     end_level,
     first_pass,
@@ -40,7 +41,7 @@ def _sound(ev, t) -> bool:
         if nanmedian(a.dead) >= t.broken_units or nanmedian(a.saturated) >= t.broken_units:
             return False
     # The signal's scale across depth, forward (init-scale's bar) and backward (vanishing-gradients' bar).
-    stds = [float(a.std[0]) for a in ev.activations if a.std.size and np.isfinite(a.std[0]) and a.std[0] > 0]
+    stds = [float(a.std[0]) for a in body_activations(ev) if a.std.size and np.isfinite(a.std[0]) and a.std[0] > 0]
     factor = _bar(init_scale, "factor")
     if len(stds) >= 3 and not 1 / factor <= stds[-1] / stds[0] <= factor:
         return False

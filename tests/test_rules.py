@@ -666,3 +666,28 @@ def test_the_inputs_label_test_separates_real_labels_from_shuffled_ones_and_coun
     seen = inputs_predict_labels(twice)
     assert seen["samples"] == 64 and seen["p"] > 1e-3
     assert inputs_predict_labels([(torch.randn(16, 4), torch.rand(16))]) is None  # regression targets: no classes
+
+
+def test_squeeze_excitation_gates_are_not_a_signal_whose_scale_grows_with_depth(audit_sample):
+    """torchvision's MaxViT-T draws every conv at std 0.02: its squeeze-excitation gates' sigmoids sit at 0.5 with
+    a spread that grows with each stage's width and pooled scale, 0.00045 at the first to 0.0063 at the last
+    (14x, measured at 64 pixels). A gate sees one pooled vector per sample and scales the body: not a stage of
+    the signal. init-scale judges the body's activations."""
+    import dataclasses
+
+    import numpy as np
+    from auditor.rules import init_scale
+
+    from auditor.engine import load_rules, resolve_thresholds
+
+    ev = audit_sample("healthy_convnet").evidence
+    t = resolve_thresholds(load_rules(), {})["init-scale"]
+    assert not list(init_scale.RULE.check(ev, t))
+    body = ev.activations[0]
+    gates = [dataclasses.replace(body, name=f"block{i}.se.scale_activation", kind="sigmoid", gating=True,
+                                 std=np.full_like(body.std, spread)) for i, spread in enumerate([4.5e-4, 1e-3, 6.3e-3])]
+    with_gates = dataclasses.replace(ev, activations=list(ev.activations) + gates)
+    assert not list(init_scale.RULE.check(with_gates, t))
+    ungated = dataclasses.replace(ev, activations=list(ev.activations) + [dataclasses.replace(g, gating=False)
+                                                                            for g in gates])
+    assert [f.evidence["kind"] for f in init_scale.RULE.check(ungated, t)] == ["sigmoid"]
