@@ -1,6 +1,7 @@
 """`audit run train.py ARGS`: the user's own script, run unchanged and observed; the loop rules on samples that
 must trigger them and on careful scripts that must not."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -26,7 +27,10 @@ TRIGGERS = {
 HEALTHY = ["healthy_mlp", "careful_loop"]
 
 
+@functools.cache
 def _audit(name, *args, steps=100):
+    # One audit of a script per arguments, shared by the tests that read it: a script audit re-runs the script
+    # for the LR range test and for each fix, tens of seconds on a CPU. The tests only read the report.
     return audit_script(Script(str(SCRIPTS / name / "train.py"), list(args)), steps=steps)
 
 
@@ -135,8 +139,8 @@ def test_raw_tensors_without_a_module_are_named(tmp_path):
 def test_cli_audit_run_writes_reports_and_exit_code(tmp_path):
     out = tmp_path / "rep"
     done = subprocess.run([sys.executable, "-m", "auditor", "run", "-q", "--format", "json", "--out", str(out),
-                           str(SCRIPTS / "missing_zero_grad" / "train.py")], capture_output=True, text=True,
-                          timeout=300)
+                           "--steps", "30", str(SCRIPTS / "missing_zero_grad" / "train.py")], capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     assert "missing-zero-grad" in done.stdout
     data = json.loads((out / "report.json").read_text())
