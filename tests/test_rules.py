@@ -691,3 +691,26 @@ def test_squeeze_excitation_gates_are_not_a_signal_whose_scale_grows_with_depth(
     ungated = dataclasses.replace(ev, activations=list(ev.activations) + [dataclasses.replace(g, gating=False)
                                                                             for g in gates])
     assert [f.evidence["kind"] for f in init_scale.RULE.check(ungated, t)] == ["sigmoid"]
+
+
+def test_an_overshoot_fraction_is_judged_with_its_uncertainty(audit_sample):
+    """Nine measured steps: MaxViT-T learning well under AdamW (2.33 -> 1.08) overshot on 3 of them at one seed and
+    fewer at the others; a period-2 cycle overshoots on half. One step more or fewer of nine must not decide."""
+    import dataclasses
+
+    import numpy as np
+    from auditor.rules import loss_oscillation
+
+    from auditor.engine import load_rules, resolve_thresholds
+
+    ev = audit_sample("loss_oscillation").evidence
+    t = resolve_thresholds(load_rules(), {})["loss-oscillation"]
+    assert list(loss_oscillation.RULE.check(ev, t)), "the period-2 sample must still oscillate"
+    before = np.full(9, 2.0)
+
+    def overshooting(k):
+        after = before * np.where(np.arange(9) < k, 1.03, 0.95)
+        return dataclasses.replace(ev, loss=before, loss_after=after)
+
+    assert not list(loss_oscillation.RULE.check(overshooting(3), t))
+    assert list(loss_oscillation.RULE.check(overshooting(4), t))
