@@ -117,10 +117,18 @@ def main() -> int:
     ap.add_argument("--sources", default="torchvision,timm,hf")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json", help="write the results here as they come")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="no run: the table of sweeps run in parts (their "
+                    "--json files), a later file's run of a model and seed replacing an earlier one's")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(audit_one(args.one, args.seed, args.steps)))
         return 0
+    if args.merge:
+        merged = {}
+        for path in args.merge:
+            for r in json.loads(Path(path).read_text()):
+                merged[(r["model"], r["seed"])] = r
+        return summary(sorted(merged.values(), key=lambda r: (r["model"], r["seed"])))
 
     from zoo_models import entries, representatives
 
@@ -137,12 +145,19 @@ def main() -> int:
             print(f"{e.name:28s} seed {seed} {r.get('seconds', '-'):>6}s {fired}", flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
+    return summary(results)
+
+
+def summary(results: list[dict]) -> int:
     print()
     print(table(results))
     ok = [r for r in results if "error" not in r]
     verdicts = [verdict(r) for r in ok]
     print(f"\nclean: {verdicts.count('clean')}/{len(ok)} runs; init-loss only (true at 10 classes): "
           f"{verdicts.count('init')}; other warnings: {verdicts.count('alarm')} ({len(results) - len(ok)} did not run)")
+    for r in ok:
+        if verdict(r) == "alarm":
+            print(f"  {r['model']} seed {r['seed']}: {', '.join(f[0] for f in r['findings'] if f[1] != 'info')}")
     return 0 if "alarm" not in verdicts and len(ok) == len(results) else 1
 
 
