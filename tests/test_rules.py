@@ -714,3 +714,15 @@ def test_an_overshoot_fraction_is_judged_with_its_uncertainty(audit_sample):
 
     assert not list(loss_oscillation.RULE.check(overshooting(3), t))
     assert list(loss_oscillation.RULE.check(overshooting(4), t))
+
+
+def test_the_inputs_label_test_leaves_ignored_targets_out():
+    import torch
+
+    from auditor.probe.checks import inputs_predict_labels
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 12, generator=g), torch.full((64,), -100)
+    assert inputs_predict_labels([(x, y)]) is None  # every target ignored: no classes to test
+    y[:32] = torch.randint(0, 3, (32,), generator=g)
+    assert inputs_predict_labels([(x, y)])["samples"] == 32

@@ -394,6 +394,10 @@ def _class_pairs(batches: list) -> tuple[torch.Tensor, torch.Tensor] | None:
     if not xs or len({x.shape[1] for x in xs}) != 1:
         return None
     x, y = torch.cat(xs), torch.cat(ys)
+    kept = y >= 0  # a negative label is an ignore_index (-100), no class
+    x, y = x[kept], y[kept]
+    if not y.numel():
+        return None
     _, inverse = torch.unique(x, dim=0, return_inverse=True)
     first = torch.full((int(inverse.max()) + 1,), x.shape[0], dtype=torch.long, device=x.device)
     first.scatter_reduce_(0, inverse, torch.arange(x.shape[0], device=x.device), reduce="amin")
