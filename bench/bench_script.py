@@ -33,7 +33,9 @@ def _loop_seconds(argv: list[str]) -> float:
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}")
-    seconds = float(Path(path).read_text())
+    # The first line is the observed run's: `audit run` then re-runs the script (the LR range test), which
+    # appends its own.
+    seconds = float(Path(path).read_text().splitlines()[0])
     os.unlink(path)
     return seconds
 
