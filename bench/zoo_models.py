@@ -137,7 +137,8 @@ def torchvision_entries() -> list[Entry]:
             kw["image_size"] = size
         if name.startswith("maxvit"):
             kw["input_size"] = (size, size)
-            kw["partition_size"] = MAXVIT_PARTITION
+        if name == "maxvit_t":
+            kw["partition_size"] = MAXVIT_PARTITION  # built from its class: see _maxvit_t
         make_opt, recipe = _vision_recipe(name)
 
         def build(name=name, kw=kw, size=size, make_opt=make_opt):

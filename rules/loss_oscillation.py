@@ -7,11 +7,10 @@ from auditor.report import figures
 
 
 def _wilson_low(k: int, n: int, z: float) -> float:
-    """The lower end of Wilson's score interval for k successes in n trials."""
-    p = k / n
-    centre = p + z * z / (2 * n)
-    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float((centre - spread) / (1 + z * z / n))
+    """The lower end of Wilson's score interval for k successes in n trials, at z standard errors."""
+    from scipy.stats import binomtest, norm
+
+    return float(binomtest(k, n).proportion_ci(confidence_level=2 * norm.cdf(z) - 1, method="wilson").low)
 
 
 class LossOscillation(Rule):
