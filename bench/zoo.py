@@ -4,6 +4,7 @@ recipe must get no warning and no error; the table says what fired where.
     python bench/zoo.py                                  # one model per family, seed 0
     python bench/zoo.py --seeds 0,1,2 --all              # every torchvision model, every timm and HF entry
     python bench/zoo.py --only 'resnet|gpt2' --json out.json
+    python bench/zoo.py --all --seeds 0,1,2 --sources torchvision --device cuda --jobs 12   # on a GPU
 
 Each (model, seed) runs in a fresh process with a time limit, so one architecture that is slow or breaks
 on a CPU cannot stop the sweep; the table marks it.
@@ -18,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -25,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent))
 
 
-def audit_one(name: str, seed: int, steps: int) -> dict:
-    """Build the entry from the seed, audit it, and summarise the report."""
+def audit_one(name: str, seed: int, steps: int, device: str = "cpu") -> dict:
+    """Build the entry from the seed, audit it on `device`, and summarise the report."""
     import torch
     from zoo_models import entries
 
@@ -35,12 +37,13 @@ def audit_one(name: str, seed: int, steps: int) -> dict:
     entry = next(e for e in entries() if e.name == name)
     torch.manual_seed(seed)
     kwargs = entry.build()
+    kwargs["model"].to(device)  # the probe runs where the model lives and moves each batch there
     n_params = sum(p.numel() for p in kwargs["model"].parameters())
     started = time.perf_counter()
     report = auditor.audit(**kwargs, seed=seed, steps=steps)
     ev = report.evidence
-    return {"model": name, "source": entry.source, "family": entry.family, "seed": seed, "recipe": entry.recipe,
-            "params": n_params, "seconds": round(time.perf_counter() - started, 1),
+    return {"model": name, "source": entry.source, "device": device, "family": entry.family, "seed": seed,
+            "recipe": entry.recipe, "params": n_params, "seconds": round(time.perf_counter() - started, 1),
             "findings": [[f.rule, f.severity, f.title] for f in report.findings],
             "roots": report.root_causes,
             # Enough to judge a warning without re-running the model: what it measured, and what its fix did.
@@ -50,8 +53,8 @@ def audit_one(name: str, seed: int, steps: int) -> dict:
             "expected_initial_loss": ev.probe.expected_initial_loss}
 
 
-def run(name: str, seed: int, steps: int, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--one", name, "--seed", str(seed), "--steps", str(steps)]
+def run(name: str, seed: int, steps: int, timeout: float, device: str = "cpu") -> dict:
+    cmd = [sys.executable, __file__, "--one", name, "--seed", str(seed), "--steps", str(steps), "--device", device]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -116,12 +119,15 @@ def main() -> int:
     ap.add_argument("--only", help="a regular expression on the model names")
     ap.add_argument("--sources", default="torchvision,timm,hf")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--device", default="cpu", help="where each model is audited (cuda: the GPU sweep)")
+    ap.add_argument("--jobs", type=int, default=1, help="audits at a time, each its own process (on a GPU they "
+                    "share the device: a run's time is then not its own)")
     ap.add_argument("--json", help="write the results here as they come")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="no run: the table of sweeps run in parts (their "
                     "--json files), a later file's run of a model and seed replacing an earlier one's")
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(audit_one(args.one, args.seed, args.steps)))
+        print(json.dumps(audit_one(args.one, args.seed, args.steps, args.device)))
         return 0
     if args.merge:
         merged = {}
@@ -136,15 +142,19 @@ def main() -> int:
     if not args.all:
         chosen = representatives(chosen)
     chosen = [e for e in chosen if (args.heavy or not e.heavy) and (not args.only or re.search(args.only, e.name))]
+    # Seed by seed: a sweep stopped at a deadline has covered every model once before any twice.
+    runs = [(e.name, int(seed)) for seed in args.seeds.split(",") for e in chosen]
     results = []
-    for e in chosen:
-        for seed in (int(s) for s in args.seeds.split(",")):
-            r = run(e.name, seed, args.steps, args.timeout)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(run, name, seed, args.steps, args.timeout, args.device) for name, seed in runs]
+        for future in as_completed(futures):  # each written as it ends: a sweep stopped early keeps what it did
+            r = future.result()
             results.append(r)
             fired = r.get("error") or [f[0] for f in r["findings"] if f[1] != "info"] or "clean"
-            print(f"{e.name:28s} seed {seed} {r.get('seconds', '-'):>6}s {fired}", flush=True)
+            print(f"{r['model']:28s} seed {r['seed']} {r.get('seconds', '-'):>6}s {fired}", flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
+    results.sort(key=lambda r: runs.index((r["model"], r["seed"])))
     return summary(results)
 
 
