@@ -65,7 +65,9 @@ Leaky ReLU keeps a slope everywhere and is never reported.
 
     def check(self, ev, t):
         bad, gates = [], []
-        gating = _gating(ev)
+        # The probe marks what runs inside a squeeze-excitation module (its gate too); the structure finds the
+        # bottlenecks of SE units written inline.
+        gating = _gating(ev) | {a.name for a in ev.activations if a.gating}
         for act in ev.activations:
             frac = nanmedian(act.dead)
             if np.isfinite(frac) and frac >= t.warn_fraction:
@@ -74,9 +76,10 @@ Leaky ReLU keeps a slope everywhere and is never reported.
             listing = ", ".join(f"{a.name}: {pct(f)} of {a.units} units" for f, a in gates)
             yield self.finding(
                 "info", "Dead units in squeeze-and-excitation gates",
-                f"Units off for every sample, in the bottleneck of a gate: {listing}. Each sees one pooled vector "
-                "per sample, so a few samples decide, and the gate still works through the units left and its "
-                "bias; from-scratch SE networks (RegNetY, MobileNetV3, EfficientNet) train with them.",
+                f"Units off for every sample inside squeeze-and-excitation units: {listing}. An SE unit sees one "
+                "pooled vector per sample, so a few samples decide; with units of its bottleneck off the gate still "
+                "works through the rest and its bias, and a gate shut on a channel switches that channel off, which "
+                "is what a gate does. From-scratch SE networks (RegNetY, MobileNetV3, EfficientNet) train with them.",
                 "Nothing to do unless the whole gate is dead; a wider bottleneck (squeeze ratio) keeps more units.",
                 [a.name for _, a in gates], dead_fraction={a.name: f for f, a in gates}, gate=True)
         if not bad:

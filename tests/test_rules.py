@@ -693,6 +693,30 @@ def test_squeeze_excitation_gates_are_not_a_signal_whose_scale_grows_with_depth(
     assert [f.evidence["kind"] for f in init_scale.RULE.check(ungated, t)] == ["sigmoid"]
 
 
+def test_shut_or_saturated_squeeze_excitation_gates_are_information(audit_sample):
+    """torchvision's EfficientNet-B1..B4 from scratch on the GPU zoo sweep: their SE gates' sigmoids sat in the
+    tails (41-93%) and shut on whole channels (26-85%) while the body learned, and saturated-units' fix verified
+    worse. A gate near 0 or 1 is a gate doing its work: dead-units and saturated-units report it as information,
+    and the same activation outside a gate still as an error."""
+    import dataclasses
+
+    import numpy as np
+    from auditor.rules import dead_units, saturated_units
+
+    from auditor.engine import load_rules, resolve_thresholds
+
+    ev = audit_sample("healthy_convnet").evidence
+    thresholds = resolve_thresholds(load_rules(), {})
+    body = ev.activations[0]
+    gate = dataclasses.replace(body, name="features.1.0.block.1.scale_activation", kind="sigmoid", gating=True,
+                               saturated=np.full_like(body.std, 0.9), dead=np.full_like(body.std, 0.8))
+    for gating in (True, False):
+        changed = dataclasses.replace(ev, activations=list(ev.activations) + [dataclasses.replace(gate, gating=gating)])
+        for rule in (dead_units.RULE, saturated_units.RULE):
+            got = [(f.severity, tuple(f.layers)) for f in rule.check(changed, thresholds[rule.id])]
+            assert got == [("info" if gating else "error", (gate.name,))], (rule.id, gating, got)
+
+
 def test_an_overshoot_fraction_is_judged_with_its_uncertainty(audit_sample):
     """Nine measured steps: MaxViT-T learning well under AdamW (2.33 -> 1.08) overshot on 3 of them at one seed and
     fewer at the others; a period-2 cycle overshoots on half. One step more or fewer of nine must not decide."""
