@@ -98,13 +98,30 @@ class ParamTracker:
                 return
             if self._staged:
                 # Stream order keeps each copy back behind the copy out: no host sync.
-                self.log.put("param/update_norm", [_norms([before.to(d.device, non_blocking=True).sub_(d)])[0]
+                self.log.put("param/update_norm", [_staged_diff_norm(before, d)
                                                    for before, d in zip(self._before, self._data(), strict=True)],
                              step)
                 return
             # In place: the snapshot becomes w_before - w_after = -Δw, whose norm is ‖Δw‖.
             torch._foreach_sub_(self._before, self._data())
             self.log.put("param/update_norm", _norms(self._before), step)
+
+
+# In place on an accelerator, a weight before the step comes back in pieces of at most this many elements: the
+# device holds one piece (16 MiB in float32) beside the model, not a copy of its largest tensor.
+STAGED_CHUNK = 1 << 22
+
+
+def _staged_diff_norm(before: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
+    """‖before - now‖ with `before` in host memory, brought to the device a piece at a time, each piece freed
+    (for the next to reuse) once its norm is taken. Stream order keeps each copy back behind the copy out: no
+    host sync."""
+    flat_before, flat_now = before.reshape(-1), now.reshape(-1)
+    norms = [_norms([flat_before[i:i + STAGED_CHUNK].to(now.device, non_blocking=True, copy=True)
+                     .sub_(flat_now[i:i + STAGED_CHUNK])])[0] for i in range(0, flat_now.numel(), STAGED_CHUNK)]
+    if len(norms) == 1:
+        return norms[0]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros((), device=now.device)
 
 
 def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
