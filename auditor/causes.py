@@ -115,7 +115,12 @@ MECHANISMS = (
     Mechanism("optimizer-config", ("lr-range", "update-ratio", "loss-plateau", "grad-data-ratio",
                                    "overfit-one-batch", "vanishing-gradients", "loss-oscillation", "grad-spikes"),
               "Adam's eps, momentum or weight decay sets the step instead of the learning rate",
-              "Kingma & Ba, 'Adam', ICLR 2015, algorithm 1; Loshchilov & Hutter, ICLR 2019"),
+              "Kingma & Ba, 'Adam', ICLR 2015, algorithm 1; Loshchilov & Hutter, ICLR 2019",
+              when=lambda f: f.evidence.get("explains_rate", True)),
+    # ... unless the steps would be too small even without eps: then the rate is the larger cause.
+    Mechanism(LR_LOW, ("optimizer-config",), "a rate far too low shrinks every step by more than eps does",
+              "Kingma & Ba, 'Adam', ICLR 2015, algorithm 1: the step is lr·m̂/(√v̂+eps)",
+              effect_when=lambda f: f.evidence.get("explains_rate") is False),
     Mechanism("batch-mixing", ("overfit-one-batch",), "outputs that depend on other samples cannot be fitted "
               "per sample", "PyTorch docs, nn.MultiheadAttention / nn.LSTM: batch_first"),
     Mechanism("init-scale", ("overfit-one-batch", "loss-plateau", "input-independence", "lr-range",

@@ -21,7 +21,10 @@ class OptimizerConfig(Rule):
                                 "small to learn)", "half a decade under the slowest healthy recipe measured (-3.0, "
                                 "Adam 3e-4; update-ratio's calibration); Adam with eps=1 on an MLP regression: -4.1. "
                                 "A large eps with healthy steps (RMSprop's 0.0316 in the MobileNetV3 recipe) is a "
-                                "choice, not a bug"),
+                                "choice, not a bug. The same bar says whether eps explains the small steps: with "
+                                "the level they would have without it (+log10 (eps+√v̂)/√v̂) still below, the rate "
+                                "is too low as well (MobileNetV3's recipe at lr/1000: 38x from eps, 3230x short by "
+                                "the LR range test) and the rate's rules lead"),
         "momentum": Threshold(0.999, "momentum (SGD) or beta1 (Adam) at or above this",
                               "an average over ~1/(1-m) steps: 1000 steps at 0.999, so each step follows gradients "
                               "hundreds of steps old (Sutskever et al. 2013 use at most 0.999 late in training, "
@@ -84,16 +87,30 @@ reported while the updates it leaves are of a healthy size.
             return
         eps = max(g.get("eps", 0) for g in o["groups"])
         root = float(np.median([m["rms_root"] for m in moments.values()]))
+        shrink = (eps + root) / max(root, 1e-30)
+        # Where the steps would be too small even without eps, the rate is too low as well, and by more than eps
+        # explains: a large eps chosen on purpose (RMSprop's 0.0316 in the MobileNetV3 recipe) at a rate a
+        # thousand times too low is the rate's problem, and the rate's rules lead (auditor/causes.py).
+        without = level + float(np.log10(shrink))
+        explains = without >= t.eps_update
+        what = (f"√v̂, the root of {o['class']}'s running squared gradient, is a median {fmt(root)} across the "
+                f"weight tensors, below eps={fmt(eps)} for {pct(share)} of their elements: each step is "
+                f"lr·m̂/(√v̂+eps) ≈ lr·m̂/eps, about {fmt(shrink, 2)}x smaller than {o['class']} intends, and the "
+                f"weights move by 10^{fmt(level, 2)} of their scale a step.")
+        if explains:
+            title = f"{o['class']}'s eps={fmt(eps)} outweighs the gradient's scale"
+            what += " This is a setting, not the learning rate: raising the rate would only paper over it."
+        else:
+            title = f"{o['class']}'s eps={fmt(eps)} shrinks each step, and the rate more"
+            what += (f" Without eps they would still move only 10^{fmt(without, 2)} of their scale, too little to "
+                     "learn: the learning rate is too low as well, by more than eps accounts for.")
         yield self.finding(
-            "error", f"{o['class']}'s eps={fmt(eps)} outweighs the gradient's scale",
-            f"√v̂, the root of {o['class']}'s running squared gradient, is a median {fmt(root)} across the weight "
-            f"tensors, below eps={fmt(eps)} for {pct(share)} of their elements: each step is lr·m̂/(√v̂+eps) ≈ "
-            f"lr·m̂/eps, about {fmt(eps / max(root, 1e-30), 2)}x smaller than {o['class']} intends, and the "
-            f"weights move by 10^{fmt(level, 2)} of their scale a step. This is a setting, not the learning "
-            "rate: raising the rate would only paper over it.",
+            "error" if explains else "warning", title, what,
             f"Use the default eps (or 1e-6 at most under fp16):\n\n"
-            f"optimizer = torch.optim.{o['class']}(model.parameters(), lr=..., eps={ADAM_EPS:g})",
-            [], advice="eps", eps=eps, rms_root=root, eps_share=share, update_log10=level, setting="eps")
+            f"optimizer = torch.optim.{o['class']}(model.parameters(), lr=..., eps={ADAM_EPS:g})"
+            + ("" if explains else "\n\nand raise the learning rate (see lr-range and update-ratio)"),
+            [], advice="eps", eps=eps, rms_root=root, eps_share=share, update_log10=level, setting="eps",
+            update_log10_without_eps=without, explains_rate=explains)
 
     def _momentum(self, o, t):
         for g in o["groups"]:

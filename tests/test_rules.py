@@ -266,6 +266,28 @@ def test_optimizer_settings_read_against_the_gradients(make, setting):
     assert found == ([setting] if setting else []), [f.title for f in report.findings]
 
 
+def test_a_large_eps_does_not_take_the_blame_for_a_rate_far_too_low():
+    """RMSprop's eps=0.0316 (the MobileNetV3 recipe, chosen on purpose) at a rate a thousand times too low: eps
+    shrinks each step some tens of times, the rate by far more. The rate leads; eps is named as its consequence."""
+    import torch
+    from torch import nn
+
+    import auditor
+
+    torch.manual_seed(0)
+    x = torch.randn(1024, 20)
+    y = (x @ torch.randn(20, 5)).argmax(1)
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 1024, 32)]
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
+    report = auditor.audit(model, batches, steps=40, verify_fixes=False, make_optimizer=lambda p: torch.optim.RMSprop(
+        p, lr=2e-6, eps=0.0316, momentum=0.9, alpha=0.9))
+    eps = next(f for f in report.findings if f.rule == "optimizer-config")
+    assert eps.evidence["explains_rate"] is False and eps.severity == "warning"
+    assert eps.evidence["update_log10_without_eps"] < -3.5
+    assert report.root_causes[0] in ("lr-range", "update-ratio", "loss-plateau"), report.root_causes
+    assert eps.explained_by, "the rate explains eps's small steps"
+
+
 def test_loss_broadcast_is_the_root_and_its_fix_is_proven(audit_sample):
     report = audit_sample("loss_broadcast")
     assert report.root_causes[0] == "loss-broadcast"
