@@ -169,10 +169,21 @@ MECHANISMS = (
                         "update-ratio", "loss-hockey-stick"),
               "steps larger than the curvature allows overshoot, knock ReLUs off the data for good and can "
               "blow up", "Smith, WACV 2017 (LR range test); Lu et al., 'Dying ReLU and Initialization' (2019)"),
-    Mechanism("dead-units", ("input-independence", "loss-plateau", "vanishing-gradients", "update-ratio",
-                             "grad-data-ratio", "lr-range", "overfit-one-batch"),
+    Mechanism("dead-units", ("input-independence", "vanishing-gradients", "grad-data-ratio", "overfit-one-batch"),
               "a dead ReLU passes no signal forward and no gradient back",
               "Lu et al., 'Dying ReLU and Initialization' (2019); Karpathy, makemore part 3 (2022)"),
+    # A flat loss or small steps: explained by dead units where most of a layer is dead, or where the finding does
+    # not itself measure steps too small to learn. With fewer than half of a layer's units dead the live ones carry
+    # the gradient, and steps too small on them are the rate's (VGG-11 at its recipe's 0.000625 at batch 16: 43%
+    # of one layer dead, steps of 10^-4.3; clean at 16x the rate, those units back).
+    Mechanism("dead-units", ("loss-plateau", "update-ratio", "lr-range"),
+              "a dead ReLU passes no signal forward and no gradient back",
+              "Lu et al., 'Dying ReLU and Initialization' (2019); Karpathy, makemore part 3 (2022)",
+              when=lambda f: f.severity == "error"),
+    Mechanism("dead-units", ("loss-plateau", "update-ratio", "lr-range"),
+              "a dead ReLU passes no signal forward and no gradient back",
+              "Lu et al., 'Dying ReLU and Initialization' (2019); Karpathy, makemore part 3 (2022)",
+              effect_when=lambda f: f.advice != LR_LOW),
     Mechanism("batchnorm-small-batch", ("grad-spikes", "loss-oscillation", "label-problems"),
               "batch statistics of a few samples are noisy, and so is every step: the output follows the batch's "
               "noise more than its own input, as if the labels were unrelated to it",

@@ -12,6 +12,9 @@ class LossPlateau(Rule):
         "min_drop": Threshold(0.05, "warn when the loss falls by less than this fraction over the probe",
                               "measured: healthy samples fall 25-95% over a 100-step probe"),
         "min_steps": Threshold(20, "steps needed to judge the curve", "windows of 20% need a few samples each"),
+        "tiny_updates": Threshold(-4.0, "name the learning rate as the plateau's cause when the median layer's "
+                                  "log10 ‖Δw‖/‖w‖ is below this", "a decade under the lecture's healthy ~-3; "
+                                  "measured healthy recipes: -1.8 to -3.0 (update-ratio's calibration)"),
     }
     why = """
 From a fresh initialisation a working setup lowers the loss within tens of steps. A flat curve means the
@@ -46,7 +49,7 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
         if drop >= t.min_drop or end > 2 * start:  # rising is loss-divergence's finding
             return
         level, _ = update_level(ev)
-        if np.isfinite(level) and level < -4:
+        if np.isfinite(level) and level < t.tiny_updates:
             cause = f"The updates are tiny (10^{fmt(level, 2)} of the weights per step): the learning rate is too low."
             advice = LR_LOW
         else:

@@ -165,3 +165,18 @@ def test_information_explains_no_fault():
     roots = link([info, plateau])
     assert roots[0] == "loss-plateau" and not plateau.explained_by
     assert link([_f("dead-units", "warning", onset=0), _f("loss-plateau", "warning", onset=10)])[0] == "dead-units"
+
+
+def test_dead_units_in_part_of_a_layer_do_not_explain_steps_too_small_to_learn():
+    """VGG-11 at its recipe's rate at batch 16: 43% of one layer dead (a warning) and a plateau whose steps are
+    10^-4.3 of the weights (the rate too low). The live units carry the gradient: the rate's finding is its own
+    root. Most of a layer dead (an error), or a plateau that does not blame the rate, stays dead units' doing."""
+    dead, plateau = _f("dead-units", "warning", onset=0), _f("loss-plateau", onset=10, advice=LR_LOW)
+    link([dead, plateau])
+    assert not plateau.explained_by
+    dead, plateau = _f("dead-units", "error", onset=0), _f("loss-plateau", onset=10, advice=LR_LOW)
+    link([dead, plateau])
+    assert plateau.explained_by == ["dead-units"]
+    dead, plateau = _f("dead-units", "warning", onset=0), _f("loss-plateau", onset=10)
+    link([dead, plateau])
+    assert plateau.explained_by == ["dead-units"]
