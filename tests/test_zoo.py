@@ -24,7 +24,7 @@ def test_hugging_face_tiny_configs_are_clean(name):
 
 
 @pytest.mark.parametrize("op", ["output_x100", "broadcast_loss", "layer_left_out", "frozen_output", "adam_eps_1",
-                                "lr_x100"])
+                                "lr_x100", "labels_shuffled", "labels_shifted"])
 def test_injected_fault_is_the_headline(op):
     result = mutations.audit_one("mlp_regression", op, seed=0)
     operator = next(o for o in mutations.OPERATORS if o.name == op)
