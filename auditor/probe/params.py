@@ -97,7 +97,6 @@ class ParamTracker:
                 self.log.put("param/update_norm", self._parked.diff_norms(self._data()), step)
                 return
             if self._staged:
-                # Stream order keeps each copy back behind the copy out: no host sync.
                 self.log.put("param/update_norm", [_staged_diff_norm(before, d)
                                                    for before, d in zip(self._before, self._data(), strict=True)],
                              step)
