@@ -12,6 +12,13 @@ mkdir -p "$out"
 [ -e auditor/rules ] || ln -s ../rules auditor/rules
 [ -e auditor/templates ] || ln -s ../templates auditor/templates
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+# The lent image has no jsonschema (the tests' conftest validates every report with it): carry its wheels in an
+# ignored .whl/ folder (the device tool's README: pip download --only-binary=:all: --python-version 3.12 ...
+# jsonschema jsonschema-specifications referencing rpds-py) and name .whl in the run's carry.
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && \
+        export PYTHONPATH=$PWD:/tmp/site
+fi
 left() { echo $(( deadline - $(date +%s) )); }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
