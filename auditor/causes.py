@@ -233,7 +233,7 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
                 add(a, b, f"counterfactual: fixing {a} on a copy removed this finding (and {a}'s own evidence "
                     f"explains {b}'s)")
     for cause in sorted(removed_by, key=lambda r: (-len(removed_by[r]), r)):
-        if cause in by_rule:
+        if cause in by_rule and by_rule[cause].severity != "info":
             for effect in sorted(removed_by[cause] & by_rule.keys()):
                 add(cause, effect, f"counterfactual: fixing {cause} on a copy removed this finding")
     # (c) mechanisms, in the table's order of precedence, unless time or a counterfactual says otherwise.

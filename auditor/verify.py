@@ -81,7 +81,8 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
     active = {k: r for k, r in rules.items() if k not in set(ignore)}
     result = Counterfactuals()
     progress = progress or Progress()
-    plans = [(f, _as_list(rules[f.rule].plan_fix(evidence, f))) for f in findings]
+    # Information is not a fault: nothing to fix, and a re-probe of its "fix" would make it a cause in the graph.
+    plans = [(f, [] if f.severity == "info" else _as_list(rules[f.rule].plan_fix(evidence, f))) for f in findings]
     progress.phase("verifying fixes", sum(len(p) for _, p in plans))
     for f, (plan, *alternatives) in ((f, p or [None]) for f, p in plans):
         if plan is None:
@@ -254,7 +255,8 @@ def verify_script(script, evidence: Evidence, findings: list[Finding], rules: di
     active = {k: r for k, r in rules.items() if k not in set(ignore)}
     result = Counterfactuals()
     progress = progress or Progress()
-    plans = [(f, _as_list(rules[f.rule].plan_fix(evidence, f))) for f in findings]
+    # Information is not a fault: nothing to fix, and a re-probe of its "fix" would make it a cause in the graph.
+    plans = [(f, [] if f.severity == "info" else _as_list(rules[f.rule].plan_fix(evidence, f))) for f in findings]
     progress.phase("verifying fixes on the script", sum(1 for _, p in plans if p))
     for f, plan in ((f, p[0] if p else None) for f, p in plans):
         if plan is None:

@@ -165,6 +165,9 @@ def test_information_explains_no_fault():
     roots = link([info, plateau])
     assert roots[0] == "loss-plateau" and not plateau.explained_by
     assert link([_f("dead-units", "warning", onset=0), _f("loss-plateau", "warning", onset=10)])[0] == "dead-units"
+    info, plateau = _f("saturated-units", "info", onset=0), _f("loss-plateau", "warning", onset=10)
+    assert link([info, plateau], removed_by={"saturated-units": {"loss-plateau"}})[0] == "loss-plateau"
+    assert not plateau.explained_by  # not even through a counterfactual
 
 
 def test_dead_units_in_part_of_a_layer_do_not_explain_steps_too_small_to_learn():

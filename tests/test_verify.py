@@ -67,3 +67,30 @@ def test_verification_leaves_the_callers_objects_alone():
     assert all("2 groups" in f.after.probe.optimizer for f in verified)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert json.dumps(opt.state_dict()["param_groups"]) == opt_state and not opt.state
+
+
+def test_information_is_not_verified_and_explains_nothing():
+    """A squeeze-excitation gate's saturated sigmoid is information (saturated-units says so); its rule has a fix
+    for the body's saturation, which must not be re-probed for the gate: on EfficientNet-B2 that made the gate a
+    cause of the grad spikes in the root-cause graph."""
+    torch.manual_seed(0)
+
+    class SqueezeExcite(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.reduce, self.act, self.expand = nn.Conv2d(c, 4, 1), nn.ReLU(), nn.Conv2d(4, c, 1)
+            with torch.no_grad():
+                self.expand.weight.mul_(40)  # the gate starts in its tails
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))))
+
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(), SqueezeExcite(16),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
+    x = torch.randn(256, 3, 8, 8)
+    y = torch.randint(0, 4, (256,))
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+    report = auditor.audit(model, batches, steps=30, make_optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9))
+    gate = next(f for f in report.findings if f.rule == "saturated-units")
+    assert gate.severity == "info" and "information" in gate.verified["reason"]
+    assert not gate.explains
