@@ -93,9 +93,10 @@ reported while the updates it leaves are of a healthy size.
         # thousand times too low is the rate's problem, and the rate's rules lead (auditor/causes.py).
         without = level + float(np.log10(shrink))
         explains = without >= t.eps_update
+        times = f"{shrink:,.0f}" if shrink >= 10 else fmt(shrink, 2)  # "363", not fmt's "3.6e+02"
         what = (f"√v̂, the root of {o['class']}'s running squared gradient, is a median {fmt(root)} across the "
                 f"weight tensors, below eps={fmt(eps)} for {pct(share)} of their elements: each step is "
-                f"lr·m̂/(√v̂+eps) ≈ lr·m̂/eps, about {fmt(shrink, 2)}x smaller than {o['class']} intends, and the "
+                f"lr·m̂/(√v̂+eps) ≈ lr·m̂/eps, about {times}x smaller than {o['class']} intends, and the "
                 f"weights move by 10^{fmt(level, 2)} of their scale a step.")
         if explains:
             title = f"{o['class']}'s eps={fmt(eps)} outweighs the gradient's scale"
