@@ -772,3 +772,24 @@ def test_the_inputs_label_test_leaves_ignored_targets_out():
     assert inputs_predict_labels([(x, y)]) is None  # every target ignored: no classes to test
     y[:32] = torch.randint(0, 3, (32,), generator=g)
     assert inputs_predict_labels([(x, y)])["samples"] == 32
+
+
+def test_units_killed_by_the_rate_during_training_get_the_rate_as_their_fix():
+    """ReLUs alive at the first step (1% off) and dead by step 26 under SGD at 0.5: the initialisation was
+    sound, the updates knocked them off the data. dead-units says so, advises a lower rate (not fan-in init) and
+    proves it on a copy; units dead from the start keep the initialisation advice (the dead_units sample)."""
+    import torch
+    from torch import nn
+
+    import auditor
+
+    torch.manual_seed(0)
+    x = torch.randn(1024, 20)
+    y = (x @ torch.randn(20, 5)).argmax(1)
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 1024, 32)]
+    model = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 5))
+    report = auditor.audit(model, batches, steps=60, make_optimizer=lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9))
+    dead = next(f for f in report.findings if f.rule == "dead-units")
+    assert dead.evidence["died_in_training"] and dead.onset > 0 and "learning rate" in dead.fix
+    assert dead.verified["resolved"] and dead.verified["after"] < 0.25 < dead.verified["before"]
+    assert report.root_causes[0] == "dead-units"
