@@ -1,5 +1,6 @@
 import numpy as np
 
+from auditor.causes import LR_HIGH
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import first_step, nanmedian, pct
 from auditor.report import figures
@@ -125,7 +126,7 @@ Leaky ReLU keeps a slope everywhere and is never reported.
         yield self.finding("error" if bad[0][0] >= t.error_fraction else "warning",
                            "Dead units" + (": killed during training" if died else ""), diagnosis, fix,
                            [a.name for _, a in bad], onset=onset, dead_fraction={a.name: f for f, a in bad},
-                           died_in_training=died)
+                           died_in_training=died, advice=LR_HIGH if died else None)
 
     metric = "dead fraction of the worst layer"
 

@@ -27,9 +27,8 @@ def test_hugging_face_tiny_configs_are_clean(name):
                                 "lr_x100", "labels_shuffled", "labels_shifted"])
 def test_injected_fault_is_the_headline(op):
     result = mutations.audit_one("mlp_regression", op, seed=0)
-    operator = next(o for o in mutations.OPERATORS if o.name == op)
     assert result["applies"] and result["detected"], result
-    assert result["headline"] in operator.expect, result
+    assert result["right"], result  # its rule expected, or (a rate changed) its advice that rate change
 
 
 def test_unmutated_model_is_clean():
@@ -45,8 +44,7 @@ def test_injected_fault_on_a_library_architecture_is_the_headline(model, op):
     if importlib.util.find_spec(needs) is None:
         pytest.skip(f"{needs} is not installed")
     result = mutations.audit_one(model, op, seed=0)
-    operator = next(o for o in mutations.OPERATORS if o.name == op)
-    assert result["headline"] in operator.expect, result
+    assert result["right"], result  # its rule expected, or (a rate changed) its advice that rate change
 
 
 def test_a_slow_learner_is_not_read_as_unrelated_labels():
