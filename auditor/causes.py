@@ -235,7 +235,16 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
     for cause in sorted(removed_by, key=lambda r: (-len(removed_by[r]), r)):
         if cause in by_rule and by_rule[cause].severity != "info":
             for effect in sorted(removed_by[cause] & by_rule.keys()):
-                add(cause, effect, f"counterfactual: fixing {cause} on a copy removed this finding")
+                c, e = by_rule[cause], by_rule[effect]
+                # Two findings that advise the same change of the rate: that change removes both whichever is
+                # verified, so the counterfactual cannot say which came first. Time does: units killed at step 13
+                # by steps that were too large from step 0 are the rate's consequence, not its cause.
+                if c.advice and c.advice == e.advice and _onset(e) < _onset(c):
+                    add(effect, cause, f"counterfactual: {cause}'s fix, a change of the learning rate, removed "
+                        f"{effect} on a copy too; both advise that change, and {effect} began first (step "
+                        f"{e.onset}; {cause} at step {c.onset})")
+                else:
+                    add(cause, effect, f"counterfactual: fixing {cause} on a copy removed this finding")
     # (c) mechanisms, in the table's order of precedence, unless time or a counterfactual says otherwise.
     order = sorted(by_rule.values(), key=lambda f: (_onset(f), -_rank(f), f.rule))
     for m in MECHANISMS:

@@ -1,6 +1,7 @@
 import numpy as np
 
-from auditor.engine import Rule, Threshold
+from auditor.causes import LR_HIGH
+from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import first_step, nanmedian, pct
 from auditor.report import figures
 
@@ -125,7 +126,20 @@ Leaky ReLU keeps a slope everywhere and is never reported.
         yield self.finding("error" if bad[0][0] >= t.error_fraction else "warning",
                            "Dead units" + (": killed during training" if died else ""), diagnosis, fix,
                            [a.name for _, a in bad], onset=onset, dead_fraction={a.name: f for f, a in bad},
-                           died_in_training=died)
+                           died_in_training=died, advice=LR_HIGH if died else None)
+
+    metric = "dead fraction of the worst layer"
+
+    def plan_fix(self, ev, finding):
+        lr = ev.probe.lr
+        if not finding.evidence.get("died_in_training") or not lr or finding.severity == "info":
+            return None
+        return FixPlan(f"learning rate {lr / 10:.2g} (a tenth)", lr=lr / 10)
+
+    def measure(self, ev, finding):
+        values = [nanmedian(a.dead) for a in ev.activations if a.name in finding.layers]
+        values = [v for v in values if np.isfinite(v)]
+        return max(values) if values else None
 
     def draw(self, ax, ev, finding):
         acts = {a.name: a.dead for a in ev.activations if a.name in finding.layers}

@@ -183,3 +183,16 @@ def test_dead_units_in_part_of_a_layer_do_not_explain_steps_too_small_to_learn()
     dead, plateau = _f("dead-units", "warning", onset=0), _f("loss-plateau", onset=10)
     link([dead, plateau])
     assert plateau.explained_by == ["dead-units"]
+
+
+def test_of_two_findings_that_advise_the_same_rate_change_the_earlier_is_the_cause():
+    """A CNN at SGD 5: steps that rewrite the weights from step 0 (update-ratio) kill ReLUs by step 13
+    (dead-units, killed during training). Lowering the rate, dead-units' verified fix, removes both; that says
+    nothing about which came first, time does. Without a shared advice the counterfactual keeps its direction."""
+    steps, dead = _f("update-ratio", onset=0, advice=LR_HIGH), _f("dead-units", onset=13, advice=LR_HIGH)
+    plateau = _f("loss-plateau", onset=20)
+    roots = link([dead, steps, plateau], removed_by={"dead-units": {"update-ratio", "loss-plateau"}})
+    assert roots == ["update-ratio"] and dead.explained_by == ["update-ratio"]
+    assert "dead-units" in plateau.explained_by
+    steps, dead = _f("update-ratio", onset=0, advice=LR_HIGH), _f("dead-units", onset=13)
+    assert link([dead, steps], removed_by={"dead-units": {"update-ratio"}}) == ["dead-units"]

@@ -776,8 +776,8 @@ def test_the_inputs_label_test_leaves_ignored_targets_out():
 
 def test_units_killed_by_the_rate_during_training_get_the_rate_as_their_fix():
     """ReLUs alive at the first step (1% off) and dead by step 26 under SGD at 0.5: the initialisation was
-    sound, the updates knocked them off the data. dead-units says so and advises a lower rate (not fan-in init);
-    units dead from the start keep the initialisation advice (the dead_units sample)."""
+    sound, the updates knocked them off the data. dead-units says so, advises a lower rate (not fan-in init) and
+    proves it on a copy; units dead from the start keep the initialisation advice (the dead_units sample)."""
     import torch
     from torch import nn
 
@@ -791,4 +791,5 @@ def test_units_killed_by_the_rate_during_training_get_the_rate_as_their_fix():
     report = auditor.audit(model, batches, steps=60, make_optimizer=lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9))
     dead = next(f for f in report.findings if f.rule == "dead-units")
     assert dead.evidence["died_in_training"] and dead.onset > 0 and "learning rate" in dead.fix
-    assert "fan-in" not in dead.fix
+    assert dead.verified["resolved"] and dead.verified["after"] < 0.25 < dead.verified["before"]
+    assert report.root_causes[0] == "dead-units"
