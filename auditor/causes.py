@@ -237,9 +237,10 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
             for effect in sorted(removed_by[cause] & by_rule.keys()):
                 c, e = by_rule[cause], by_rule[effect]
                 # Two findings that advise the same change of the rate: that change removes both whichever is
-                # verified, so the counterfactual cannot say which came first. Time does: units killed at step 13
-                # by steps that were too large from step 0 are the rate's consequence, not its cause.
-                if c.advice and c.advice == e.advice and _onset(e) < _onset(c):
+                # verified, so the counterfactual cannot say which came first. Time does, where both have an onset
+                # (the range test, an experiment, has none): units killed at step 13 by steps that were too large
+                # from step 0 are the rate's consequence, not its cause.
+                if c.advice and c.advice == e.advice and None not in (c.onset, e.onset) and e.onset < c.onset:
                     add(effect, cause, f"counterfactual: {cause}'s fix, a change of the learning rate, removed "
                         f"{effect} on a copy too; both advise that change, and {effect} began first (step "
                         f"{e.onset}; {cause} at step {c.onset})")
