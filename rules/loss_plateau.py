@@ -7,7 +7,8 @@ from auditor.evidence import fmt, loss_prefix, pct, update_level
 
 class LossPlateau(Rule):
     id = "loss-plateau"
-    summary = "The loss does not move over the probe: tiny learning rate, vanishing gradients or a broken graph."
+    summary = ("The loss does not fall over the probe: flat (tiny learning rate, vanishing gradients, a broken graph) "
+               "or climbing, short of loss-divergence's bar.")
     thresholds = {
         "min_drop": Threshold(0.05, "warn when the loss falls by less than this fraction over the probe",
                               "measured: healthy samples fall 25-95% over a 100-step probe"),
@@ -49,6 +50,20 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
         if drop >= t.min_drop or end > 2 * start:  # rising is loss-divergence's finding
             return
         level, _ = update_level(ev)
+        if drop <= -t.min_drop:
+            # Below loss-divergence's bar but no plateau: a climb says nothing of vanishing gradients (they flatten
+            # a curve), and what does push it up (steps too large for this draw, batch statistics too noisy) the
+            # rules about the rate, spikes and overshoot judge on their own evidence.
+            yield self.finding(
+                "warning", "Loss rises instead of falling",
+                f"Over {seq.size} steps the loss rose from {fmt(start)} to {fmt(end)} (+{pct(-drop)}; medians of the "
+                f"first and last fifth), with {ev.probe.optimizer}. A setup that works lowers it within tens of "
+                "steps; one that climbs is taking steps too large for this network and batch, or learning "
+                "something other than its targets.",
+                "Lower the learning rate (3-10x) or add a warm-up, and look at the loss curve for the batches that "
+                "jump:\n\nscheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, "
+                "total_iters=500)", [], start=start, end=end, drop=drop, update_log10=level)
+            return
         if np.isfinite(level) and level < t.tiny_updates:
             cause = f"The updates are tiny (10^{fmt(level, 2)} of the weights per step): the learning rate is too low."
             advice = LR_LOW

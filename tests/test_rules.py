@@ -793,3 +793,26 @@ def test_units_killed_by_the_rate_during_training_get_the_rate_as_their_fix():
     assert dead.evidence["died_in_training"] and dead.onset > 0 and "learning rate" in dead.fix
     assert dead.verified["resolved"] and dead.verified["after"] < 0.25 < dead.verified["before"]
     assert report.root_causes[0] == "dead-units"
+
+
+def test_a_loss_that_climbs_short_of_divergence_is_not_called_a_plateau(audit_sample):
+    """torchvision's ResNet-152 at seed 0 (SGD 0.1 per 256, batch 16): its loss swung between 2.1 and 33.9 and
+    its medians rose from 3.66 to 6.23, under loss-divergence's 2x. It was reported as a plateau that had gone
+    "-70%", pointing at vanishing gradients, which flatten a curve and do not raise it."""
+    import dataclasses
+
+    import numpy as np
+    from auditor.rules import loss_plateau
+
+    from auditor.engine import load_rules, resolve_thresholds
+
+    ev = audit_sample("loss_divergence").evidence
+    t = resolve_thresholds(load_rules(), {})["loss-plateau"]
+    rng = np.random.default_rng(0)
+    rising = dataclasses.replace(ev, loss=np.linspace(3.6, 6.2, 100) * rng.uniform(0.9, 1.1, 100))
+    (f,) = loss_plateau.RULE.check(rising, t)
+    assert f.title == "Loss rises instead of falling" and "+" in f.diagnosis and "vanish" not in f.diagnosis
+    assert f.advice is None and f.evidence["drop"] < -0.5
+    flat = dataclasses.replace(ev, loss=np.full(100, 2.3) * rng.uniform(0.99, 1.01, 100))
+    (f,) = loss_plateau.RULE.check(flat, t)
+    assert f.title == "Loss plateaus"
