@@ -28,6 +28,11 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
                 progress: Progress | Callable[[int], None] | None = None, verify_fixes: bool = True,
                 plugins: Iterable[str] = (), clip_grad_norm: float | None = None,
                 keep_partial: bool = False, dist=None, in_place: bool | None = None, amp: str | None = None) -> Report:
+    if optimizer is None and setup.optimizer is not None:  # model.py's own instances, as the API's
+        optimizer, scheduler = setup.optimizer, scheduler if scheduler is not None else setup.scheduler
+    elif optimizer is None and setup.scheduler is not None:
+        raise AuditError(f"{setup.model_file}: `scheduler` needs the optimizer it was built on: define `optimizer` "
+                         "there too")
     rules = load_rules(plugins)
     resolved = resolve_thresholds(rules, thresholds or {})
     unknown = set(ignore) - set(rules)

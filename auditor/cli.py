@@ -341,7 +341,7 @@ def _print_causes(report, model_file: str) -> None:
             for line in _verified_lines(root.verified):
                 click.echo(f"   {line}")
         if below:
-            click.echo(f"   Also explains: {', '.join(f.rule for f in below)}")
+            click.echo(f"   Also explains: {', '.join(dict.fromkeys(f.rule for f in below))}")  # a rule once
     click.echo("")
 
 

@@ -37,6 +37,10 @@ class UserSetup:
     wrap: Callable | None = None  # model.py's wrap(model, mesh), used under torchrun
     amp: str | None = None  # model.py's `amp`: the precision the job trains in (--amp overrides)
     make_grad_scaler: Callable | None = None
+    # model.py's own `optimizer` and `scheduler` instances, written as in a training script: the probe copies
+    # them over its copy of the model, as it does the API's optimizer= and scheduler=.
+    optimizer: object | None = None
+    scheduler: object | None = None
     model_file: str = "<api>"
     data_file: str = "<api>"
 
@@ -83,6 +87,28 @@ def _optional_callable(module: ModuleType, name: str, path: str) -> Callable | N
     value = getattr(module, name, None)
     if value is not None and not callable(value):
         raise AuditError(f"{path}: `{name}` must be a function, got {type(value).__name__}")
+    return value
+
+
+def _instance(module: ModuleType, name: str, path: str, maker: str):
+    """model.py's `optimizer` or `scheduler` object. Beside its make_ function it would be one of two: which
+    one the job uses cannot be told, so neither is guessed."""
+    value = getattr(module, name, None)
+    if value is None or isinstance(value, ModuleType):  # `from torch import optim as optimizer` is not one
+        return None
+    if getattr(module, maker, None) is not None:
+        raise AuditError(f"{path}: defines both `{name}` and `{maker}()`; keep the one your job uses")
+    if name == "optimizer":
+        from .probe.optim import unwrap
+
+        try:
+            unwrap(value)
+        except AuditError:
+            raise AuditError(f"{path}: `optimizer` is a {type(value).__name__}, expected a torch.optim.Optimizer "
+                             "over `model`'s parameters (or define make_optimizer(params))") from None
+    elif not hasattr(value, "step") or not hasattr(value, "state_dict"):
+        raise AuditError(f"{path}: `scheduler` is a {type(value).__name__}, expected an LR scheduler built on "
+                         "`optimizer` (or define make_scheduler(optimizer))")
     return value
 
 
@@ -165,6 +191,8 @@ def load_files(model_path: str | Path, data_path: str | Path | None, seed: int |
         wrap=_optional_callable(model_module, "wrap", str(model_path)),
         amp=_amp_mode(model_module, str(model_path)),
         make_grad_scaler=_optional_callable(model_module, "make_grad_scaler", str(model_path)),
+        optimizer=_instance(model_module, "optimizer", str(model_path), "make_optimizer"),
+        scheduler=_instance(model_module, "scheduler", str(model_path), "make_scheduler"),
         model_file=str(model_path),
         data_file=data_file,
     )

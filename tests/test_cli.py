@@ -154,3 +154,49 @@ def test_same_command_same_report_when_model_py_seeds_nothing(write, tmp_path):
     other = _run([model, "--steps", 20, "--format", "json", "--seed", 4, "--out", tmp_path / "other"])
     assert json.loads((tmp_path / "other" / "report.json").read_text())["probe"]["initial_loss"] != \
         runs[0]["probe"]["initial_loss"], other.output
+
+
+USER_OPTIMIZER = """
+import torch
+from torch import nn
+model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.37, momentum=0.9)
+scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+"""
+USER_LOADER = """
+import torch
+g = torch.Generator().manual_seed(0)
+x = torch.randn(256, 4, generator=g)
+train_loader = [(x[i:i + 32], (x[i:i + 32, 0] > 0).long()) for i in range(0, 256, 32)]
+"""
+
+
+def test_an_optimizer_and_scheduler_written_as_in_a_training_script_are_the_ones_audited(write, tmp_path):
+    """`optimizer = SGD(model.parameters(), lr=...)` at the top of model.py, as a training script writes it, was
+    passed over for the default AdamW 1e-3: SGD at lr 50 audited clean. The probe copies it, and its scheduler,
+    as it does the API's optimizer= and scheduler=; the user's own objects are not stepped."""
+    model = write("model.py", USER_OPTIMIZER)
+    r = _run([model, "--data", write("loader.py", USER_LOADER), "--out", tmp_path / "out", "--steps", "12",
+              "--no-verify-fixes"])
+    assert r.exit_code in (0, 1), r.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    probe = report["probe"]
+    assert probe["optimizer"].startswith("SGD(") and probe["lr"] == pytest.approx(0.37)
+    assert probe["optimizer_default"] is False
+    # The StepLR copy was stepped after every probe step: halving each time, as lr-schedule reports.
+    assert "lr-schedule" in {f["rule"] for f in report["findings"]}, [f["rule"] for f in report["findings"]]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("optimizer = 'adam'\n", "`optimizer` is a str, expected a torch.optim.Optimizer"),
+    ("optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\ndef make_optimizer(p):\n    return optimizer\n",
+     "defines both `optimizer` and `make_optimizer()`"),
+    ("scheduler = torch.optim.lr_scheduler.StepLR(torch.optim.SGD(model.parameters(), lr=0.1), 1)\n",
+     "`scheduler` needs the optimizer it was built on"),
+])
+def test_a_model_files_optimizer_that_cannot_be_used_is_one_line(write, tmp_path, text, message):
+    model = write("model.py", "import torch\nfrom torch import nn\nmodel = nn.Linear(4, 3)\n" + text)
+    r = CliRunner().invoke(cli, [str(model), "--data", str(write("loader.py", USER_LOADER)),
+                                 "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert r.output.startswith("audit: error:") and message in r.output, r.output
