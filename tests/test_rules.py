@@ -813,6 +813,13 @@ def test_a_loss_that_climbs_short_of_divergence_is_not_called_a_plateau(audit_sa
     (f,) = loss_plateau.RULE.check(rising, t)
     assert f.title == "Loss rises instead of falling" and "+" in f.diagnosis and "vanish" not in f.diagnosis
     assert f.advice is None and f.evidence["drop"] < -0.5
-    flat = dataclasses.replace(ev, loss=np.full(100, 2.3) * rng.uniform(0.99, 1.01, 100))
+    flat = dataclasses.replace(ev, loss=np.full(100, 2.3) * rng.uniform(0.99, 1.01, 100),
+                               probe=dataclasses.replace(ev.probe, initial_loss=2.3))
     (f,) = loss_plateau.RULE.check(flat, t)
     assert f.title == "Loss plateaus"
+    # ResNeXt-101 at seed 1: 2.31 before any update, 3.75 -> 3.68 after its first steps. Flat, but well above
+    # where it began: a rise too.
+    stuck_high = dataclasses.replace(flat, loss=np.full(100, 3.7) * rng.uniform(0.99, 1.01, 100),
+                                     probe=dataclasses.replace(ev.probe, initial_loss=2.31))
+    (f,) = loss_plateau.RULE.check(stuck_high, t)
+    assert f.title == "Loss rises instead of falling" and "2.31 before any update" in f.diagnosis
