@@ -10,8 +10,9 @@ class LossPlateau(Rule):
     summary = ("The loss does not fall over the probe: flat (tiny learning rate, vanishing gradients, a broken graph) "
                "or climbing, short of loss-divergence's bar.")
     thresholds = {
-        "min_drop": Threshold(0.05, "warn when the loss falls by less than this fraction over the probe",
-                              "measured: healthy samples fall 25-95% over a 100-step probe"),
+        "min_drop": Threshold(0.05, "warn when the loss falls by less than this fraction over the probe (named a "
+                              "rise when it climbs by this fraction, over its first fifth or the loss before any "
+                              "update)", "measured: healthy samples fall 25-95% over a 100-step probe"),
         "min_steps": Threshold(20, "steps needed to judge the curve", "windows of 20% need a few samples each"),
         "tiny_updates": Threshold(-4.0, "name the learning rate as the plateau's cause when the median layer's "
                                   "log10 ‖Δw‖/‖w‖ is below this", "a decade under the lecture's healthy ~-3; "
