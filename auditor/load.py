@@ -90,11 +90,31 @@ def _optional_callable(module: ModuleType, name: str, path: str) -> Callable | N
     return value
 
 
+def _by_type(module: ModuleType, name: str, path: str):
+    """model.py's optimizer or scheduler under another name (`opt = SGD(...)`, `sched = StepLR(opt, ...)`), as
+    training scripts write them: passing it over would audit the default AdamW in its place. Two of one kind
+    (a GAN's two optimizers) cannot be told apart, so the user names one."""
+    sched = torch.optim.lr_scheduler
+    kinds = (torch.optim.Optimizer,) if name == "optimizer" else (sched.LRScheduler, sched.ReduceLROnPlateau)
+    found: dict[int, str] = {}  # one object under two names is one
+    for k, v in vars(module).items():
+        if not k.startswith("_") and isinstance(v, kinds):
+            found.setdefault(id(v), k)
+    if len(found) > 1:
+        names = ", ".join(f"`{k}`" for k in found.values())
+        raise AuditError(f"{path}: defines {len(found)} {name}s ({names}); name the one to audit `{name}`")
+    return getattr(module, next(iter(found.values()))) if found else None
+
+
 def _instance(module: ModuleType, name: str, path: str, maker: str):
     """model.py's `optimizer` or `scheduler` object. Beside its make_ function it would be one of two: which
     one the job uses cannot be told, so neither is guessed."""
     value = getattr(module, name, None)
-    if value is None or isinstance(value, ModuleType):  # `from torch import optim as optimizer` is not one
+    if isinstance(value, ModuleType):  # `from torch import optim as optimizer` is not one
+        value = None
+    if value is None and getattr(module, maker, None) is None:
+        value = _by_type(module, name, path)
+    if value is None:
         return None
     if getattr(module, maker, None) is not None:
         raise AuditError(f"{path}: defines both `{name}` and `{maker}()`; keep the one your job uses")

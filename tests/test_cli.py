@@ -171,11 +171,14 @@ train_loader = [(x[i:i + 32], (x[i:i + 32, 0] > 0).long()) for i in range(0, 256
 """
 
 
-def test_an_optimizer_and_scheduler_written_as_in_a_training_script_are_the_ones_audited(write, tmp_path):
+@pytest.mark.parametrize("names", [("optimizer", "scheduler"), ("opt", "sched")])
+def test_an_optimizer_and_scheduler_written_as_in_a_training_script_are_the_ones_audited(write, tmp_path, names):
     """`optimizer = SGD(model.parameters(), lr=...)` at the top of model.py, as a training script writes it, was
     passed over for the default AdamW 1e-3: SGD at lr 50 audited clean. The probe copies it, and its scheduler,
-    as it does the API's optimizer= and scheduler=; the user's own objects are not stepped."""
-    model = write("model.py", USER_OPTIMIZER)
+    as it does the API's optimizer= and scheduler=; the user's own objects are not stepped. Under any name:
+    `opt = SGD(...)` was passed over the same way while `optimizer` was the only name read."""
+    text = USER_OPTIMIZER.replace("optimizer =", f"{names[0]} =").replace("(optimizer,", f"({names[0]},")
+    model = write("model.py", text.replace("scheduler =", f"{names[1]} ="))
     r = _run([model, "--data", write("loader.py", USER_LOADER), "--out", tmp_path / "out", "--steps", "12",
               "--no-verify-fixes"])
     assert r.exit_code in (0, 1), r.output
@@ -193,6 +196,8 @@ def test_an_optimizer_and_scheduler_written_as_in_a_training_script_are_the_ones
      "defines both `optimizer` and `make_optimizer()`"),
     ("scheduler = torch.optim.lr_scheduler.StepLR(torch.optim.SGD(model.parameters(), lr=0.1), 1)\n",
      "`scheduler` needs the optimizer it was built on"),
+    ("g_opt = torch.optim.Adam(model.parameters())\nd_opt = torch.optim.SGD(model.parameters(), lr=0.1)\n",
+     "defines 2 optimizers (`g_opt`, `d_opt`); name the one to audit `optimizer`"),
 ])
 def test_a_model_files_optimizer_that_cannot_be_used_is_one_line(write, tmp_path, text, message):
     model = write("model.py", "import torch\nfrom torch import nn\nmodel = nn.Linear(4, 3)\n" + text)
