@@ -1,8 +1,10 @@
 import numpy as np
 
 from auditor.causes import LR_LOW
-from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, loss_prefix, pct, update_level
+from auditor.engine import FixPlan, Rule, Threshold
+from auditor.evidence import end_level, fmt, loss_prefix, pct, update_level
+
+from ._residual import attributes, branch_ends
 
 
 class LossPlateau(Rule):
@@ -62,14 +64,25 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
             rise = (f"rose from {fmt(start)} to {fmt(end)} (+{pct(-drop)}; medians of the first and last fifth)"
                     if drop <= -t.min_drop else f"rose from {fmt(init)} before any update to {fmt(end)} (+"
                     f"{pct(end / init - 1)}; the last fifth's median) and stayed there")
-            yield self.finding(
-                "warning", "Loss rises instead of falling",
-                f"Over {seq.size} steps the loss {rise}, with {ev.probe.optimizer}. A setup that works lowers it "
-                "within tens of steps; one that climbs is taking steps too large for this network and batch, or "
-                "learning something other than its targets.",
-                "Lower the learning rate (3-10x) or add a warm-up, and look at the loss curve for the batches that "
-                "jump:\n\nscheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, "
-                "total_iters=500)", [], start=start, end=end, drop=drop, update_log10=level)
+            ends = branch_ends(ev)
+            diagnosis = (f"Over {seq.size} steps the loss {rise}, with {ev.probe.optimizer}. A setup that works "
+                         "lowers it within tens of steps; one that climbs is taking steps too large for this network "
+                         "and batch, or learning something other than its targets.")
+            fix = ("Lower the learning rate (3-10x) or add a warm-up, and look at the loss curve for the batches that "
+                   "jump:\n\nscheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, "
+                   "total_iters=500)")
+            if ends:
+                attrs = attributes(ends)
+                diagnosis += (f" {len(ends)} residual blocks ({ends[0]} ... {ends[-1]}) end their branch in a norm "
+                              "whose gain starts at 1, so each adds its branch at full scale from the first step "
+                              "and the sum swings with every update.")
+                fix = ("Start each residual block as the identity: zero the gain of the norm that ends its branch "
+                       "(Goyal et al. 2017; torchvision's `zero_init_residual=True`, timm's default), or lower the "
+                       "learning rate 3-10x:\n\nfor m in model.modules():\n"
+                       + "".join(f"    if hasattr(m, \"{a}\"):  # each block's last norm\n"
+                                 f"        nn.init.zeros_(m.{a}.weight)\n" for a in attrs)).rstrip()
+            yield self.finding("warning", "Loss rises instead of falling", diagnosis, fix, ends,
+                               start=start, end=end, drop=drop, update_log10=level, rise=True, residual_ends=ends)
             return
         if np.isfinite(level) and level < t.tiny_updates:
             cause = f"The updates are tiny (10^{fmt(level, 2)} of the weights per step): the learning rate is too low."
@@ -84,6 +97,26 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
             "Raise the learning rate, or fix the gradient flow (see update-ratio and vanishing-gradients):\n\n"
             "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)",
             [], advice=advice, start=start, end=end, drop=drop, update_log10=level)
+
+    metric = "loss over the probe's last fifth"
+
+    def plan_fix(self, ev, finding):
+        """A rise is verified two ways where the net has residual blocks at full scale (their gains at zero first:
+        measured, it is what makes a deep ResNet learn, where a tenth of the rate only steadies it), else by the
+        rate alone."""
+        if not finding.evidence.get("rise"):
+            return None
+        plans = []
+        ends = finding.evidence.get("residual_ends") or []
+        if ends:
+            plans.append(FixPlan(f"the gains of {len(ends)} residual blocks' last norms at zero",
+                                 param_edits=tuple((f"{e}.weight", "fill", 0.0) for e in ends)))
+        if ev.probe.lr:
+            plans.append(FixPlan(f"learning rate {ev.probe.lr / 10:.2g} (a tenth)", lr=ev.probe.lr / 10))
+        return plans or None
+
+    def measure(self, ev, finding):
+        return end_level(ev)
 
 
 RULE = LossPlateau()

@@ -795,6 +795,67 @@ def test_units_killed_by_the_rate_during_training_get_the_rate_as_their_fix():
     assert report.root_causes[0] == "dead-units"
 
 
+def test_a_rise_in_a_resnet_names_the_residual_gains_and_verifies_zeroing_them_first(audit_sample):
+    """Deep ResNets at torchvision's default init (each block's last BatchNorm gain at 1) climbed at the zoo's
+    probe: ResNet-152 at SGD 0.1 per 256 ended above ln 10 at six seeds in six (2.7-8.0), and learnt to 0.000-0.002
+    with those gains at zero; a tenth of the rate only steadied it. The rise names the blocks and plans that fix
+    first. Only a block's branch end is zeroed: not its first norm, not the shortcut's, not the stem's."""
+    import dataclasses
+
+    import numpy as np
+    from auditor.rules import loss_plateau
+    from auditor.rules._residual import branch_ends
+
+    from auditor.engine import load_rules, resolve_thresholds
+
+    t = resolve_thresholds(load_rules(), {})["loss-plateau"]
+    rising = np.linspace(3.6, 6.2, 100) * np.random.default_rng(0).uniform(0.9, 1.1, 100)
+    ev = audit_sample("healthy_resnet", steps=30).evidence
+    ends = branch_ends(ev)
+    assert ends == [f"layer{i}.{j}.bn2" for i in range(1, 5) for j in range(2)], ends
+    (f,) = loss_plateau.RULE.check(dataclasses.replace(ev, loss=rising), t)
+    assert f.title == "Loss rises instead of falling" and f.layers == ends
+    assert "8 residual blocks (layer1.0.bn2 ... layer4.1.bn2)" in f.diagnosis
+    assert "nn.init.zeros_(m.bn2.weight)" in f.fix and "zero_init_residual=True" in f.fix
+    zero, rate = loss_plateau.RULE.plan_fix(ev, f)
+    assert zero.param_edits == tuple((f"{e}.weight", "fill", 0.0) for e in ends)
+    assert rate.lr == pytest.approx(ev.probe.lr / 10)
+    # A convnet without residual blocks: the rate alone.
+    plain = audit_sample("healthy_convnet", steps=30).evidence
+    assert branch_ends(plain) == []
+    (g,) = loss_plateau.RULE.check(dataclasses.replace(plain, loss=rising), t)
+    assert "residual" not in g.diagnosis and [p.lr for p in loss_plateau.RULE.plan_fix(plain, g)] == \
+        [pytest.approx(plain.probe.lr / 10)]
+
+
+def test_an_in_place_residual_addition_is_not_an_edge():
+    """torchvision's Bottleneck adds its shortcut in place (`out += identity`) and then calls its ReLU module on the
+    same tensor: the trace read that as bn3 feeding the ReLU, which hid the block's branch end. An in-place ReLU,
+    which changes its own input, keeps its edge."""
+    import torch
+    from torch import nn
+
+    from auditor.probe.structure import StructureTracer
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.relu = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True)
+            self.bn2 = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            out = self.bn2(self.relu(self.bn(self.conv(x))))
+            out += x
+            return self.relu(out)
+
+    block = Block()
+    with torch.no_grad(), StructureTracer(block) as tracer:
+        block(torch.randn(2, 4, 5, 5))
+    edges = tracer.structure.edges
+    assert ("conv", "bn") in edges and ("bn", "relu") in edges and ("relu", "bn2") in edges
+    assert ("bn2", "relu") not in edges, edges
+
+
 def test_a_loss_that_climbs_short_of_divergence_is_not_called_a_plateau(audit_sample):
     """torchvision's ResNet-152 at seed 0 (SGD 0.1 per 256, batch 16): its loss swung between 2.1 and 33.9 and
     its medians rose from 3.66 to 6.23, under loss-divergence's 2x. It was reported as a plateau that had gone

@@ -22,6 +22,9 @@ class ModuleCall:
     output: int | None
     output_ptr: int | None = None  # its storage: a view of it (logits.view(-1, C)) shares it
     has_params: bool = False
+    # Inputs changed in place since their producer returned them (`out += identity` in a residual block): what
+    # arrives is no longer the producer's output, so no edge is drawn from it.
+    changed: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -46,7 +49,10 @@ class StructureTracer:
         self.structure = Structure()
 
     def __enter__(self):
-        self._handles = [nn.modules.module.register_module_forward_hook(self._hook)]
+        self._handles = [nn.modules.module.register_module_forward_pre_hook(self._pre_hook),
+                         nn.modules.module.register_module_forward_hook(self._hook)]
+        self._made: dict[int, int] = {}  # output id -> its version counter when its module returned it
+        self._changed: dict[int, list[int]] = {}  # module id -> inputs changed in place before it ran
         return self
 
     def __exit__(self, *exc):
@@ -57,6 +63,12 @@ class StructureTracer:
         self._alive.clear()
         return False
 
+    def _pre_hook(self, module, args):
+        # Before the module runs: an in-place activation (ReLU(inplace=True)) bumps the version itself, after.
+        if id(module) in self._names:
+            self._changed[id(module)] = [id(a) for a in args if isinstance(a, torch.Tensor)
+                                         and self._made.get(id(a), _version(a)) != _version(a)]
+
     def _hook(self, module, args, output):
         name = self._names.get(id(module))
         if name is None or any(True for _ in module.children()):
@@ -64,19 +76,22 @@ class StructureTracer:
         ins = [a for a in args if isinstance(a, torch.Tensor)]
         out = output if isinstance(output, torch.Tensor) else None
         self._alive += ins + ([out] if out is not None else [])
+        if out is not None:
+            self._made[id(out)] = _version(out)
         bias = getattr(module, "bias", None)
         self.structure.calls.append(ModuleCall(
             name=name, type=type(module).__name__, has_bias=isinstance(bias, torch.Tensor),
             dropout_p=float(module.p) if isinstance(module, nn.modules.dropout._DropoutNd) else None,
             training=module.training, inputs=[id(t) for t in ins], output=id(out) if out is not None else None,
             output_ptr=out.data_ptr() if out is not None and out.numel() else None,
-            has_params=any(True for _ in module.parameters(recurse=False))))
+            has_params=any(True for _ in module.parameters(recurse=False)),
+            changed=self._changed.pop(id(module), [])))
 
     def _link(self) -> None:
         producers = {}
         for c in self.structure.calls:
             for i in c.inputs:
-                if i in producers:
+                if i in producers and i not in c.changed:
                     self.structure.edges.append((producers[i], c.name))
             if c.output is not None:
                 producers[c.output] = c.name
@@ -100,6 +115,13 @@ class StructureTracer:
             ptr = loss_input.data_ptr()
             self.structure.output_producer = next(
                 (c.name for c in reversed(self.structure.calls) if c.output_ptr == ptr and c.has_params), None)
+
+
+def _version(t: torch.Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # an inference tensor keeps no version counter
+        return -1
 
 
 def structure_hash(model: nn.Module) -> str:
