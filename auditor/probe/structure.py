@@ -65,6 +65,8 @@ class StructureTracer:
 
     def _pre_hook(self, module, args):
         # Before the module runs: an in-place activation (ReLU(inplace=True)) bumps the version itself, after.
+        if torch.compiler.is_compiling():
+            return  # inside a compiled model's trace: version counters are not the eager ones
         if id(module) in self._names:
             self._changed[id(module)] = [id(a) for a in args if isinstance(a, torch.Tensor)
                                          and self._made.get(id(a), _version(a)) != _version(a)]
