@@ -101,19 +101,17 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
     metric = "loss over the probe's last fifth"
 
     def plan_fix(self, ev, finding):
-        """A rise is verified two ways where the net has residual blocks at full scale (their gains at zero first:
-        measured, it is what makes a deep ResNet learn, where a tenth of the rate only steadies it), else by the
-        rate alone."""
-        if not finding.evidence.get("rise"):
-            return None
-        plans = []
+        """A rise in a net of residual blocks at full scale: their gains at zero first (measured, it is what makes a
+        deep ResNet learn, where a tenth of the rate only steadies it), the rate as the alternative. Any other
+        rise is left to the rules of the rate, spikes and overshoot, which read its cause from their own evidence."""
         ends = finding.evidence.get("residual_ends") or []
-        if ends:
-            plans.append(FixPlan(f"the gains of {len(ends)} residual blocks' last norms at zero",
-                                 param_edits=tuple((f"{e}.weight", "fill", 0.0) for e in ends)))
+        if not finding.evidence.get("rise") or not ends:
+            return None
+        plans = [FixPlan(f"the gains of {len(ends)} residual blocks' last norms at zero",
+                         param_edits=tuple((f"{e}.weight", "fill", 0.0) for e in ends))]
         if ev.probe.lr:
             plans.append(FixPlan(f"learning rate {ev.probe.lr / 10:.2g} (a tenth)", lr=ev.probe.lr / 10))
-        return plans or None
+        return plans
 
     def measure(self, ev, finding):
         return end_level(ev)
