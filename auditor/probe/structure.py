@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 @dataclass
@@ -33,6 +34,9 @@ class Structure:
     edges: list[tuple[str, str]] = field(default_factory=list)  # (producer, consumer): output fed straight in
     output_producer: str | None = None  # the module whose output is the model's output
     output_params: list[str] = field(default_factory=list)  # its own parameters' names (a tied weight included)
+    # Tensor additions between two modules' outputs (`out += identity`, `x + self.f(x)`): the ends of residual
+    # branches and their shortcuts, as ((module, its call's index), (module, index)).
+    added: list[tuple[tuple[str, int], tuple[str, int]]] = field(default_factory=list)
 
     def call(self, name: str) -> ModuleCall | None:
         return next((c for c in self.calls if c.name == name), None)
@@ -53,15 +57,26 @@ class StructureTracer:
                          nn.modules.module.register_module_forward_hook(self._hook)]
         self._made: dict[int, int] = {}  # output id -> its version counter when its module returned it
         self._changed: dict[int, list[int]] = {}  # module id -> inputs changed in place before it ran
+        # tensor id -> (the module that returned it last, as the forward runs; the index of that call)
+        self._producer: dict[int, tuple[str, int]] = {}
+        self._sums = _Additions(self._add)
+        self._sums.__enter__()
         return self
 
     def __exit__(self, *exc):
+        self._sums.__exit__(*exc)
         for h in self._handles:
             h.remove()
         self._handles.clear()
         self._link()
         self._alive.clear()
         return False
+
+    def _add(self, ids: list[int]) -> None:
+        # An operand no module returned (the sum of an earlier block) existed before this addition: index -1.
+        pair = tuple(self._producer.get(i, ("", -1)) for i in ids)
+        if any(name for name, _ in pair) and pair not in self.structure.added:
+            self.structure.added.append(pair)
 
     def _pre_hook(self, module, args):
         # Before the module runs: an in-place activation (ReLU(inplace=True)) bumps the version itself, after.
@@ -80,6 +95,7 @@ class StructureTracer:
         self._alive += ins + ([out] if out is not None else [])
         if out is not None:
             self._made[id(out)] = _version(out)
+            self._producer[id(out)] = (name, len(self.structure.calls))
         bias = getattr(module, "bias", None)
         self.structure.calls.append(ModuleCall(
             name=name, type=type(module).__name__, has_bias=isinstance(bias, torch.Tensor),
@@ -117,6 +133,22 @@ class StructureTracer:
             ptr = loss_input.data_ptr()
             self.structure.output_producer = next(
                 (c.name for c in reversed(self.structure.calls) if c.output_ptr == ptr and c.has_params), None)
+
+
+class _Additions(TorchFunctionMode):
+    """Tensors added to another tensor, in place or not: modules cannot show it, the sum is made between them."""
+
+    _ADD = {"add", "add_", "__add__", "__iadd__", "__radd__"}
+
+    def __init__(self, seen):
+        super().__init__()
+        self._seen = seen  # called with the operands' ids, while the producers are the ones that made them
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self._ADD and len(args) >= 2 and all(
+                isinstance(a, torch.Tensor) for a in args[:2]):
+            self._seen([id(a) for a in args[:2]])
+        return func(*args, **(kwargs or {}))
 
 
 def _version(t: torch.Tensor) -> int:
