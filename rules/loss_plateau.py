@@ -88,7 +88,7 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
                               "whose gain starts at 1, so each adds its branch at full scale from the first step "
                               "and the sum swings with every update.")
                 fix = ("Start each residual block as the identity: zero the gain of the norm that ends its branch "
-                       "(Goyal et al. 2017; torchvision's `zero_init_residual=True`, timm's default), or lower the "
+                       "(Goyal et al. 2017; torchvision's zero_init_residual=True, timm's default), or lower the "
                        "learning rate 3-10x:\n\nfor name, m in model.named_modules():\n"
                        f"    if name.endswith(({names},)):  # the norm that ends each residual branch\n"
                        "        nn.init.zeros_(m.weight)")
