@@ -1,5 +1,5 @@
 """Residual blocks that start at full scale: the norm that ends each block's branch has its gain at 1, so every
-block adds a unit-variance branch to the sum from the first step. Read by the loss rules, whose fix it proposes.
+block adds a unit-variance branch to the sum from the first step. Read by loss-plateau, whose rise it explains.
 
 Goyal et al. 2017 (sec. 5.1) start that gain at zero so each block begins as the identity; torchvision offers
 it (`zero_init_residual=True`, off by default), timm does it by default (`zero_init_last`). Measured on the zoo's
