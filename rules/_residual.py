@@ -28,7 +28,7 @@ def branch_ends(ev) -> list[str]:
     if not s:
         return []
     partners: dict[str, list[tuple[int, str, int]]] = {}  # norm -> (its call, the other operand, its call)
-    for (a, i), (b, j) in getattr(s, "added", ()):
+    for (a, i), (b, j) in s.added:
         partners.setdefault(a, []).append((i, b, j))
         partners.setdefault(b, []).append((j, a, i))
     norms: list[str] = []

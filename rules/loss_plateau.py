@@ -93,7 +93,7 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
                        f"    if name.endswith(({names},)):  # the norm that ends each residual branch\n"
                        "        nn.init.zeros_(m.weight)")
             yield self.finding("warning", "Loss rises instead of falling", diagnosis, fix, ends,
-                               start=start, end=end, drop=drop, update_log10=level, rise=True, residual_ends=ends)
+                               start=start, end=end, drop=drop, update_log10=level, rise=True)
             return
         if np.isfinite(level) and level < t.tiny_updates:
             cause = f"The updates are tiny (10^{fmt(level, 2)} of the weights per step): the learning rate is too low."
@@ -115,7 +115,7 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
         """A rise in a net of residual blocks at full scale: their gains at zero first (measured, it is what makes a
         deep ResNet learn, where a tenth of the rate only steadies it), the rate as the alternative. Any other
         rise is left to the rules of the rate, spikes and overshoot, which read its cause from their own evidence."""
-        ends = finding.evidence.get("residual_ends") or []
+        ends = finding.layers  # a rise's layers are its residual blocks' ends
         if not finding.evidence.get("rise") or not ends:
             return None
         plans = [FixPlan(f"the gains of {len(ends)} residual blocks' last norms at zero",

@@ -23,9 +23,6 @@ class ModuleCall:
     output: int | None
     output_ptr: int | None = None  # its storage: a view of it (logits.view(-1, C)) shares it
     has_params: bool = False
-    # Inputs changed in place since their producer returned them (`out += identity` in a residual block): what
-    # arrives is no longer the producer's output, so no edge is drawn from it.
-    changed: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -53,11 +50,9 @@ class StructureTracer:
         self.structure = Structure()
 
     def __enter__(self):
-        self._handles = [nn.modules.module.register_module_forward_pre_hook(self._pre_hook),
-                         nn.modules.module.register_module_forward_hook(self._hook)]
-        self._made: dict[int, int] = {}  # output id -> its version counter when its module returned it
-        self._changed: dict[int, list[int]] = {}  # module id -> inputs changed in place before it ran
-        # tensor id -> (the module that returned it last, as the forward runs; the index of that call)
+        self._handles = [nn.modules.module.register_module_forward_hook(self._hook)]
+        # tensor id -> (the module that returned it last, as the forward runs; the index of that call): what
+        # feeds a module, and what an addition adds
         self._producer: dict[int, tuple[str, int]] = {}
         self._sums = _Additions(self._add)
         self._sums.__enter__()
@@ -68,7 +63,6 @@ class StructureTracer:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._link()
         self._alive.clear()
         return False
 
@@ -78,14 +72,6 @@ class StructureTracer:
         if any(name for name, _ in pair) and pair not in self.structure.added:
             self.structure.added.append(pair)
 
-    def _pre_hook(self, module, args):
-        # Before the module runs: an in-place activation (ReLU(inplace=True)) bumps the version itself, after.
-        if torch.compiler.is_compiling():
-            return  # inside a compiled model's trace: version counters are not the eager ones
-        if id(module) in self._names:
-            self._changed[id(module)] = [id(a) for a in args if isinstance(a, torch.Tensor)
-                                         and self._made.get(id(a), _version(a)) != _version(a)]
-
     def _hook(self, module, args, output):
         name = self._names.get(id(module))
         if name is None or any(True for _ in module.children()):
@@ -93,8 +79,8 @@ class StructureTracer:
         ins = [a for a in args if isinstance(a, torch.Tensor)]
         out = output if isinstance(output, torch.Tensor) else None
         self._alive += ins + ([out] if out is not None else [])
+        self.structure.edges += [(p[0], name) for p in map(self._producer.get, map(id, ins)) if p]
         if out is not None:
-            self._made[id(out)] = _version(out)
             self._producer[id(out)] = (name, len(self.structure.calls))
         bias = getattr(module, "bias", None)
         self.structure.calls.append(ModuleCall(
@@ -102,17 +88,7 @@ class StructureTracer:
             dropout_p=float(module.p) if isinstance(module, nn.modules.dropout._DropoutNd) else None,
             training=module.training, inputs=[id(t) for t in ins], output=id(out) if out is not None else None,
             output_ptr=out.data_ptr() if out is not None and out.numel() else None,
-            has_params=any(True for _ in module.parameters(recurse=False)),
-            changed=self._changed.pop(id(module), [])))
-
-    def _link(self) -> None:
-        producers = {}
-        for c in self.structure.calls:
-            for i in c.inputs:
-                if i in producers and i not in c.changed:
-                    self.structure.edges.append((producers[i], c.name))
-            if c.output is not None:
-                producers[c.output] = c.name
+            has_params=any(True for _ in module.parameters(recurse=False))))
 
     def name_output_params(self, model: nn.Module) -> None:
         """The output layer's parameters by their names in the model: a head tied to the input embedding
@@ -149,13 +125,6 @@ class _Additions(TorchFunctionMode):
                 isinstance(a, torch.Tensor) for a in args[:2]):
             self._seen([id(a) for a in args[:2]])
         return func(*args, **(kwargs or {}))
-
-
-def _version(t: torch.Tensor) -> int:
-    try:
-        return t._version
-    except RuntimeError:  # an inference tensor keeps no version counter
-        return -1
 
 
 def structure_hash(model: nn.Module) -> str:
