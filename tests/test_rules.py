@@ -933,3 +933,69 @@ def test_a_loss_that_climbs_short_of_divergence_is_not_called_a_plateau(audit_sa
     # The same start with a fall below where it began is learning.
     learnt = dataclasses.replace(back, loss=np.r_[spiky[:80], np.full(20, 1.9)])
     assert list(loss_plateau.RULE.check(learnt, t)) == []
+
+
+def test_the_range_test_judges_labels_on_batches_its_copy_had_not_trained_on(audit_sample):
+    """Labels unrelated to their inputs: a model that memorises them guesses wrong with confidence on the next
+    batch, so at a brisk rate its loss on new batches ends far above their entropy, and the range test, once the
+    loader comes round again, dips below it on samples its copy has seen (ResNet-18 at SGD 0.1 per 256, batches
+    of 16: the sweep fell from 2.5 to 1.9 just as its batches came round; on new samples at the same rates it
+    never went below 2.36). Where the raw inputs show no sign of carrying their labels, only the sweep's new
+    samples count, and a rate that explains only the excess above the floor does not hide the labels. Where
+    they might (no inputs test: a slow BERT whose sweep learns only at rates it reaches after coming round),
+    the whole sweep counts as before."""
+    import dataclasses
+
+    import numpy as np
+    from auditor.rules import label_problems, lr_range
+
+    from auditor.engine import load_rules, resolve_thresholds
+    from auditor.evidence import best_sweep_loss, input_free_loss
+
+    ev = audit_sample("shuffled_labels").evidence
+    rules = resolve_thresholds(load_rules(), {})
+    t = rules["label-problems"]
+    blind = dict(samples=120, correct=12, accuracy=0.1, majority=0.2, p=0.99)
+    prior = input_free_loss(ev)[0]
+    sweep = dict(ev.lr_range, losses=[1.02 * prior] * 20 + [0.7 * prior] * 20, lrs=list(np.geomspace(1e-6, 1, 40)),
+                 unseen=[True] * 20 + [False] * 20)
+    ev = dataclasses.replace(ev, lr_range=sweep, label_signal=blind)
+    assert best_sweep_loss(ev) == pytest.approx(1.02 * prior)
+    assert list(label_problems.RULE.check(ev, t))
+    for signal in (None, dict(blind, correct=60, accuracy=0.5, p=1e-9)):
+        unknown = dataclasses.replace(ev, label_signal=signal)
+        assert best_sweep_loss(unknown) == pytest.approx(0.7 * prior)
+        assert not list(label_problems.RULE.check(unknown, t))
+    # Ending 50% above the floor: the rate overshoots, yet the range test's rates reach the floor on new samples
+    # and none goes below it. Far above it at every rate, something else holds the loss there.
+    above = dataclasses.replace(ev, loss=np.where(np.isfinite(ev.loss), 1.5 * prior, ev.loss))
+    assert list(label_problems.RULE.check(above, t))
+    assert not list(label_problems.RULE.check(dataclasses.replace(above, label_signal=None), t))
+    high = dict(sweep, losses=[1.5 * prior] * 40)
+    assert not list(label_problems.RULE.check(dataclasses.replace(above, lr_range=high), t))
+    # And lr-range, which the memorised dip gave a "good range" to, has none when only new samples count.
+    ranged = dict(sweep, suggested=1e-5, good_low=1e-6, good_high=1e-4)
+    assert not list(lr_range.RULE.check(dataclasses.replace(above, lr_range=ranged), rules["lr-range"]))
+    assert list(lr_range.RULE.check(dataclasses.replace(above, lr_range=ranged, label_signal=None),
+                                    rules["lr-range"]))
+
+
+def test_the_range_test_knows_which_of_its_batches_hold_samples_its_copy_trained_on():
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import auditor
+
+    torch.manual_seed(0)
+    X, y = torch.randn(160, 8), torch.randint(0, 4, (160,))
+    same_order = [(X[i:i + 16], y[i:i + 16]) for i in range(0, 160, 16)]  # 10 batches a pass
+    reshuffled = DataLoader(TensorDataset(X, y), batch_size=16, shuffle=True)
+    for loader, new in ((same_order, 10), (reshuffled, 5)):
+        report = auditor.audit(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4)), loader, steps=25,
+                               verify_fixes=False, make_optimizer=lambda p: torch.optim.SGD(p, lr=0.01))
+        unseen = report.evidence.lr_range["unseen"]
+        assert len(unseen) == len(report.evidence.lr_range["losses"]) > 15
+        # The probe read 25 batches, so the sweep starts 5 into a pass: in the same order it meets 10 batches it
+        # has not trained on, reshuffled only the 5 left of that pass.
+        assert unseen[:new] == [True] * new and not any(unseen[new:]), unseen
