@@ -148,6 +148,13 @@ def test_a_generator_loader_serves_the_probe_and_its_experiments():
     report = auditor.audit(model, data, steps=50)
     assert report.probe.steps_run == 30 and any("could not be iterated again" in n for n in report.probe.notes)
     assert report.evidence.overfit and len(report.evidence.lr_range["lrs"]) > 10
+    # Once the generator has run out, the stream asks it no more: one new pass begun, not one per batch read.
+    from auditor.probe.batches import BatchStream
+
+    passes = []
+    stream = BatchStream(iter(_data(n=3)), torch.device("cpu"), "loader.py",
+                         on_new_epoch=lambda loader, epoch: passes.append(epoch))
+    assert [stream.next() is None for _ in range(6)] == [False] * 3 + [True] * 3 and passes == [1]
 
 
 def test_an_experiment_the_model_cannot_take_is_a_note_not_a_failure():

@@ -73,6 +73,8 @@ class BatchStream:
         self.epoch_length: int | None = None  # batches in the loader's first pass, once it has ended
 
     def _next_raw(self):
+        if self.exhausted:  # a generator: asking it again would start no new pass, only count one
+            return None
         if self._iter is None:
             self._iter = self._new_iter()
         try:
