@@ -314,6 +314,13 @@ def inputs_blind(ev: Evidence) -> bool:
     return bool(s) and s["accuracy"] <= s["majority"]
 
 
+def sweep_new_samples_only(ev: Evidence) -> bool:
+    """Whether best_sweep_loss reads only the range test's steps on samples its copy had not trained on."""
+    r = ev.lr_range or {}
+    unseen = r.get("unseen") or []
+    return inputs_blind(ev) and len(unseen) == len(r.get("losses", ())) and sum(unseen) >= 5
+
+
 def best_sweep_loss(ev: Evidence) -> float | None:
     """The lowest running-median loss the LR range test reached, at any rate. Where the inputs show no sign of
     carrying their labels, only on batches of samples the sweep's copy had not trained on yet (5 or more): on a
@@ -324,9 +331,8 @@ def best_sweep_loss(ev: Evidence) -> float | None:
     if not r or len(r.get("losses", ())) < 5:
         return None
     losses = np.asarray(r["losses"], dtype=float)
-    unseen = np.asarray(r.get("unseen") or [], dtype=bool)
-    if inputs_blind(ev) and unseen.size == losses.size and unseen.sum() >= 5:
-        losses = losses[unseen]
+    if sweep_new_samples_only(ev):
+        losses = losses[np.asarray(r["unseen"], dtype=bool)]
     s = smooth(losses, 5)
     return float(np.nanmin(s)) if np.isfinite(s).any() else None
 

@@ -19,6 +19,7 @@ from auditor.evidence import (
     pct,
     profile_ends,
     smooth,
+    sweep_new_samples_only,
 )
 from auditor.report import figures
 
@@ -222,7 +223,9 @@ label-frequency loss is then taken as one that learnt. Keep the probe to a few p
             "error", "The labels do not depend on the inputs",
             f"The model memorises a single batch of {o['samples']} samples (loss {fmt(o['losses'][0])} -> "
             f"{fmt(float(np.nanmin(o['losses'])))}), but across batches the loss ends at {fmt(end)} and no rate of the "
-            f"LR range test gets it below {fmt(swept)}: no better than {fmt(prior)}, {what}, which a model that "
+            f"LR range test gets it below {fmt(swept)}"
+            f"{' on samples it had not trained on yet' if sweep_new_samples_only(ev) else ''}: no better than "
+            f"{fmt(prior)}, {what}, which a model that "
             "ignores its input scores. Nothing learnt on one batch carries to the next: the labels are not those "
             f"of their inputs.{_model_free(signal)} No learning rate fixes this.",
             "Check that inputs and labels are paired: shuffle them together, never separately, and index both with "

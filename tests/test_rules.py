@@ -950,7 +950,7 @@ def test_the_range_test_judges_labels_on_batches_its_copy_had_not_trained_on(aud
     from auditor.rules import label_problems, lr_range
 
     from auditor.engine import load_rules, resolve_thresholds
-    from auditor.evidence import best_sweep_loss, input_free_loss
+    from auditor.evidence import best_sweep_loss, fmt, input_free_loss
 
     ev = audit_sample("shuffled_labels").evidence
     rules = resolve_thresholds(load_rules(), {})
@@ -961,7 +961,8 @@ def test_the_range_test_judges_labels_on_batches_its_copy_had_not_trained_on(aud
                  unseen=[True] * 20 + [False] * 20)
     ev = dataclasses.replace(ev, lr_range=sweep, label_signal=blind)
     assert best_sweep_loss(ev) == pytest.approx(1.02 * prior)
-    assert list(label_problems.RULE.check(ev, t))
+    fired = list(label_problems.RULE.check(ev, t))
+    assert fired and "below " + fmt(1.02 * prior) + " on samples it had not trained on yet" in fired[0].diagnosis
     for signal in (None, dict(blind, correct=60, accuracy=0.5, p=1e-9)):
         unknown = dataclasses.replace(ev, label_signal=signal)
         assert best_sweep_loss(unknown) == pytest.approx(0.7 * prior)
