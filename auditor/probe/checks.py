@@ -467,8 +467,9 @@ def _sample_keys(batch) -> list[tuple]:
         return []
     flat = x.detach().reshape(x.shape[0], -1).float()
     weights = torch.linspace(1.0, 2.0, flat.shape[1], device=flat.device)
-    keys = torch.stack([flat.sum(1), flat @ weights], 1).cpu().numpy()
-    return [tuple(k) for k in keys.tolist()]
+    keys = torch.stack([flat.sum(1), flat @ weights], 1).cpu().tolist()
+    # To 7 digits: a sum may round differently in another batch's company (another kernel's blocking).
+    return [(float(f"{a:.7g}"), float(f"{b:.7g}")) for a, b in keys]
 
 
 def lr_range(m: nn.Module, make_opt: Callable, batches: Callable[[], object], compute: Callable) -> dict:
