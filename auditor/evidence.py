@@ -309,9 +309,16 @@ def overfit_left(losses, floor: float | None) -> tuple[float, float]:
 
 def inputs_blind(ev: Evidence) -> bool:
     """The labels-from-inputs test ran and its classifier on the raw inputs did no better than always naming the
-    commonest class: no sign that the inputs carry their labels (not proof that they do not)."""
+    commonest class, nor than two standard errors above what naming classes as often as it did would score by
+    chance (where classes are unequal, a classifier that learnt something can still score below the commonest
+    class's share): no sign that the inputs carry their labels, not proof that they do not."""
     s = ev.label_signal
-    return bool(s) and s["accuracy"] <= s["majority"]
+    if not s:
+        return False
+    bar = s["majority"]
+    if s.get("chance") is not None:
+        bar = min(bar, s["chance"] + 2 * math.sqrt(s["chance"] * (1 - s["chance"]) / s["samples"]))
+    return s["accuracy"] <= bar
 
 
 def sweep_new_samples_only(ev: Evidence) -> bool:

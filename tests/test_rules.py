@@ -690,6 +690,29 @@ def test_the_inputs_label_test_separates_real_labels_from_shuffled_ones_and_coun
     assert inputs_predict_labels([(torch.randn(16, 4), torch.rand(16))]) is None  # regression targets: no classes
 
 
+def test_inputs_with_unequal_classes_are_not_called_blind_for_scoring_below_the_commonest_class():
+    """Nine samples in ten of one class, the two overlapping: a nearest-class-mean classifier spreads its guesses
+    and scores below the 90% of always naming the commonest class on real labels, yet far above what guessing
+    as often as it does would score; on shuffled labels it scores about that."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from auditor.evidence import inputs_blind
+    from auditor.probe.checks import inputs_predict_labels
+
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(400, generator=g) < 0.1).long()
+    x = y[:, None] * 0.8 + torch.randn(400, 8, generator=g)
+    batches = lambda labels: [(x[i:i + 40], labels[i:i + 40]) for i in range(0, 400, 40)]  # noqa: E731
+    real = inputs_predict_labels(batches(y))
+    assert real["accuracy"] < real["majority"], real  # the commonest class's share alone called these blind
+    assert not inputs_blind(SimpleNamespace(label_signal=real)), real
+    shuffled = inputs_predict_labels(batches(y[torch.randperm(400, generator=g)]))
+    assert inputs_blind(SimpleNamespace(label_signal=shuffled)), shuffled
+    assert shuffled["accuracy"] < real["accuracy"] - 0.1
+
+
 def test_squeeze_excitation_gates_are_not_a_signal_whose_scale_grows_with_depth(audit_sample):
     """torchvision's MaxViT-T draws every conv at std 0.02: its squeeze-excitation gates' sigmoids sit at 0.5 with
     a spread that grows with each stage's width and pooled scale, 0.00045 at the first to 0.0063 at the last

@@ -421,17 +421,22 @@ def inputs_predict_labels(batches: list) -> dict | None:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(x.device)
     halves = (order[: n // 2], order[n // 2:])
     correct = torch.zeros((), device=x.device)
+    counts = torch.bincount(y - y.min())
+    named = torch.zeros_like(counts)
     for fit, score in (halves, halves[::-1]):
         classes = torch.unique(y[fit])
         centroids = torch.stack([x[fit][y[fit] == c].mean(0) for c in classes])
         predicted = classes[torch.cdist(x[score], centroids).argmin(1)]
         correct = correct + (predicted == y[score]).sum()
-    counts = torch.bincount(y - y.min())
+        named = named + torch.bincount(predicted - y.min(), minlength=counts.numel())
     got, majority = (int(v) for v in torch.stack([correct.long(), counts.max()]).cpu())
     from scipy.stats import binom
 
     share = majority / n
-    return {"samples": n, "correct": got, "accuracy": got / n, "majority": share,
+    # What naming classes as often as it did, blind to the inputs, would score: below the commonest class's
+    # share where classes are unequal (a classifier that spreads its guesses).
+    chance = float((named.double() * counts.double()).sum().cpu()) / n ** 2
+    return {"samples": n, "correct": got, "accuracy": got / n, "majority": share, "chance": chance,
             "p": float(binom.sf(got - 1, n, share))}
 
 
