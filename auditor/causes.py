@@ -214,7 +214,7 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
         if f.rule not in by_rule or _rank(f) > _rank(by_rule[f.rule]):
             by_rule[f.rule] = f
     for f in findings:
-        f.explains, f.explained_by, f.because = [], [], {}
+        f.explains, f.explained_by, f.because, f.fix_moot = [], [], {}, None
     parents: dict[str, dict[str, str]] = {r: {} for r in by_rule}
 
     def add(cause: str, effect: str, why: str) -> None:
@@ -282,6 +282,7 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
         if f is not node:
             f.explains, f.explained_by, f.because = list(node.explains), list(node.explained_by), dict(node.because)
     roots = [f for f in by_rule.values() if not f.explained_by]
+    _moot_fixes_below(roots, parents, findings)
     roots.sort(key=_strength(parents, by_rule))
     # Where one root's fix was proven on a copy (its finding gone, training no worse), a root whose fix left
     # training worse does not lead before it: the proven change comes first.
@@ -289,6 +290,20 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
     if any(o in ("resolved", "improved") for o in outcome.values()):
         roots.sort(key=lambda f: outcome[f.rule] == "worse")
     return [f.rule for f in roots]
+
+
+def _moot_fixes_below(roots: list[Finding], parents: dict[str, dict[str, str]], findings: list[Finding]) -> None:
+    """Under a root whose fix is the only one, the fixes of what it explains lower the training loss without
+    touching the cause (labels unrelated to their inputs: a model that memorises faster), so a verified one
+    there would contradict the root; each such finding says so instead."""
+    for root in roots:
+        reason = root.evidence.get("sole_fix")
+        if not reason:
+            continue
+        below = _below(parents, root.rule)
+        for f in findings:
+            if f.rule in below and f.fix_moot is None:
+                f.fix_moot = reason
 
 
 def _mechanism(cause: Finding, effect: Finding) -> bool:

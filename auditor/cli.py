@@ -290,7 +290,9 @@ def _conclude(report, model_file: str, written, pending, fail_on, quiet, base, b
         severity = click.style(f"{f.severity:<7}", fg=_COLOURS[f.severity], bold=True)
         because = f"(from {', '.join(f.explained_by)}) " if f.explained_by else ""
         click.echo(f"{model_file}: {severity} {f.rule:<20} {where + ': ' if where else ''}{because}{f.title}")
-        if f.explained_by and "after" in (f.verified or {}):
+        if f.fix_moot:
+            click.echo(f"    {f.fix_moot}")
+        elif f.explained_by and "after" in (f.verified or {}):
             for line in _verified_lines(f.verified):
                 click.echo(f"    {line}")
     counts = report.counts

@@ -49,6 +49,9 @@ class Finding:
     explains: list[str] = field(default_factory=list)
     explained_by: list[str] = field(default_factory=list)
     because: dict = field(default_factory=dict)  # {cause rule id: "counterfactual" | "mechanism: ..." | ...}
+    # Filled by auditor/causes.py under a root whose fix is the only one (evidence "sole_fix": labels unrelated
+    # to their inputs): why this finding's own fix, even verified on a copy, is none here.
+    fix_moot: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

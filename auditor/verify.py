@@ -177,6 +177,9 @@ OUTCOMES = {"resolved": ("fix verified: the finding is gone", "good"),
             "improved": ("fix verified: it improved", "good"),
             "no effect": ("fix tried: no effect", "flat"),
             "worse": ("fix made it worse", "bad")}
+# A consequence's own fix under a root whose fix is the only one (Finding.fix_moot): what it did on a copy is
+# shown, not as a fix.
+MOOT = ("tried all the same", "flat")
 
 # A fix "changes" a number when it moves it by more than this fraction: the probe's own run-to-run noise on
 # the healthy samples is under 2% for the same seed and batches (they are identical runs), so 10% is a margin.

@@ -231,7 +231,10 @@ label-frequency loss is then taken as one that learnt. Keep the probe to a few p
             "Check that inputs and labels are paired: shuffle them together, never separately, and index both with "
             "the same permutation:\n\n"
             "perm = torch.randperm(len(X))\nX, y = X[perm], y[perm]          # not X[perm], y[torch.randperm(len(y))]",
-            [], prior_entropy=prior, prior_what=what, end_loss=end, sweep_best=swept)
+            [], prior_entropy=prior, prior_what=what, end_loss=end, sweep_best=swept,
+            sole_fix=f"Fix label-problems first: below {fmt(prior)}, {what}, a loss on labels unrelated to their "
+                     "inputs falls only as the model memorises the samples it has seen, so a change that lowers it "
+                     "hides the cause; no change of the model or the rate removes it.")
 
     def draw(self, ax, ev, finding):
         if "prior_entropy" in finding.evidence:

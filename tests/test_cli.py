@@ -31,7 +31,7 @@ def test_findings_exit_1_and_write_reports(tmp_path):
         assert key in data["probe"]
     finding = data["findings"][0]
     assert set(finding) == {"rule", "severity", "title", "diagnosis", "fix", "layers", "evidence", "verified", "onset",
-                            "advice", "explains", "explained_by", "because"}
+                            "advice", "explains", "explained_by", "because", "fix_moot"}
     assert data["root_causes"] and data["root_causes"][0] in {f["rule"] for f in data["findings"]}
     md = (tmp_path / "report.md").read_text()
     assert "Training-run audit: errors" in md and "`init-loss`" in md

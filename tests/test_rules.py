@@ -2,7 +2,7 @@
 
 import pytest
 
-from auditor.engine import load_rules
+from auditor.engine import Finding, load_rules
 
 TRIGGERS = {
     "init-loss": ["init_loss", "makemore_raw"],
@@ -146,6 +146,32 @@ def test_shuffled_labels_are_a_data_problem_with_no_learning_rate_advice(audit_s
     assert "do not depend on the inputs" in finding.title
     assert not [f for f in report.findings if f.advice and not f.explained_by]  # no root says "change the LR"
     assert "lr-range" not in {f.rule for f in report.findings}
+    # What it explains keeps its evidence, but not its own fix ("raise the learning rate" under "no learning
+    # rate fixes this"): on unrelated labels a change that lowers the loss only memorises faster.
+    below = [f for f in report.findings if f.explained_by]
+    assert below and all(f.fix_moot and "label-problems first" in f.fix_moot for f in below)
+    assert finding.fix_moot is None
+    md, html = report.to_markdown(), report.to_html()
+    for f in below:
+        section = md.split(f"`{f.rule}`: {f.title}")[1].split("\n### ")[0]
+        assert f"**Fix.** {f.fix_moot.split(':')[0]}" in section
+        assert "**Fix verified" not in section and "```python" not in section  # no code to paste for it
+        assert f.fix_moot.split(":")[0] in html
+
+
+def test_a_consequence_of_a_root_whose_fix_is_the_only_one_shows_its_own_verified_fix_as_no_fix():
+    from auditor.causes import link
+
+    root = Finding("label-problems", "error", "t", "", "", evidence={"sole_fix": "Fix label-problems first: why."})
+    plateau = Finding("loss-plateau", "warning", "t", "", "raise the rate", onset=0,
+                      verified={"fix": "lr x3", "outcome": "resolved", "after": 1.0, "before": 2.0})
+    spikes = Finding("grad-spikes", "warning", "t", "", "clip", onset=0)
+    roots = link([root, plateau, spikes], removed_by={"grad-spikes": set()})
+    assert "label-problems" in roots and plateau.explained_by == ["label-problems"]
+    assert plateau.fix_moot == "Fix label-problems first: why."
+    assert spikes.fix_moot is None and root.fix_moot is None  # not below it: its own fix stands
+    link([Finding("label-problems", "error", "t", "", ""), plateau])  # a root with no sole fix
+    assert plateau.fix_moot is None
 
 
 # The root cause each sample was built around: it must be the report's headline (root_causes[0]), or, where a

@@ -142,10 +142,10 @@ class Report:
         env.filters["md"] = markdown.text
         env.filters["c"] = markdown.code
         env.filters["fence"] = markdown.fence
-        from ..verify import OUTCOMES
+        from ..verify import MOOT, OUTCOMES
 
         return env.get_template("report.md.j2").render(report=self, probe=self.probe, counts=self.counts,
-                                                       outcome_words=OUTCOMES)
+                                                       outcome_words=OUTCOMES, moot_words=MOOT)
 
     def write_markdown(self, path: str | Path) -> Path:
         path = Path(path)

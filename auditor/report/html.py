@@ -11,7 +11,7 @@ import numpy as np
 
 from ..engine import load_rules
 from ..evidence import fmt, pct
-from ..verify import OUTCOMES
+from ..verify import MOOT, OUTCOMES
 from . import figures
 from .figures import Job
 
@@ -115,7 +115,7 @@ def to_html(report) -> str:
 
     return _environment().get_template("report.html.j2").render(
         report=report, probe=report.probe, counts=report.counts, findings=report.findings,
-        causes=report.causes(), timeline=uri(timeline), outcome_words=OUTCOMES,
+        causes=report.causes(), timeline=uri(timeline), outcome_words=OUTCOMES, moot_words=MOOT,
         finding_figures=[(uri(a), uri(b)) for a, b in finding_figures],
         panels=[(title, caption, uri(job)) for title, caption, job in panels], layer_types=_layer_types(ev),
         params=params, acts=acts)
