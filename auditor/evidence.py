@@ -307,9 +307,9 @@ def overfit_left(losses, floor: float | None) -> tuple[float, float]:
     return left, low
 
 
-def inputs_blind(ev: Evidence) -> bool:
+def inputs_blind(ev: Evidence, z: float) -> bool:
     """The labels-from-inputs test ran and its classifier on the raw inputs did no better than always naming the
-    commonest class, nor than two standard errors above what naming classes as often as it did would score by
+    commonest class, nor than `z` standard errors above what naming classes as often as it did would score by
     chance (where classes are unequal, a classifier that learnt something can still score below the commonest
     class's share): no sign that the inputs carry their labels, not proof that they do not."""
     s = ev.label_signal
@@ -317,18 +317,18 @@ def inputs_blind(ev: Evidence) -> bool:
         return False
     bar = s["majority"]
     if s.get("chance") is not None:
-        bar = min(bar, s["chance"] + 2 * math.sqrt(s["chance"] * (1 - s["chance"]) / s["samples"]))
+        bar = min(bar, s["chance"] + z * math.sqrt(s["chance"] * (1 - s["chance"]) / s["samples"]))
     return s["accuracy"] <= bar
 
 
-def sweep_new_samples_only(ev: Evidence) -> bool:
+def sweep_new_samples_only(ev: Evidence, blind_z: float) -> bool:
     """Whether best_sweep_loss reads only the range test's steps on samples its copy had not trained on."""
     r = ev.lr_range or {}
     unseen = r.get("unseen") or []
-    return inputs_blind(ev) and len(unseen) == len(r.get("losses", ())) and sum(unseen) >= 5
+    return inputs_blind(ev, blind_z) and len(unseen) == len(r.get("losses", ())) and sum(unseen) >= 5
 
 
-def best_sweep_loss(ev: Evidence) -> float | None:
+def best_sweep_loss(ev: Evidence, blind_z: float) -> float | None:
     """The lowest running-median loss the LR range test reached, at any rate. Where the inputs show no sign of
     carrying their labels, only on batches of samples the sweep's copy had not trained on yet (5 or more): on a
     small dataset the sweep goes round the loader, and a dip on samples it has seen may be memory, not learning
@@ -338,7 +338,7 @@ def best_sweep_loss(ev: Evidence) -> float | None:
     if not r or len(r.get("losses", ())) < 5:
         return None
     losses = np.asarray(r["losses"], dtype=float)
-    if sweep_new_samples_only(ev):
+    if sweep_new_samples_only(ev, blind_z):
         losses = losses[np.asarray(r["unseen"], dtype=bool)]
     s = smooth(losses, 5)
     return float(np.nanmin(s)) if np.isfinite(s).any() else None

@@ -20,6 +20,9 @@ class LrRange(Rule):
         "noise_z": Threshold(2.0, "... or within this many standard errors of that floor's batch-to-batch spread",
                              "label-problems' noise_z, measured there; its own option, so that overriding one rule's "
                              "bar does not move the other's unseen"),
+        "blind_z": Threshold(2.0, "where the raw inputs show no sign of carrying their labels (within this many "
+                             "standard errors of chance), the sweep's best is read on samples its copy had not "
+                             "trained on", "label-problems' blind_z, its own option for the same reason as noise_z"),
         "too_low": Threshold(1000.0, "warn when your LR is this many times below the rate at the loss minimum",
                              "measured: healthy samples sit at most 22x below it"),
     }
@@ -53,7 +56,7 @@ at each step and longer than the probe is judged by its first rates.
             return
         # A warm-up seen only in its first steps: the rate to judge is the peak its scheduler will reach.
         seen, lr = lr, max(lr, ev.probe.scheduled_lr or 0.0)
-        floor, swept, end = input_free_loss(ev), best_sweep_loss(ev), end_level(ev)
+        floor, swept, end = input_free_loss(ev), best_sweep_loss(ev, t.blind_z), end_level(ev)
         if floor and floor[0] > 0 and swept is not None:
             fresh, steps = fresh_level(ev)
             if swept >= floor[0] - floor_tolerance(floor, t.prior_margin, t.noise_z, 5) and \

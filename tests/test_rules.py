@@ -733,9 +733,9 @@ def test_inputs_with_unequal_classes_are_not_called_blind_for_scoring_below_the_
     batches = lambda labels: [(x[i:i + 40], labels[i:i + 40]) for i in range(0, 400, 40)]  # noqa: E731
     real = inputs_predict_labels(batches(y))
     assert real["accuracy"] < real["majority"], real  # the commonest class's share alone called these blind
-    assert not inputs_blind(SimpleNamespace(label_signal=real)), real
+    assert not inputs_blind(SimpleNamespace(label_signal=real), 2.0), real
     shuffled = inputs_predict_labels(batches(y[torch.randperm(400, generator=g)]))
-    assert inputs_blind(SimpleNamespace(label_signal=shuffled)), shuffled
+    assert inputs_blind(SimpleNamespace(label_signal=shuffled), 2.0), shuffled
     assert shuffled["accuracy"] < real["accuracy"] - 0.1
 
 
@@ -1009,12 +1009,12 @@ def test_the_range_test_judges_labels_on_batches_its_copy_had_not_trained_on(aud
     sweep = dict(ev.lr_range, losses=[1.02 * prior] * 20 + [0.7 * prior] * 20, lrs=list(np.geomspace(1e-6, 1, 40)),
                  unseen=[True] * 20 + [False] * 20)
     ev = dataclasses.replace(ev, lr_range=sweep, label_signal=blind)
-    assert best_sweep_loss(ev) == pytest.approx(1.02 * prior)
+    assert best_sweep_loss(ev, t.blind_z) == pytest.approx(1.02 * prior)
     fired = list(label_problems.RULE.check(ev, t))
     assert fired and "below " + fmt(1.02 * prior) + " on samples it had not trained on yet" in fired[0].diagnosis
     for signal in (None, dict(blind, correct=60, accuracy=0.5, p=1e-9)):
         unknown = dataclasses.replace(ev, label_signal=signal)
-        assert best_sweep_loss(unknown) == pytest.approx(0.7 * prior)
+        assert best_sweep_loss(unknown, t.blind_z) == pytest.approx(0.7 * prior)
         assert not list(label_problems.RULE.check(unknown, t))
     # Ending 50% above the floor: the rate overshoots, yet the range test's rates reach the floor on new samples
     # and none goes below it. Far above it at every rate, something else holds the loss there.
@@ -1028,6 +1028,12 @@ def test_the_range_test_judges_labels_on_batches_its_copy_had_not_trained_on(aud
     assert not list(lr_range.RULE.check(dataclasses.replace(above, lr_range=ranged), rules["lr-range"]))
     assert list(lr_range.RULE.check(dataclasses.replace(above, lr_range=ranged, label_signal=None),
                                     rules["lr-range"]))
+    # "No sign" is a bar the user sets: 1.8 standard errors above chance is blind at the default of 2, not at 1.
+    near = dataclasses.replace(ev, label_signal=dict(blind, accuracy=0.15, chance=0.1))
+    assert list(label_problems.RULE.check(near, t))
+    strict = resolve_thresholds(load_rules(), {"label-problems": {"blind_z": 1.0}, "lr-range": {"blind_z": 1.0}})
+    assert best_sweep_loss(near, strict["label-problems"].blind_z) == pytest.approx(0.7 * prior)
+    assert not list(label_problems.RULE.check(near, strict["label-problems"]))
 
 
 def test_the_range_test_knows_which_of_its_batches_hold_samples_its_copy_trained_on():
