@@ -265,6 +265,24 @@ def test_lr_range_test_runs_on_the_script_itself():
     assert not [f.rule for f in healthy.findings if f.severity != "info"], [f.rule for f in healthy.findings]
 
 
+def test_the_scripts_range_test_knows_which_of_its_steps_met_samples_it_had_trained_on(tmp_path):
+    # As the replay's sweep: a loader of 5 batches a pass, reshuffled each epoch, comes round at the sixth step,
+    # and a dip there may be memory (auditor/evidence.best_sweep_loss reads only new samples where it matters).
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+        "torch.manual_seed(0)\nx, y = torch.randn(80, 6), torch.randint(0, 3, (80,))\n"
+        "loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)\n"
+        "model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+        "for epoch in range(40):\n    for xb, yb in loader:\n        opt.zero_grad()\n"
+        "        nn.functional.cross_entropy(model(xb), yb).backward()\n        opt.step()\n")
+    report = audit_script(Script(str(script), []), steps=20, verify_fixes=False)
+    unseen = report.evidence.lr_range["unseen"]
+    assert len(unseen) == len(report.evidence.lr_range["losses"]) > 5
+    assert unseen[:5] == [True] * 5 and not any(unseen[5:]), unseen
+
+
 def test_the_range_test_sees_the_loop_bug_and_its_fix_removes_the_finding():
     # Without zero_grad the sweep's gradients pile up too, so the test puts the rate far too high; the zero_grad
     # fix, re-run with the experiments, removes that finding: the loop bug is the cause, proven.

@@ -464,7 +464,7 @@ class SweepStop:
         return len(self.losses) > 6 and smoothed > LR_RANGE_STOP * self.best
 
 
-def _sample_keys(batch) -> list[tuple]:
+def sample_keys(batch) -> list[tuple]:
     """A fingerprint of each sample of the batch's first tensor (two weighted sums of its values): tells the
     range test which samples its copy of the model has trained on, whatever order the loader serves them in."""
     x = next((t for t in tensors(batch) if t.ndim >= 1 and t.shape[0] > 0), None)
@@ -475,6 +475,15 @@ def _sample_keys(batch) -> list[tuple]:
     keys = torch.stack([flat.sum(1), flat @ weights], 1).cpu().tolist()
     # To 7 digits: a sum may round differently in another batch's company (another kernel's blocking).
     return [(float(f"{a:.7g}"), float(f"{b:.7g}")) for a, b in keys]
+
+
+def unseen_steps(keys_per_step: list[list[tuple]]) -> list[bool]:
+    """For each step of a sweep, whether its batch held only samples no earlier step had (no keys: False)."""
+    seen, out = set(), []
+    for keys in keys_per_step:
+        out.append(bool(keys) and seen.isdisjoint(keys))
+        seen.update(keys)
+    return out
 
 
 def lr_range(m: nn.Module, make_opt: Callable, batches: Callable[[], object], compute: Callable) -> dict:
@@ -544,16 +553,14 @@ def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, loss
     ev.batch_mixing = attempt("batch-mixing", lambda: batch_mixing(fresh(), first, losses))
     ev.causal_leak = attempt("causal-leak", lambda: causal_leak(fresh(), first))
     ev.overfit = attempt("overfit-one-batch", lambda: overfit_one_batch(fresh, first, compute))
-    used, seen, unseen = [0], set(), []
+    used, keys = [0], []
 
     def next_batch():
         b = stream.next()
         if b is None:  # exhausted: cycle through the batches the probe holds
             used[0] += 1
             b = held[used[0] % len(held)]
-        keys = _sample_keys(b)
-        unseen.append(bool(keys) and seen.isdisjoint(keys))
-        seen.update(keys)
+        keys.append(sample_keys(b))
         return b
 
     ev.lr_range = attempt("LR range", lambda: lr_range(fresh(), make_opt, next_batch, compute))
@@ -561,6 +568,6 @@ def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, loss
         # On a small dataset the sweep goes round the loader, and its loss on samples its copy has trained on
         # measures memory, not learning: a sweep of labels unrelated to their inputs dipped below their entropy
         # only once its batches came round again (ResNet-18, 32 batches a pass).
-        ev.lr_range["unseen"] = unseen[:len(ev.lr_range["losses"])]
+        ev.lr_range["unseen"] = unseen_steps(keys)[:len(ev.lr_range["losses"])]
     more = [b for b in (stream.next() for _ in range(LABEL_TEST_BATCHES - len(held))) if b is not None]
     ev.label_signal = attempt("labels-from-inputs", lambda: inputs_predict_labels(list(held) + more))

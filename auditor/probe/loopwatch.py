@@ -142,6 +142,8 @@ class LoopWatch:
         self._evaled: set[int] = set()  # modules the eval-for-validation fix switched, to switch back after
         self._last_loss: torch.Tensor | None = None
         self._sweep = checks.SweepStop() if self.fix.lr_sweep else None
+        # The range test's re-run: each step's samples, to tell the ones its model has trained on from new ones.
+        self.sample_keys: dict[tuple[int, int], list[tuple]] = {}
         self.ranks: dict | None = None  # under torchrun: what each rank saw (auditor/distributed.per_rank)
         self._added_scaler = None  # the fix's GradScaler, for a script that has none
 
@@ -266,6 +268,10 @@ class LoopWatch:
                 and self.step not in self._fingerprinted:
             self._fingerprinted.add(self.step)  # the step's first forward: accumulation's others are its own batch
             self.log.put("batch_fp", checks.fingerprint(list(args)), self.step)
+        if grad and self._sweep is not None and (self.step, id(module)) not in self.sample_keys:
+            # One host copy a step, on the sweep only; by module, as the model may be known only after its first
+            # step: script.py reads the model's.
+            self.sample_keys[self.step, id(module)] = checks.sample_keys(args)
 
     def _start_tracer(self, module: nn.Module) -> None:
         self._tracer_off()

@@ -250,6 +250,7 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "other_optimizers": dict(rec.other_optimizers),
         "optimizers": list(rec.players),
         "optimizer_index": watch.player,
+        "sample_keys": [watch.sample_keys.get((i, model_id), []) for i in range(n)] if watch.sample_keys else None,
     }
 
 

@@ -169,3 +169,6 @@ def range_test(script, watch, evidence: Evidence, stats_every: int, seed: int) -
     n = min(swept.loss.size, 0 if swept.lrs is None else len(swept.lrs))
     if n:
         evidence.lr_range = checks.range_result(swept.lrs[:n, 0].tolist(), swept.loss[:n].tolist())
+        keys = (swept.loop or {}).get("sample_keys")
+        if keys:  # as the replay's sweep: which steps met only samples the re-run had not trained on
+            evidence.lr_range["unseen"] = checks.unseen_steps(keys[:n])
