@@ -1,5 +1,5 @@
 import numpy as np
-from auditor.rules import init_loss, init_scale, input_scale, update_ratio, vanishing_gradients
+from auditor.rules import batch_mixing, init_loss, init_scale, input_scale, update_ratio, vanishing_gradients
 
 from auditor.engine import Rule, Threshold
 from auditor.evidence import (
@@ -51,6 +51,11 @@ def _sound(ev, t) -> bool:
     scale = scale[np.isfinite(scale) & (scale > 0)]
     if scale.size >= 3 and abs(np.log10(np.divide(*profile_ends(scale, source)))) >= _bar(vanishing_gradients,
                                                                                           "decades"):
+        return False
+    # A model whose outputs mix the samples of a batch (an LSTM fed (batch, time) without batch_first) learns
+    # nothing that carries from one batch to the next either, on labels that do belong to their inputs.
+    m = ev.batch_mixing
+    if m and m["own"] > 0 and m["others_max"] > _bar(batch_mixing, "leak") * m["own"]:
         return False
     stats = ev.input_stats
     if stats:

@@ -283,6 +283,32 @@ def test_the_scripts_range_test_knows_which_of_its_steps_met_samples_it_had_trai
     assert unseen[:5] == [True] * 5 and not any(unseen[5:]), unseen
 
 
+@pytest.mark.parametrize("paired", [True, False])
+def test_audit_run_tells_labels_shuffled_apart_from_their_inputs(tmp_path, paired):
+    # The script's own loss calls give the label rules their floor (the labels' entropy) and its samples where
+    # the loader came round; before, `audit run` said "Loss plateaus: raise the learning rate" on these labels.
+    shuffle = "perm = torch.randperm(640)\nx, y = x[perm], y[perm]\n" if paired else \
+        "x = x[torch.randperm(640)]\ny = y[torch.randperm(640)]\n"
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+        "torch.manual_seed(1234)\nproto = torch.randn(10, 64)\ny = torch.randint(0, 10, (640,))\n"
+        "x = proto[y] + torch.randn(640, 64)\n" + shuffle +
+        "loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, drop_last=True)\n"
+        "model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=1e-3)\n"
+        "for epoch in range(30):\n    for xb, yb in loader:\n        opt.zero_grad()\n"
+        "        nn.functional.cross_entropy(model(xb), yb).backward()\n        opt.step()\n")
+    report = audit_script(Script(str(script), []), verify_fixes=False)
+    ev = report.evidence
+    assert len(ev.labels) >= 10 and ev.epoch_steps == 20
+    if paired:
+        assert not [f.rule for f in report.findings if f.severity != "info"], [f.title for f in report.findings]
+    else:
+        assert report.root_causes == ["label-problems"], [f.title for f in report.findings]
+        assert all(f.fix_moot for f in report.findings if f.explained_by)
+
+
 def test_the_range_test_sees_the_loop_bug_and_its_fix_removes_the_finding():
     # Without zero_grad the sweep's gradients pile up too, so the test puts the rate far too high; the zero_grad
     # fix, re-run with the experiments, removes that finding: the loop bug is the cause, proven.

@@ -464,26 +464,49 @@ class SweepStop:
         return len(self.losses) > 6 and smoothed > LR_RANGE_STOP * self.best
 
 
-def sample_keys(batch) -> list[tuple]:
-    """A fingerprint of each sample of the batch's first tensor (two weighted sums of its values): tells the
-    range test which samples its copy of the model has trained on, whatever order the loader serves them in."""
+def sample_sums(batch) -> torch.Tensor | None:
+    """A fingerprint of each sample of the batch's first tensor, on its device: two weighted sums of its values,
+    (samples, 2). Tells which samples a model has trained on, whatever order the loader serves them in."""
     x = next((t for t in tensors(batch) if t.ndim >= 1 and t.shape[0] > 0), None)
     if x is None:
-        return []
+        return None
     flat = x.detach().reshape(x.shape[0], -1).float()
     weights = torch.linspace(1.0, 2.0, flat.shape[1], device=flat.device)
-    keys = torch.stack([flat.sum(1), flat @ weights], 1).cpu().tolist()
-    # To 7 digits: a sum may round differently in another batch's company (another kernel's blocking).
-    return [(float(f"{a:.7g}"), float(f"{b:.7g}")) for a, b in keys]
+    return torch.stack([flat.sum(1), flat @ weights], 1)
+
+
+def keys_of(sums) -> list[tuple]:
+    """sample_sums on the host, as one hashable key per sample. To 7 digits: a sum may round differently in
+    another batch's company (another kernel's blocking), and the device log carries float32."""
+    if sums is None:
+        return []
+    return [(float(f"{a:.7g}"), float(f"{b:.7g}")) for a, b in np.asarray(sums, dtype=np.float64).reshape(-1, 2)]
+
+
+def sample_keys(batch) -> list[tuple]:
+    sums = sample_sums(batch)
+    return keys_of(None if sums is None else sums.cpu())
 
 
 def unseen_steps(keys_per_step: list[list[tuple]]) -> list[bool]:
-    """For each step of a sweep, whether its batch held only samples no earlier step had (no keys: False)."""
+    """For each step, whether its batch held only samples no earlier step had (no keys: False)."""
     seen, out = set(), []
     for keys in keys_per_step:
         out.append(bool(keys) and seen.isdisjoint(keys))
         seen.update(keys)
     return out
+
+
+def first_pass_length(keys_per_step: list[list[tuple]]) -> int | None:
+    """Steps before the first one that met a sample again: the loader's first pass, where it went round (a
+    step with no keys, or one that was never recorded, leaves it unknown)."""
+    fresh = unseen_steps(keys_per_step)
+    for i, (new, keys) in enumerate(zip(fresh, keys_per_step, strict=True)):
+        if not keys:
+            return None
+        if not new:
+            return i or None
+    return None
 
 
 def lr_range(m: nn.Module, make_opt: Callable, batches: Callable[[], object], compute: Callable) -> dict:

@@ -24,6 +24,8 @@ from .observer import NAN_CHECK_EVERY, Observer
 from .script_checks import HELD_STEPS
 from .state import copy_model
 
+TARGET_STEPS = 16  # steps whose targets are counted (the loss spy's, see LoopWatch._spy_steps)
+
 # Modules whose behaviour differs between train() and eval(): the ones a mode bug changes.
 _MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 # Gradient tensors followed from one step to the next to tell whether they were cleared in between.
@@ -116,7 +118,8 @@ class LoopWatch:
         self._initial_id: int | None = None
         self.held: dict[int, tuple] = {}
         self.outputs: dict[int, object] = {}
-        self.spy = lossspy.LossSpy(keep_all=experiments)
+        self.spy = lossspy.LossSpy(keep_all=experiments, each=self._targets)
+        self._target_steps: set[int] = set()
         self.first_loss: torch.Tensor | None = None
         self.first_args = None
         self.nan_stopped = False
@@ -142,8 +145,10 @@ class LoopWatch:
         self._evaled: set[int] = set()  # modules the eval-for-validation fix switched, to switch back after
         self._last_loss: torch.Tensor | None = None
         self._sweep = checks.SweepStop() if self.fix.lr_sweep else None
-        # The range test's re-run: each step's samples, to tell the ones its model has trained on from new ones.
-        self.sample_keys: dict[tuple[int, int], list[tuple]] = {}
+        # Each step's samples, fingerprinted on the device (by module: the model may be known only after its first
+        # step), to tell the ones the model has trained on from new ones: where the loader came round, and which
+        # of the range test's steps met only new samples.
+        self._sample_steps: set[tuple[int, int]] = set()
         self.ranks: dict | None = None  # under torchrun: what each rank saw (auditor/distributed.per_rank)
         self._added_scaler = None  # the fix's GradScaler, for a script that has none
 
@@ -268,10 +273,34 @@ class LoopWatch:
                 and self.step not in self._fingerprinted:
             self._fingerprinted.add(self.step)  # the step's first forward: accumulation's others are its own batch
             self.log.put("batch_fp", checks.fingerprint(list(args)), self.step)
-        if grad and self._sweep is not None and (self.step, id(module)) not in self.sample_keys:
-            # One host copy a step, on the sweep only; by module, as the model may be known only after its first
-            # step: script.py reads the model's.
-            self.sample_keys[self.step, id(module)] = checks.sample_keys(args)
+        if grad and (self.step, id(module)) not in self._sample_steps:
+            self._sample_steps.add((self.step, id(module)))
+            sums = checks.sample_sums(args)
+            if sums is not None:
+                self.log.put(f"sample_sums:{id(module)}", sums, self.step)
+
+    def _spy_steps(self) -> int:
+        """Steps the loss spy stays on (it sees every torch call, so it is switched off once it has what it is
+        for): the first loss call; the experiments' held steps; the targets of enough batches for the label
+        rules' floor (its spread is a median deviation over batches; the replay logs 8 in 100 steps)."""
+        call = self.spy.call
+        counts = call is not None and (call.num_classes or call.kind == "mse")
+        return max(1, HELD_STEPS if self.experiments else 1, TARGET_STEPS if counts else 1)
+
+    def _targets(self, kind: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The step's first training loss call of the script's loss kind: its class counts or its regression
+        targets' moments, as the replay logs its batches (auditor/probe/run.py), so that the label rules know the
+        floor of a model blind to its input. On each step the spy is on (a bincount, no sync)."""
+        first = self.spy.call
+        if not torch.is_grad_enabled() or self.step in self._target_steps or first is None or kind != first.kind:
+            return
+        self._target_steps.add(self.step)
+        classes = first.num_classes
+        if classes:
+            if x.ndim == first.input.ndim and x.shape[first.class_dim] == classes:
+                self.log.put("labels", checks.label_counts(y, classes), self.step)
+        elif kind == "mse" and y.is_floating_point():
+            self.log.put("targets", checks.target_moments(y), self.step)
 
     def _start_tracer(self, module: nn.Module) -> None:
         self._tracer_off()
@@ -540,7 +569,7 @@ class LoopWatch:
         if self.opt is None and self._order[id(opt)] == self.player:
             self.opt = opt
             self._choose_model(opt)
-        if opt is self.opt and (not self.experiments or self.step >= HELD_STEPS - 1):
+        if opt is self.opt and self.step >= self._spy_steps() - 1:
             self._spy_off()
         if opt is not self.opt:
             key = type(opt).__name__
@@ -615,6 +644,8 @@ class LoopWatch:
         self._follow_grads()
         self.step += 1
         self.spy.step = self.step
+        if self.step >= HELD_STEPS:
+            self.spy.keep_all = False  # the experiments' calls (each holds the model's output) are all taken
         self._backwards = 0
         self._depth = 0
         if self.step >= self.steps:

@@ -98,8 +98,11 @@ class LossSpy(TorchFunctionMode):
     """Records the first functional loss called inside the block, and whether a sigmoid or softmax made its
     input (however it was called: nn.Sigmoid, torch.sigmoid, x.sigmoid(), F.softmax)."""
 
-    def __init__(self, before=None, keep_all: bool = False):
+    def __init__(self, before=None, keep_all: bool = False, each=None):
         super().__init__()
+        # Called with (kind, input, target) for every loss call: a script's targets, logged as the replay logs its
+        # batches' (auditor/probe/loopwatch.py).
+        self.each = each
         self.call: LossCall | None = None
         # With keep_all, every loss call as (step, call, id of its input tensor): a script's experiments pair each
         # step's model output with the loss it was fed to (auditor/probe/script_checks.py).
@@ -115,7 +118,8 @@ class LossSpy(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         kind = KINDS.get(func)
-        bound = _bind(func, args, kwargs) if kind is not None and (self.keep_all or self.call is None) else {}
+        bound = _bind(func, args, kwargs) if kind is not None and (self.keep_all or self.call is None
+                                                                   or self.each is not None) else {}
         x, y = bound.get("input"), bound.get("target")
         if self.keep_all and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
             options = {k: bound[k] for k in _OPTIONS if k in bound and bound[k] is not None}
@@ -129,6 +133,8 @@ class LossSpy(TorchFunctionMode):
                                      squashed_by=self._squashed.get(id(x)))
                 if self.before is not None:
                     self.before(self.call)
+        if self.each is not None and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            self.each(kind, x, y)
         result = func(*args, **kwargs)
         if self.call is None and isinstance(result, torch.Tensor):
             name = getattr(func, "__name__", "")

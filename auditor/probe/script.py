@@ -198,6 +198,8 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
     evidence = watch.observer.evidence(info, host, n)
     evidence.initial_losses = [initial] if initial is not None else []
     evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
+    evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
+    evidence.targets = [np.asarray(a, dtype=float) for a in host.get("targets", ([], []))[1]]
     if call is not None and call.num_classes:
         evidence.output_form = checks.output_form([call.input], call.kind, call.class_dim, call.squashed_by)
     if call is not None:
@@ -206,6 +208,8 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
     evidence.lrs = lrs
     evidence.samplers = watch.samplers.records() if watch.samplers is not None else []
     evidence.loop = _loop(watch, host, n)
+    keys = evidence.loop["sample_keys"]
+    evidence.epoch_steps = checks.first_pass_length(keys) if keys else None
     evidence.ranks = watch.ranks
     evidence.amp = _amp(watch, host, n, evidence)
     info.amp = evidence.amp["mode"] if evidence.amp else None
@@ -250,8 +254,17 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "other_optimizers": dict(rec.other_optimizers),
         "optimizers": list(rec.players),
         "optimizer_index": watch.player,
-        "sample_keys": [watch.sample_keys.get((i, model_id), []) for i in range(n)] if watch.sample_keys else None,
+        "sample_keys": _sample_keys(host, model_id, n),
     }
+
+
+def _sample_keys(host, model_id: int, n: int) -> list[list[tuple]] | None:
+    """Each step's sample keys (auditor/probe/checks.keys_of) for the model's first forward of the step."""
+    steps, sums = host.get(f"sample_sums:{model_id}", ([], []))
+    if not steps:
+        return None
+    by_step = dict(zip(steps, sums, strict=True))
+    return [checks.keys_of(by_step[i]) if i in by_step else [] for i in range(n)]
 
 
 def _amp(watch: LoopWatch, host, n: int, evidence: Evidence) -> dict | None:
