@@ -216,3 +216,15 @@ def test_a_dead_recurrent_net_is_named_dead():
     report = auditor.audit(_Seq(rnn, 32), _tokens(), steps=20, verify_fixes=False)
     dead = next(f for f in report.findings if f.rule == "dead-units")
     assert dead.layers == ["block:hidden"] and dead.severity == "error"
+
+
+def test_where_the_loader_came_round_is_read_from_its_samples_not_from_a_duplicate():
+    from auditor.probe.checks import first_pass_length, unseen_steps
+
+    a, b, c, d, e = ((float(i), 0.0) for i in range(5))
+    assert first_pass_length([[a, b], [c, d], [b, c]]) == 2
+    # One sample met again (a duplicate in the data) is not a new pass; most of a batch is.
+    assert first_pass_length([[a, b], [c, d], [a, e], [b, c]]) == 3
+    assert first_pass_length([[a, b], [c, d]]) is None  # never came round
+    assert first_pass_length([[a, b], [], [a, b]]) is None  # a step not recorded: unknown
+    assert unseen_steps([[a, b], [c, d], [a, e], []]) == [True, True, False, False]

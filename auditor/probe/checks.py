@@ -498,14 +498,16 @@ def unseen_steps(keys_per_step: list[list[tuple]]) -> list[bool]:
 
 
 def first_pass_length(keys_per_step: list[list[tuple]]) -> int | None:
-    """Steps before the first one that met a sample again: the loader's first pass, where it went round (a
-    step with no keys, or one that was never recorded, leaves it unknown)."""
-    fresh = unseen_steps(keys_per_step)
-    for i, (new, keys) in enumerate(zip(fresh, keys_per_step, strict=True)):
+    """Steps before the first one most of whose samples were met before: the loader's first pass, where it went
+    round (a few samples seen twice are duplicates in the data, not a new pass; a step with no keys leaves it
+    unknown)."""
+    seen: set = set()
+    for i, keys in enumerate(keys_per_step):
         if not keys:
             return None
-        if not new:
+        if 2 * sum(k in seen for k in keys) > len(keys):
             return i or None
+        seen.update(keys)
     return None
 
 

@@ -273,7 +273,9 @@ class LoopWatch:
                 and self.step not in self._fingerprinted:
             self._fingerprinted.add(self.step)  # the step's first forward: accumulation's others are its own batch
             self.log.put("batch_fp", checks.fingerprint(list(args)), self.step)
-        if grad and (self.step, id(module)) not in self._sample_steps:
+        # The model's forward only (a loss module is a top-level module too, fed logits that may be huge).
+        model = module is self.model or (self.model is None and id(module) in self._candidates)
+        if grad and model and (self.step, id(module)) not in self._sample_steps:
             self._sample_steps.add((self.step, id(module)))
             sums = checks.sample_sums(args)
             if sums is not None:
