@@ -20,6 +20,7 @@ from auditor.evidence import (
     profile_ends,
     smooth,
     sweep_new_samples_only,
+    update_level,
 )
 from auditor.report import figures
 
@@ -38,6 +39,11 @@ def _sound(ev, t) -> bool:
     if p.initial_loss - p.expected_initial_loss > _bar(init_loss, "excess_nats"):
         return False
     if first_update_level(ev) > _bar(update_ratio, "first_high"):  # a rate that knocked the network out
+        return False
+    # Steps that barely move the weights (gradients cleared before step() in a script's loop, a rate far too low)
+    # learn nothing from any labels.
+    level, moved = update_level(ev)
+    if list(ev.matrices()) and (not moved or level < _bar(update_ratio, "low")):
         return False
     for a in ev.activations:
         if nanmedian(a.dead) >= t.broken_units or nanmedian(a.saturated) >= t.broken_units:

@@ -1036,7 +1036,8 @@ def test_the_range_test_judges_labels_on_batches_its_copy_had_not_trained_on(aud
     assert not list(label_problems.RULE.check(near, strict["label-problems"]))
 
 
-def test_a_model_that_mixes_its_batch_is_not_taken_for_labels_unrelated_to_their_inputs(audit_sample):
+def test_a_model_that_mixes_its_batch_or_does_not_learn_is_not_taken_for_labels_unrelated_to_their_inputs(
+        audit_sample):
     # An LSTM fed (batch, time) without batch_first learns nothing that carries across batches either (the
     # script of samples/scripts/batch_mixing: the inputs test weak, 45% against a commonest class of 52%).
     import dataclasses
@@ -1052,6 +1053,9 @@ def test_a_model_that_mixes_its_batch_is_not_taken_for_labels_unrelated_to_their
     assert not list(label_problems.RULE.check(dataclasses.replace(ev, batch_mixing=mixed), t))
     apart = dict(mixed, others_max=0.0, leaking=0)
     assert list(label_problems.RULE.check(dataclasses.replace(ev, batch_mixing=apart), t))
+    # Nor a model whose steps do not move its weights (a script that clears its gradients before step()).
+    still = [dataclasses.replace(p, update_rms=p.update_rms * 0) for p in ev.params]
+    assert not list(label_problems.RULE.check(dataclasses.replace(ev, params=still), t))
 
 
 def test_the_range_test_knows_which_of_its_batches_hold_samples_its_copy_trained_on():
