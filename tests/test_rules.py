@@ -156,6 +156,7 @@ def test_shuffled_labels_are_a_data_problem_with_no_learning_rate_advice(audit_s
         section = md.split(f"`{f.rule}`: {f.title}")[1].split("\n### ")[0]
         assert f"**Fix.** {f.fix_moot.split(':')[0]}" in section
         assert "**Fix verified" not in section and "```python" not in section  # no code to paste for it
+        assert ("tried below" in section) == ("after" in (f.verified or {}))
         assert f.fix_moot.split(":")[0] in html
 
 
