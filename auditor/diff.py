@@ -296,6 +296,8 @@ def _worse(b: dict, h: dict) -> bool:
 
 def _details(status: str, f: dict) -> list[str]:
     fix_text, _, code = f["fix"].partition("\n\n")
+    if f.get("fix_moot"):  # under a root whose fix is the only one: no code to paste for this one
+        fix_text, code = f["fix_moot"], ""
     out = ["<details>", f"<summary>{status}: {_ICON[f['severity']]} <code>{f['rule']}</code>: "
            f"{_html(f['title'])}</summary>", "", md.text(f["diagnosis"]), "", f"**Fix.** {md.text(fix_text)}", ""]
     if code:

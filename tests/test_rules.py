@@ -158,6 +158,15 @@ def test_shuffled_labels_are_a_data_problem_with_no_learning_rate_advice(audit_s
         assert "**Fix verified" not in section and "```python" not in section  # no code to paste for it
         assert ("tried below" in section) == ("after" in (f.verified or {}))
         assert f.fix_moot.split(":")[0] in html
+    # And the pull-request comment of `audit diff` against a clean base: the root's fix, not theirs.
+    import json
+
+    from auditor import diff as differ
+
+    head = json.loads(json.dumps(report.to_dict()))
+    comment = differ.to_markdown(differ.compare(dict(head, findings=[], root_causes=[]), head))
+    assert comment.count("**Fix.** Fix label-problems first") == len(below)
+    assert not any(f.fix.split("\n\n")[0][:40] in comment for f in below)
 
 
 def test_a_consequence_of_a_root_whose_fix_is_the_only_one_shows_its_own_verified_fix_as_no_fix():
