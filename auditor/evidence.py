@@ -157,7 +157,8 @@ class Evidence:
     causal_leak: dict | None = None
     overfit: dict | None = None
     lr_range: dict | None = None
-    # Whether the raw inputs predict their class labels on samples not fitted (checks.inputs_predict_labels).
+    # Whether the raw inputs predict their targets on samples not fitted (checks.inputs_signal: class labels, or
+    # regression targets under mean squared error).
     label_signal: dict | None = None
     # Under torchrun, per rank (auditor.probe.run._per_rank): fingerprints, end-of-probe norms, gradient norms.
     ranks: dict | None = None
@@ -315,6 +316,8 @@ def inputs_blind(ev: Evidence, z: float) -> bool:
     s = ev.label_signal
     if not s:
         return False
+    if s.get("kind") == "regression":  # a ridge regression's gain over the targets' mean, within z of none
+        return s["gain"] <= z * s["gain_se"]
     bar = s["majority"]
     if s.get("chance") is not None:
         bar = min(bar, s["chance"] + z * math.sqrt(s["chance"] * (1 - s["chance"]) / s["samples"]))

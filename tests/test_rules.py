@@ -726,6 +726,31 @@ def test_the_inputs_label_test_separates_real_labels_from_shuffled_ones_and_coun
     assert inputs_predict_labels([(torch.randn(16, 4), torch.rand(16))]) is None  # regression targets: no classes
 
 
+@pytest.mark.parametrize("features", [16, 768])
+def test_the_inputs_test_tells_regression_targets_of_their_inputs_from_shuffled_ones(features):
+    # Mean squared error has no classes: a ridge regression on the raw inputs against the targets' mean, where
+    # features are few and where they outnumber the samples (images: the dual form, shrunk as hard).
+    from types import SimpleNamespace
+
+    import torch
+
+    from auditor.evidence import inputs_blind
+    from auditor.probe.checks import inputs_predict_targets, inputs_signal
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, features, generator=g)
+    y = x[:, :8] @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(256, 1, generator=g)
+    batches = lambda targets: [(x[i:i + 32], targets[i:i + 32]) for i in range(0, 256, 32)]  # noqa: E731
+    real = inputs_predict_targets(batches(y))
+    # Weaker where 768 features face 128 samples a half (z 3.6 against 12 at 16 features), never blind.
+    assert real["samples"] == 256 and real["error"] < real["baseline"] and real["p"] < 1e-3, real
+    assert not inputs_blind(SimpleNamespace(label_signal=real), 2.0)
+    shuffled = inputs_predict_targets(batches(y[torch.randperm(256, generator=g)]))
+    assert shuffled["p"] > 1e-3 and inputs_blind(SimpleNamespace(label_signal=shuffled), 2.0), shuffled
+    assert inputs_signal(batches(y), "mse")["kind"] == "regression"
+    assert inputs_signal(batches(y), "cross_entropy") is None  # float targets are not class labels
+
+
 def test_inputs_with_unequal_classes_are_not_called_blind_for_scoring_below_the_commonest_class():
     """Nine samples in ten of one class, the two overlapping: a nearest-class-mean classifier spreads its guesses
     and scores below the 90% of always naming the commonest class on real labels, yet far above what guessing

@@ -309,6 +309,30 @@ def test_audit_run_tells_labels_shuffled_apart_from_their_inputs(tmp_path, paire
         assert all(f.fix_moot for f in report.findings if f.explained_by)
 
 
+@pytest.mark.parametrize("paired", [True, False])
+def test_audit_run_tells_regression_targets_shuffled_apart_from_their_inputs(tmp_path, paired):
+    # The same for mean squared error: the targets' variance is the floor, a ridge regression on the raw inputs
+    # the model-free test. Before, shuffled targets got "Loss plateaus" (the range test memorised its 16 batches).
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "x = torch.randn(1024, 16)\ny = x @ torch.randn(16, 1) + 0.1 * torch.randn(1024, 1)\n"
+        + ("" if paired else "y = y[torch.randperm(1024)]\n") +
+        "model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=1e-3)\n"
+        "for epoch in range(50):\n    perm = torch.randperm(1024)\n    for i in range(0, 1024, 64):\n"
+        "        idx = perm[i:i + 64]\n        loss = nn.functional.mse_loss(model(x[idx]), y[idx])\n"
+        "        opt.zero_grad()\n        loss.backward()\n        opt.step()\n")
+    report = audit_script(Script(str(script), []), verify_fixes=False)
+    ev = report.evidence
+    assert len(ev.targets) >= 10 and ev.epoch_steps == 16 and ev.label_signal["kind"] == "regression"
+    if paired:
+        assert not [f.rule for f in report.findings if f.severity != "info"], [f.title for f in report.findings]
+    else:
+        assert report.root_causes == ["label-problems"], [f.title for f in report.findings]
+        assert "ridge regression" in report.findings[0].diagnosis
+
+
 def test_the_range_test_sees_the_loop_bug_and_its_fix_removes_the_finding():
     # Without zero_grad the sweep's gradients pile up too, so the test puts the rate far too high; the zero_grad
     # fix, re-run with the experiments, removes that finding: the loop bug is the cause, proven.

@@ -377,24 +377,25 @@ def zeroed_inputs(model: nn.Module, batches: list, compute: Callable) -> dict | 
 LABEL_TEST_BATCHES = 8
 
 
-def _class_pairs(batches: list) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The floating-point inputs, flattened, and the class-index targets of plain (inputs, labels) batches, each
-    sample once: a loader that went round repeats samples, and a sample scored against a centroid it is part of
-    is predicted from itself."""
+def _class_pairs(batches: list, regression: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The floating-point inputs, flattened, and the class-index targets of plain (inputs, labels) batches (with
+    `regression`, the floating-point targets, flattened per sample), each sample once: a loader that went round
+    repeats samples, and a sample scored against a centroid it is part of is predicted from itself."""
     xs, ys = [], []
     for b in batches:
         if not (isinstance(b, list | tuple) and len(b) == 2 and all(isinstance(t, torch.Tensor) for t in b)):
             continue
         x, y = b
-        if not x.is_floating_point() or x.ndim < 2 or y.ndim != 1 or y.is_floating_point() or \
-                y.shape[0] != x.shape[0]:
+        if not x.is_floating_point() or x.ndim < 2 or y.ndim < 1 or y.shape[0] != x.shape[0]:
+            continue
+        if regression != y.is_floating_point() or (not regression and y.ndim != 1):
             continue
         xs.append(x.detach().float().reshape(x.shape[0], -1))
-        ys.append(y.detach().long())
-    if not xs or len({x.shape[1] for x in xs}) != 1:
+        ys.append(y.detach().double().reshape(y.shape[0], -1) if regression else y.detach().long())
+    if not xs or len({x.shape[1] for x in xs}) != 1 or len({y.shape[1:] for y in ys}) != 1:
         return None
     x, y = torch.cat(xs), torch.cat(ys)
-    kept = y >= 0  # a negative label is an ignore_index (-100), no class
+    kept = torch.isfinite(y).all(1) if regression else y >= 0  # a negative label is an ignore_index, no class
     x, y = x[kept], y[kept]
     if not y.numel():
         return None
@@ -438,6 +439,45 @@ def inputs_predict_labels(batches: list) -> dict | None:
     chance = float((named.double() * counts.double()).sum().cpu()) / n ** 2
     return {"samples": n, "correct": got, "accuracy": got / n, "majority": share, "chance": chance,
             "p": float(binom.sf(got - 1, n, share))}
+
+
+def inputs_predict_targets(batches: list) -> dict | None:
+    """inputs_predict_labels for regression targets: a ridge regression on the raw inputs (standardised per
+    feature; its strength the features' count, so that it shrinks as much where features outnumber samples),
+    fitted on one half of the samples and scored on the other, then the other way round, against predicting the
+    fitted half's mean. `gain`: how much lower its squared error is per sample, with its standard error; targets
+    drawn apart from their inputs leave it at about zero or below. None without plain (inputs, targets) batches."""
+    pairs = _class_pairs(batches, regression=True)
+    if pairs is None:
+        return None
+    x, y = pairs
+    n = x.shape[0]
+    if n < 20:
+        return None
+    x = ((x - x.mean(0)) / x.std(0).clamp_min(1e-6)).double()
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(x.device)
+    gains = []
+    for fit, score in ((order[: n // 2], order[n // 2:]), (order[n // 2:], order[: n // 2])):
+        mean = y[fit].mean(0)
+        kernel = x[fit] @ x[fit].T  # the dual form: as cheap where features outnumber samples
+        alpha = torch.linalg.solve(kernel + x.shape[1] * torch.eye(len(fit), dtype=x.dtype, device=x.device),
+                                   y[fit] - mean)
+        predicted = mean + (x[score] @ x[fit].T) @ alpha
+        gains.append(((y[score] - mean) ** 2).sum(1) - ((y[score] - predicted) ** 2).sum(1))
+    gain = torch.cat(gains)
+    baseline = torch.cat([((y[s_] - y[f].mean(0)) ** 2).sum(1) for f, s_ in
+                          ((order[: n // 2], order[n // 2:]), (order[n // 2:], order[: n // 2]))])
+    mean_gain, se, base = (float(v) for v in torch.stack([gain.mean(), gain.std() / n ** 0.5,
+                                                          baseline.mean()]).cpu())
+    from scipy.stats import norm
+
+    return {"kind": "regression", "samples": n, "gain": mean_gain, "gain_se": se, "baseline": base,
+            "error": base - mean_gain, "p": float(norm.sf(mean_gain / se)) if se > 0 else 1.0}
+
+
+def inputs_signal(batches: list, loss_fn: str) -> dict | None:
+    """Whether the raw inputs predict their targets: classes, or (mean squared error) regression targets."""
+    return inputs_predict_targets(batches) if loss_fn == "mse" else inputs_predict_labels(batches)
 
 
 def sweep_rate(i: int) -> float:
@@ -595,4 +635,4 @@ def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, loss
         # only once its batches came round again (ResNet-18, 32 batches a pass).
         ev.lr_range["unseen"] = unseen_steps(keys)[:len(ev.lr_range["losses"])]
     more = [b for b in (stream.next() for _ in range(LABEL_TEST_BATCHES - len(held))) if b is not None]
-    ev.label_signal = attempt("labels-from-inputs", lambda: inputs_predict_labels(list(held) + more))
+    ev.label_signal = attempt("labels-from-inputs", lambda: inputs_signal(list(held) + more, ev.probe.loss_fn))

@@ -98,7 +98,8 @@ def run(watch, evidence: Evidence) -> None:
                                         lambda: checks.batch_mixing(copy_model(watch.initial), plain[0], forward))
         evidence.causal_leak = attempt("causal-leak",
                                        lambda: checks.causal_leak(copy_model(watch.initial), plain[0]))
-        evidence.label_signal = attempt("labels-from-inputs", lambda: checks.inputs_predict_labels(plain))
+        evidence.label_signal = attempt("labels-from-inputs",
+                                        lambda: checks.inputs_signal(plain, evidence.probe.loss_fn))
     if len(watch.record.players) > 1:
         evidence.probe.notes.append("the experiments that recompute the loss did not run: with several optimizers "
                                     "(a GAN), one model's loss is made by the others")
