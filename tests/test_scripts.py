@@ -372,7 +372,15 @@ def test_precision_fixes_are_applied_to_a_script_without_a_scaler(tmp_path):
     before = run_script(target, 12, 5, 0)
     assert before.amp["mode"] == "fp16" and before.amp["scaler"] is None
     assert before.amp["precision"]["grads"]["2"]["flushed"] > 0.5
+    # A weakref proxy whose object is gone, as earlier code in the process may leave on the heap: the fix looks
+    # for the script's optimizer among the heap's objects before its first step, and must not touch it.
+    import weakref
+
+    gone = type("Gone", (), {})()
+    dead = weakref.proxy(gone)
+    del gone
     scaled = run_script(target, 12, 5, 0, fix=LoopFix(scaler_init=2.0**16))
+    del dead
     assert scaled.amp["scaler"] is not None and scaled.amp["precision"]["scale"] > 1
     assert scaled.amp["precision"]["grads"]["2"]["flushed"] < 0.01
     assert not any(c["scaled"] for c in scaled.loop["clips"])  # unscaled before the script's clipping

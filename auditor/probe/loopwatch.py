@@ -520,8 +520,10 @@ class LoopWatch:
         import gc
 
         ids = {id(p) for p in parameters}
+        # type(), not isinstance(): the heap holds weakref proxies whose object is gone, and isinstance() asks a
+        # proxy for its __class__, which raises ReferenceError (in the script's own clip call, failing it).
         opts = [self.opt] if self.opt is not None else [
-            o for o in gc.get_objects() if isinstance(o, torch.optim.Optimizer)]
+            o for o in gc.get_objects() if issubclass(type(o), torch.optim.Optimizer)]
         for opt in opts:
             if any(id(p) in ids for g in opt.param_groups for p in g["params"]):
                 for scaler in self._scalers:
