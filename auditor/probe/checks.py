@@ -511,8 +511,19 @@ def sample_sums(batch) -> torch.Tensor | None:
     if x is None:
         return None
     flat = x.detach().reshape(x.shape[0], -1).float()
-    weights = torch.linspace(1.0, 2.0, flat.shape[1], device=flat.device)
-    return torch.stack([flat.sum(1), flat @ weights], 1)
+    return flat @ _sum_weights(flat.shape[1], flat.device)
+
+
+_SUM_WEIGHTS: dict = {}
+
+
+def _sum_weights(width: int, device) -> torch.Tensor:
+    """(width, 2): a plain sum and one weighted 1..2 along the sample, made once per width and device: a script's
+    every step takes the fingerprint, one matmul."""
+    key = (width, str(device))
+    if key not in _SUM_WEIGHTS:
+        _SUM_WEIGHTS[key] = torch.stack([torch.ones(width), torch.linspace(1.0, 2.0, width)], 1).to(device)
+    return _SUM_WEIGHTS[key]
 
 
 def keys_of(sums) -> list[tuple]:
