@@ -454,15 +454,15 @@ def inputs_predict_targets(batches: list) -> dict | None:
     n = x.shape[0]
     if n < 20:
         return None
-    x = ((x - x.mean(0)) / x.std(0).clamp_min(1e-6)).double()
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)  # float32, as the class test: the inputs may be large
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(x.device)
     gains = []
     for fit, score in ((order[: n // 2], order[n // 2:]), (order[n // 2:], order[: n // 2])):
         mean = y[fit].mean(0)
-        kernel = x[fit] @ x[fit].T  # the dual form: as cheap where features outnumber samples
-        alpha = torch.linalg.solve(kernel + x.shape[1] * torch.eye(len(fit), dtype=x.dtype, device=x.device),
+        kernel = (x[fit] @ x[fit].T).double()  # the dual form: samples x samples, whatever the features
+        alpha = torch.linalg.solve(kernel + x.shape[1] * torch.eye(len(fit), dtype=kernel.dtype, device=x.device),
                                    y[fit] - mean)
-        predicted = mean + (x[score] @ x[fit].T) @ alpha
+        predicted = mean + (x[score] @ x[fit].T).double() @ alpha
         gains.append(((y[score] - mean) ** 2).sum(1) - ((y[score] - predicted) ** 2).sum(1))
     gain = torch.cat(gains)
     baseline = torch.cat([((y[s_] - y[f].mean(0)) ** 2).sum(1) for f, s_ in
