@@ -73,6 +73,9 @@ class FixPlan:
     scaler_init: float | None = None  # another GradScaler init_scale
     float32_modules: tuple[str, ...] = ()  # modules kept outside autocast, in float32
     scheduler_every: int | None = None  # the LR scheduler stepped once every this many steps (an epoch's worth)
+    # A linear warm-up over the first this many steps, on top of any schedule, from a tenth of the rate as
+    # torch's LinearLR(start_factor=0.1) (auditor/probe/optim.py: warmup_factor).
+    warmup: int | None = None
     # Fixes of a script's own loop, applied through the same hooks that observe it (auditor/probe/loopwatch.py):
     zero_grad: bool = False  # gradients cleared at each step's first backward (and not between backward and step)
     train_mode: bool = False  # model.train() before every forward with gradients

@@ -127,7 +127,7 @@ def _try(plan: FixPlan, f: Finding, rules, active, thresholds, evidence, setup, 
                         add_missing_params=plan.add_missing_params, dist=None, amp=plan.amp or options.amp,
                         scaler_init=plan.scaler_init if plan.scaler_init is not None else options.scaler_init,
                         float32_modules=plan.float32_modules or options.float32_modules,
-                        scheduler_every=plan.scheduler_every,
+                        scheduler_every=plan.scheduler_every, warmup=plan.warmup,
                         keep_partial=False, purpose=f"verifying the fix for {f.rule} ({plan.description})")
         after_ev = run_probe(variant, fixed, optimizer=opt, scheduler=sched, snapshot=snapshot,
                              edit=plan.model_edit if snapshot is not None else None)
@@ -162,9 +162,11 @@ def record(result: Counterfactuals, f: Finding, findings: list[Finding], rules: 
     # remove. (Where the run blew up before the fix too, both runs are judged alike.)
     blew_up = not np.isfinite(after_ev.loss[:after_ev.probe.steps_run]).all() and \
         bool(np.isfinite(evidence.loss[:evidence.probe.steps_run]).all())
-    # A fix that left training worse (or stopped it) removed what it removed by not training: no credit for it.
-    worse = (f.verified or {}).get("outcome") == "worse"
-    result.removed_by[f.rule] = set() if blew_up or worse else judged - present
+    # A fix that left training worse (or stopped it) removed what it removed by not training, and one that did
+    # nothing for its own finding is no proof of its cause (a warm-up over half the probe thins out the steps that
+    # overshoot at a rate too high throughout, and the overshoot's finding with them): no credit for either.
+    proven = (f.verified or {}).get("outcome") in ("resolved", "improved")
+    result.removed_by[f.rule] = judged - present if proven and not blew_up else set()
     result.stayed_after[f.rule] = judged & present
 
 

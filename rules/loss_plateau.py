@@ -6,6 +6,10 @@ from auditor.evidence import end_level, fmt, loss_prefix, pct, update_level
 
 from ._residual import branch_ends, suffixes
 
+# The share of the probe a verified warm-up spans: half, so that the second half, the last fifth the rise is judged
+# on included, runs at the user's full rate; a rate too high throughout climbs again there.
+WARMUP_SHARE = 0.5
+
 
 class LossPlateau(Rule):
     id = "loss-plateau"
@@ -79,9 +83,9 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
             diagnosis = (f"Over {seq.size} steps the loss {rise}, with {ev.probe.optimizer}. A setup that works "
                          "lowers it within tens of steps; one that climbs is taking steps too large for this network "
                          "and batch, or learning something other than its targets.")
-            fix = ("Lower the learning rate (3-10x) or add a warm-up, and look at the loss curve for the batches that "
-                   "jump:\n\nscheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, "
-                   "total_iters=500)")
+            fix = ("Add a warm-up (over the first few hundred steps), or lower the learning rate 3-10x, and look at "
+                   "the loss curve for the batches that jump:\n\nscheduler = torch.optim.lr_scheduler.LinearLR("
+                   "optimizer, start_factor=0.1, total_iters=500)  # scheduler.step() after each optimizer.step()")
             if ends:
                 names = ", ".join(f'".{x}"' for x in suffixes(ends))
                 diagnosis += (f" {len(ends)} residual blocks ({ends[0]} ... {ends[-1]}) end their branch in a norm "
@@ -113,13 +117,19 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
 
     def plan_fix(self, ev, finding):
         """A rise in a net of residual blocks at full scale: their gains at zero first (measured, it is what makes a
-        deep ResNet learn, where a tenth of the rate only steadies it), the rate as the alternative. Any other
-        rise is left to the rules of the rate, spikes and overshoot, which read its cause from their own evidence."""
-        ends = finding.layers  # a rise's layers are its residual blocks' ends
-        if not finding.evidence.get("rise") or not ends:
+        deep ResNet learn, where a tenth of the rate only steadies it), the rate as the alternative. Any other rise:
+        a warm-up first, which keeps the user's rate and tells a start too violent for it (Adam's first steps,
+        before its second moment has settled: Liu et al. 2020) from a rate too high throughout, which climbs again
+        once the warm-up is over (the rules of the rate name that); a tenth of the rate as the alternative."""
+        if not finding.evidence.get("rise"):
             return None
-        plans = [FixPlan(f"the gains of {len(ends)} residual blocks' last norms at zero",
-                         param_edits=tuple((f"{e}.weight", "fill", 0.0) for e in ends))]
+        ends = finding.layers  # a rise's layers are its residual blocks' ends
+        if ends:
+            plans = [FixPlan(f"the gains of {len(ends)} residual blocks' last norms at zero",
+                             param_edits=tuple((f"{e}.weight", "fill", 0.0) for e in ends))]
+        else:
+            n = max(2, int(ev.probe.steps * WARMUP_SHARE))
+            plans = [FixPlan(f"a linear warm-up from a tenth of the rate over the first {n} steps", warmup=n)]
         if ev.probe.lr:
             plans.append(FixPlan(f"learning rate {ev.probe.lr / 10:.2g} (a tenth)", lr=ev.probe.lr / 10))
         return plans

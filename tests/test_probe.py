@@ -228,3 +228,28 @@ def test_where_the_loader_came_round_is_read_from_its_samples_not_from_a_duplica
     assert first_pass_length([[a, b], [c, d]]) is None  # never came round
     assert first_pass_length([[a, b], [], [a, b]]) is None  # a step not recorded: unknown
     assert unseen_steps([[a, b], [c, d], [a, e], []]) == [True, True, False, False]
+
+
+def _warmed(rate: float, k: int, n: int) -> float:
+    return rate * (0.1 + 0.9 * k / n) if k < n else rate
+
+
+def test_a_warm_up_fix_ramps_the_rate_on_top_of_the_schedule():
+    """A verified warm-up scales each step's rate from a tenth up to the user's over its steps and puts the rate
+    back before the scheduler steps: a chainable schedule (StepLR multiplies the rate it finds) goes on from its
+    own rates, not from the warmed ones."""
+    import torch
+
+    from auditor.load import UserSetup
+    from auditor.probe.run import ProbeOptions, run_probe
+
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    setup = UserSetup(model=model, train_loader=_data())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9)
+    ev = run_probe(setup, ProbeOptions(steps=12, checks=False, warmup=6), optimizer=opt, scheduler=sched)
+    expected = [_warmed(0.1 * 0.9**k, k, 6) for k in range(12)]
+    assert np.allclose(ev.lrs[:, 0], expected), ev.lrs[:, 0]
+    plain = run_probe(setup, ProbeOptions(steps=12, checks=False), optimizer=opt, scheduler=sched)
+    assert np.allclose(plain.lrs[:, 0], [0.1 * 0.9**k for k in range(12)])
+    assert opt.param_groups[0]["lr"] == 0.1  # the caller's optimizer untouched

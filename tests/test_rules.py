@@ -884,7 +884,7 @@ def test_a_rise_in_a_resnet_names_the_residual_gains_and_verifies_zeroing_them_f
     probe: ResNet-152 at SGD 0.1 per 256 ended above ln 10 at six seeds in six (2.7-8.0), and learnt to 0.000-0.002
     with those gains at zero; a tenth of the rate only steadied it. The rise names the blocks and plans that fix
     first. Only a block's branch end is zeroed: not its first norm, not the shortcut's, not the stem's. Another
-    net's rise plans nothing: the rate's rules judge it (the loss_oscillation sample's headline)."""
+    net's rise (Swin-V2-T at AdamW 1e-3 without a warm-up) verifies a warm-up first, a tenth of the rate second."""
     import copy
     import dataclasses
 
@@ -911,11 +911,14 @@ def test_a_rise_in_a_resnet_names_the_residual_gains_and_verifies_zeroing_them_f
     zero, rate = loss_plateau.RULE.plan_fix(ev, f)
     assert zero.param_edits == tuple((f"{e}.weight", "fill", 0.0) for e in ends)
     assert rate.lr == pytest.approx(ev.probe.lr / 10)
-    # A convnet without residual blocks: the rate alone.
+    # A convnet without residual blocks: a warm-up over half the probe first (the user's rate kept), the rate second.
     plain = audit_sample("healthy_convnet", steps=30).evidence
     assert branch_ends(plain) == []
     (g,) = loss_plateau.RULE.check(dataclasses.replace(plain, loss=rising), t)
-    assert "residual" not in g.diagnosis and loss_plateau.RULE.plan_fix(plain, g) is None
+    assert "residual" not in g.diagnosis and "LinearLR(optimizer, start_factor=0.1" in g.fix
+    warm, rate = loss_plateau.RULE.plan_fix(plain, g)
+    assert warm.warmup == 15 and warm.lr is None and not warm.param_edits
+    assert rate.lr == pytest.approx(plain.probe.lr / 10)
 
 
 @pytest.mark.parametrize("name, first, count", [

@@ -437,3 +437,36 @@ def test_a_script_with_side_effects_is_not_run_again_unless_allowed(tmp_path, mo
     asks = audit_script(Script(str(script), ["--ask"]), steps=30, rerun_writes=True)
     assert asks.settings["verify_fixes"] is False
     assert any("read stdin" in n for n in asks.evidence.probe.notes)
+
+
+STEPLR_SCRIPT = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9)
+for step in range(30):
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    sched.step()
+"""
+
+
+def test_a_warm_up_fix_ramps_a_script_s_rate_on_top_of_its_schedule(tmp_path):
+    """The warm-up that loss-plateau verifies, applied to a script through the hooks: each step's rate scaled from a
+    tenth up over its steps, and the script's own chainable StepLR going on from its own rates."""
+    import numpy as np
+
+    from auditor.probe.loopwatch import LoopFix
+    from auditor.probe.script import run_script
+
+    script = tmp_path / "train.py"
+    script.write_text(STEPLR_SCRIPT)
+    warmed = run_script(Script(str(script)), 12, 5, 0, fix=LoopFix(warmup=6))
+    expected = [0.1 * 0.9**k * (0.1 + 0.9 * k / 6 if k < 6 else 1.0) for k in range(12)]
+    assert np.allclose(warmed.lrs[:, 0], expected), warmed.lrs[:, 0]
+    plain = run_script(Script(str(script)), 12, 5, 0)
+    assert np.allclose(plain.lrs[:, 0], [0.1 * 0.9**k for k in range(12)])

@@ -49,6 +49,7 @@ class LoopFix:
     lr_sweep: bool = False  # the LR range test on the script: its rates swept exponentially, one per step
     amp: str | None = None  # "bf16": the script's fp16 autocast runs in bfloat16
     scaler_init: float | None = None  # the script's GradScaler starts here (enabled); without one, one is added
+    warmup: int | None = None  # the rates ramped up over the first this many steps (optim.warmup_factor)
 
 
 class StopScript(BaseException):
@@ -632,6 +633,12 @@ class LoopWatch:
                 factor = target / self._first_lrs[0] if target is not None else 1.0
             for group, lr in zip(opt.param_groups, base, strict=False):
                 group["lr"] = lr * factor
+        factor = optim.warmup_factor(self.step, fix.warmup)
+        if factor != 1.0:
+            if self._held is None:
+                self._held = [g["lr"] for g in opt.param_groups]
+            for group in opt.param_groups:
+                group["lr"] = group["lr"] * factor
         if fix.clip_grad_norm is not None:  # after the gradients were measured, as the replay clips
             self._clip_norm(list(self.model.parameters()), fix.clip_grad_norm)
 

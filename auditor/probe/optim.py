@@ -193,6 +193,34 @@ def scheduled_peak(opt: torch.optim.Optimizer) -> float | None:
     return max(rates) if rates else None
 
 
+# Where a verified warm-up starts, as a fraction of the rate: the LinearLR(start_factor=0.1) that the rules' fixes
+# advise, so that what is proved on a copy is the code the report shows.
+WARMUP_START = 0.1
+
+
+def warmup_factor(step: int, steps: int | None) -> float:
+    """The rate's scale at `step` (from 0) under a linear warm-up over `steps`: 1 after it, or without one."""
+    if not steps or step >= steps:
+        return 1.0
+    return WARMUP_START + (1 - WARMUP_START) * step / steps
+
+
+def scale_lrs(opt, factor: float) -> list | None:
+    """Every group's rate times `factor` for one step, on top of any schedule; the rates to put back after the
+    step (so that the scheduler goes on from its own), or None where nothing was scaled."""
+    if factor == 1.0:
+        return None
+    held = [g["lr"] for g in opt.param_groups]
+    for group, lr in zip(opt.param_groups, held, strict=True):
+        group["lr"] = lr * factor
+    return held
+
+
+def restore_lrs(opt, held: list | None) -> None:
+    for group, lr in zip(opt.param_groups, held or (), strict=False):
+        group["lr"] = lr
+
+
 def group_lrs(opt) -> list[float]:
     return [lr_value(g.get("lr")) for g in opt.param_groups]
 

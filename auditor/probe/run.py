@@ -59,6 +59,7 @@ class ProbeOptions:
     scaler_init: float | None = None  # set by fix verification: the GradScaler's init_scale
     float32_modules: tuple[str, ...] = ()  # set by fix verification: modules kept outside autocast
     scheduler_every: int | None = None  # set by fix verification: the scheduler stepped once every N steps
+    warmup: int | None = None  # set by fix verification: the rate ramped up over the first N steps (optim.warmup)
     purpose: str = "replaying training"  # what a timeout or signal message says the audit was doing
 
 
@@ -423,11 +424,13 @@ class _Replay:
 
     def _update(self, step: int, batch, opt, sched, take_step) -> None:
         options = self.options
+        held = optim.scale_lrs(opt, optim.warmup_factor(step, options.warmup))
         self.lrs.append(optim.group_lrs(opt))
         if options.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), options.clip_grad_norm)
         try:
             self.amp.step(opt, lambda batch=batch: take_step(lambda: _closure(opt, self.compute, batch)))
+            optim.restore_lrs(opt, held)  # before the scheduler, which goes on from its own rates
             if sched is not None and (options.scheduler_every is None or (step + 1) % options.scheduler_every == 0):
                 optim.step_scheduler(sched)
         except AuditError:
