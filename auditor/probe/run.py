@@ -59,7 +59,7 @@ class ProbeOptions:
     scaler_init: float | None = None  # set by fix verification: the GradScaler's init_scale
     float32_modules: tuple[str, ...] = ()  # set by fix verification: modules kept outside autocast
     scheduler_every: int | None = None  # set by fix verification: the scheduler stepped once every N steps
-    warmup: int | None = None  # set by fix verification: the rate ramped up over the first N steps (optim.warmup_factor)
+    warmup: int | None = None  # set by fix verification: the rate ramped up over N steps (optim.warmup_factor)
     purpose: str = "replaying training"  # what a timeout or signal message says the audit was doing
 
 
