@@ -921,6 +921,19 @@ def test_a_rise_in_a_resnet_names_the_residual_gains_and_verifies_zeroing_them_f
     assert rate.lr == pytest.approx(plain.probe.lr / 10)
 
 
+def test_a_warm_up_does_not_pass_for_the_fix_of_a_rate_too_high_throughout(audit_sample):
+    """The loss_oscillation sample (full-batch SGD at 16, past the stability limit): its loss rises. A warm-up over
+    half the probe leaves the second half at the same rate, and the rise with it; a tenth of the rate resolves it.
+    The warm-up thins out the overshooting steps on its copy, yet the overshoot stays the headline."""
+    report = audit_sample("loss_oscillation")
+    rise = next(f for f in report.findings if f.rule == "loss-plateau")
+    assert rise.title == "Loss rises instead of falling"
+    assert "warm-up" in rise.verified["fix"] and rise.verified["outcome"] == "no effect", rise.verified
+    (lower,) = rise.verified["alternatives"]
+    assert "a tenth" in lower["fix"] and lower["outcome"] == "resolved", lower
+    assert report.root_causes[0] == "loss-oscillation"
+
+
 @pytest.mark.parametrize("name, first, count", [
     ("resnet50", "layer1.0.bn3", 16),  # bn1, bn2, bn3 as attributes; `out += identity` in place
     ("regnet_x_400mf", "trunk_output.block1.block1-0.f.c.1", 22),  # the last of f.a, f.b, f.c; `proj(x) + f(x)`
