@@ -12,7 +12,7 @@ import torch
 
 from .engine import Finding, FixPlan, Rule, run_rules
 from .errors import AuditError
-from .evidence import Evidence
+from .evidence import Evidence, pct
 from .interrupt import Stopped
 from .load import UserSetup
 from .probe.optim import copy_optimizer, copy_scheduler, unwrap
@@ -201,9 +201,10 @@ def _drop(ev: Evidence) -> float:
 
 
 def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_ev: Evidence) -> dict:
-    """"resolved" (the finding is gone and training is no worse), "improved" (the metric moved towards its goal
-    by CHANGE or more), "worse" (the metric moved away, or the training loss ended CHANGE higher, turned
-    non-finite, or stopped falling where it fell by CHANGE or more and ended no lower), else "no effect"."""
+    """"resolved" (the finding is gone, training is no worse and, where the original did not learn, the copy
+    does), "improved" (the metric moved towards its goal by CHANGE or more), "worse" (the metric moved away, or
+    the training loss ended CHANGE higher, turned non-finite, or stopped falling where it fell by CHANGE or more
+    and ended no lower), else "no effect"."""
     loss0, loss1 = _end_loss(ev), _end_loss(after_ev)
     out = {"loss_before": _num(loss0), "loss_after": _num(loss1)}
     higher = np.isfinite(loss0) and np.isfinite(loss1) and loss1 > loss0 * (1 + CHANGE) + 1e-6
@@ -219,9 +220,17 @@ def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_e
         out["after_reason"] = ("the fixed copy's loss turned non-finite, so the metric is undefined"
                                if not np.isfinite(after_ev.loss).all() else
                                "the metric is undefined on the fixed copy (nothing it reads was measured there)")
+    # Gone from a copy that learns no more than the original, where neither learnt (VGG-19 without BatchNorm at its
+    # recipe's rate and at 59x it: 2.30 -> 2.30 both): the finding's own test passed, the training is not fixed.
+    flat = bool(gone and getattr(rule, "compares_loss", True) and _drop(ev) < CHANGE and _drop(after_ev) < CHANGE
+                and loss1 >= loss0 * (1 - CHANGE))
+    if flat and not loss_worse:
+        out["after_reason"] = (f"the finding is gone on the copy, but training does not learn there either (the loss "
+                               f"changed {pct(-_drop(ev))} over the probe as it was, {pct(-_drop(after_ev))} on the "
+                               "copy)")
     if loss_worse or (gain is not None and gain < -CHANGE):
         out["outcome"] = "worse"
-    elif gone:
+    elif gone and not flat:
         out["outcome"] = "resolved"
     elif gain is not None and gain >= CHANGE:
         out["outcome"] = "improved"
