@@ -224,7 +224,7 @@ def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_e
     # recipe's rate and at 59x it: 2.30 -> 2.30 both): the finding's own test passed, the training is not fixed.
     flat = bool(gone and getattr(rule, "compares_loss", True) and _drop(ev) < CHANGE and _drop(after_ev) < CHANGE
                 and loss1 >= loss0 * (1 - CHANGE))
-    if flat and not loss_worse:
+    if flat and not loss_worse and "after_reason" not in out:
         out["after_reason"] = (f"the finding is gone on the copy, but training does not learn there either (the loss "
                                f"changed {pct(-_drop(ev))} over the probe as it was, {pct(-_drop(after_ev))} on the "
                                "copy)")
