@@ -575,10 +575,7 @@ def test_weights_initialised_to_zero_are_the_root_and_a_zero_head_alone_is_not()
         assert report.root_causes[:1] == ["init-scale"], (zeroed, report.root_causes)
         f = next(f for f in report.findings if f.rule == "init-scale")
         assert f.severity == "error" and "emb.weight" in f.evidence["zero"], f.evidence
-        # Redrawn, the zero matrices are gone; the copy's loss falls 3.5% in these 40 steps (the task is slow to
-        # learn from a mean of six embeddings), so the outcome says so rather than "resolved" where it is that.
-        assert f.verified and f.verified["resolved"] is True and f.verified["after"] == 0, f.verified
-        assert f.verified["outcome"] == "resolved" or "does not learn" in f.verified["after_reason"], f.verified
+        assert f.verified and f.verified["outcome"] == "resolved", f.verified
     torch.manual_seed(0)
     model = Tokens()
     with torch.no_grad():
