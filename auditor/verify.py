@@ -208,11 +208,12 @@ def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_e
     goal by CHANGE or more), "worse" (the metric moved away, or the training loss ended CHANGE higher, turned
     non-finite, or stopped falling where it fell by CHANGE or more and ended no lower), else "no effect"."""
     loss0, loss1 = _end_loss(ev), _end_loss(after_ev)
+    drop0, drop1 = _drop(ev), _drop(after_ev)
     out = {"loss_before": _num(loss0), "loss_after": _num(loss1)}
     higher = np.isfinite(loss0) and np.isfinite(loss1) and loss1 > loss0 * (1 + CHANGE) + 1e-6
     # A rate turned down to nothing removes every dynamics finding and ends near where it began: a fix that
     # stops training is no fix, even where the start was already about as low as the original's end.
-    stalled = bool(_drop(ev) >= CHANGE and _drop(after_ev) < CHANGE / 4 and loss1 >= loss0 - 1e-6)
+    stalled = bool(drop0 >= CHANGE and drop1 < CHANGE / 4 and loss1 >= loss0 - 1e-6)
     if stalled and getattr(rule, "compares_loss", True):
         out["after_reason"] = "training stopped on the fixed copy: its loss ended where it began"
     loss_worse = (np.isfinite(loss0) and not np.isfinite(loss1)) or (getattr(rule, "compares_loss", True)
@@ -226,11 +227,10 @@ def _outcome(rule: Rule, before, after, gone: bool | None, ev: Evidence, after_e
     # learnt (VGG-19 without BatchNorm at its recipe's rate and at 59x it: 2.30 -> 2.30 both): the rule's test passed,
     # its promise did not. Other fixes answer their own metric (gradients no longer flushed, weights no longer zero),
     # which a probe too short for the task to show learning does not make less true.
-    flat = bool(learns and gone and _drop(ev) < CHANGE and _drop(after_ev) < CHANGE and loss1 >= loss0 * (1 - CHANGE))
+    flat = bool(learns and gone and drop0 < CHANGE and drop1 < CHANGE and loss1 >= loss0 * (1 - CHANGE))
     if flat and not loss_worse and "after_reason" not in out:
         out["after_reason"] = (f"the finding is gone on the copy, but training does not learn there either (the loss "
-                               f"changed {pct(-_drop(ev))} over the probe as it was, {pct(-_drop(after_ev))} on the "
-                               "copy)")
+                               f"changed {pct(-drop0)} over the probe as it was, {pct(-drop1)} on the copy)")
     if loss_worse or (gain is not None and gain < -CHANGE):
         out["outcome"] = "worse"
     elif gone and not flat:

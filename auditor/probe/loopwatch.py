@@ -633,12 +633,9 @@ class LoopWatch:
                 factor = target / self._first_lrs[0] if target is not None else 1.0
             for group, lr in zip(opt.param_groups, base, strict=False):
                 group["lr"] = lr * factor
-        factor = optim.warmup_factor(self.step, fix.warmup)
-        if factor != 1.0:
-            if self._held is None:
-                self._held = [g["lr"] for g in opt.param_groups]
-            for group in opt.param_groups:
-                group["lr"] = group["lr"] * factor
+        warmed = optim.scale_lrs(opt, optim.warmup_factor(self.step, fix.warmup))
+        if self._held is None:  # the rate fix above, where there is one, holds the script's own rates already
+            self._held = warmed
         if fix.clip_grad_norm is not None:  # after the gradients were measured, as the replay clips
             self._clip_norm(list(self.model.parameters()), fix.clip_grad_norm)
 
@@ -648,8 +645,7 @@ class LoopWatch:
         if self._added_scaler is not None:
             self._added_scaler.update()
         if self._held is not None:  # the script's scheduler goes on from its own rates
-            for group, lr in zip(opt.param_groups, self._held, strict=False):
-                group["lr"] = lr
+            optim.restore_lrs(opt, self._held)
             self._held = None
         self.params.after_step(self.step)
         self._follow_grads()
