@@ -328,7 +328,8 @@ def _print_causes(report, model_file: str) -> None:
     causes = report.causes()
     if not causes:
         return
-    click.echo(click.style("What went wrong", bold=True) + f" ({model_file}, root causes first):")
+    order = ", root causes first" if report.causes_title == "What went wrong" else ""
+    click.echo(click.style(report.causes_title, bold=True) + f" ({model_file}{order}):")
     for i, (root, below) in enumerate(causes, 1):
         where = f" at {', '.join(root.layers[:2])}" if root.layers else ""
         since = f", from step {root.onset}" if root.onset else ""

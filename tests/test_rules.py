@@ -1128,3 +1128,34 @@ def test_the_range_test_knows_which_of_its_batches_hold_samples_its_copy_trained
         # The probe read 25 batches, so the sweep starts 5 into a pass: in the same order it meets 10 batches it
         # has not trained on, reshuffled only the 5 left of that pass.
         assert unseen[:new] == [True] * new and not any(unseen[new:]), unseen
+
+
+def test_a_large_first_step_that_training_copes_with_is_information():
+    """An MLP at Adam 0.05 on a task it can learn: the first step moves the weights by half their scale, above
+    any healthy recipe's first step, yet the loss falls to a few percent of chance. The after-effect the warning
+    predicts (units knocked dead, a stuck loss) did not come, and a lower rate only learns slower: information,
+    not a warning, and no rate advice in the graph. Ten times the rate, where the loss rises, stays a warning."""
+    import torch
+    from torch import nn
+
+    from auditor.api import audit_setup
+    from auditor.load import UserSetup
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 20, generator=g)
+    y = (x @ torch.randn(20, 5, generator=g)).argmax(1)
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 512, 32)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
+    report = audit_setup(UserSetup(model=model, train_loader=batches), verify_fixes=False,
+                         optimizer=torch.optim.Adam(model.parameters(), lr=0.05))
+    first = next(f for f in report.findings if f.rule == "update-ratio")
+    assert first.severity == "info" and first.advice is None and first.evidence["first_log10"] > -0.8
+    assert first.evidence["loss_end"] < 0.5 * first.evidence["loss_reference"]
+    assert report.verdict == "clean" and report.causes_title != "What went wrong"
+    torch.manual_seed(0)  # ten times the rate: the loss rises, and the warning stays
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
+    report = audit_setup(UserSetup(model=model, train_loader=batches), verify_fixes=False,
+                         optimizer=torch.optim.Adam(model.parameters(), lr=0.5))
+    first = next(f for f in report.findings if f.rule == "update-ratio")
+    assert first.severity != "info" and first.advice == "lr-down" and "too high" in first.title

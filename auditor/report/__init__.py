@@ -90,6 +90,12 @@ class Report:
                 for root in self.root_causes]
 
     @property
+    def causes_title(self) -> str:
+        """The heading over the root causes: where every one is information, nothing went wrong."""
+        return "What went wrong" if self.counts["error"] + self.counts["warning"] else \
+            "Nothing went wrong; worth knowing"
+
+    @property
     def partial(self) -> bool:
         """True when the audit was stopped early: the findings are judged on what was measured until then."""
         return bool(self.probe.partial_reason)
