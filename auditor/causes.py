@@ -283,6 +283,7 @@ def link(findings: list[Finding], removed_by: dict[str, set[str]] | None = None,
             f.explains, f.explained_by, f.because = list(node.explains), list(node.explained_by), dict(node.because)
     roots = [f for f in by_rule.values() if not f.explained_by]
     _moot_fixes_below(roots, parents, findings)
+    _opposed_fixes_below(by_rule, parents, findings)
     roots.sort(key=_strength(parents, by_rule))
     # Where one root's fix was proven on a copy (its finding gone, training no worse), a root whose fix left
     # training worse does not lead before it: the proven change comes first.
@@ -304,6 +305,25 @@ def _moot_fixes_below(roots: list[Finding], parents: dict[str, dict[str, str]], 
         for f in findings:
             if f.rule in below and f.fix_moot is None:
                 f.fix_moot = reason
+
+
+_DIRECTION = {LR_HIGH: "too high", LR_LOW: "too low"}
+
+
+def _opposed_fixes_below(by_rule: dict[str, Finding], parents: dict[str, dict[str, str]],
+                         findings: list[Finding]) -> None:
+    """A consequence that says the rate is too low under a cause that says it is too high (steps made tiny by
+    units the rate killed: VGG-13-BN at its recipe's rate), or the reverse, reads from the evidence the
+    cause explains: its own fix would undo the cause's, so the report says so instead of advising both."""
+    for cause in by_rule.values():
+        if cause.advice not in _DIRECTION:
+            continue
+        below = _below(parents, cause.rule)
+        for f in findings:
+            if f.rule in below and f.fix_moot is None and _opposed(cause, f):
+                f.fix_moot = (f"It reads the learning rate as {_DIRECTION[f.advice]}, where {cause.rule}, which "
+                              f"explains it, reads it as {_DIRECTION[cause.advice]}: its own fix would undo "
+                              f"{cause.rule}'s. Follow {cause.rule}'s fix.")
 
 
 def _mechanism(cause: Finding, effect: Finding) -> bool:

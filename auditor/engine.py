@@ -50,7 +50,8 @@ class Finding:
     explained_by: list[str] = field(default_factory=list)
     because: dict = field(default_factory=dict)  # {cause rule id: "counterfactual" | "mechanism: ..." | ...}
     # Filled by auditor/causes.py under a root whose fix is the only one (evidence "sole_fix": labels unrelated
-    # to their inputs): why this finding's own fix, even verified on a copy, is none here.
+    # to their inputs), or under a cause that advises the opposite change of the rate: why this finding's own fix,
+    # even verified on a copy, is none here.
     fix_moot: str | None = None
 
     def to_dict(self) -> dict:

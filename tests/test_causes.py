@@ -207,3 +207,21 @@ def test_of_two_findings_that_advise_the_same_rate_change_the_earlier_is_the_cau
     assert "dead-units" in plateau.explained_by
     steps, dead = _f("update-ratio", onset=0, advice=LR_HIGH), _f("dead-units", onset=13)
     assert link([dead, steps], removed_by={"dead-units": {"update-ratio"}}) == ["dead-units"]
+
+
+def test_a_consequence_never_advises_the_opposite_rate_to_its_cause():
+    """VGG-13-BN at its recipe's rate: units killed by steps too large (dead-units, the rate too high) leave the
+    later steps tiny (update-ratio, the rate too low). Shown under the root, the consequence's own advice would
+    contradict it; it says so instead, whether the link came from the mechanism table, a counterfactual or the
+    rule that two opposite roots are one. Advice in the same direction keeps its fix."""
+    for removed_by in (None, {"dead-units": {"update-ratio"}}):
+        dead, low = _f("dead-units", "error", 13, advice=LR_HIGH), _f("update-ratio", advice=LR_LOW)
+        assert link([low, dead], removed_by=removed_by) == ["dead-units"]
+        assert low.fix_moot and "too low" in low.fix_moot and "dead-units" in low.fix_moot and dead.fix_moot is None
+    init, dead, low = _f("init-loss", "error", 0), _f("dead-units", "error", 5, LR_HIGH), _f("update-ratio",
+                                                                                           advice=LR_LOW)
+    link([init, dead, low], removed_by={"init-loss": {"dead-units", "update-ratio"}})
+    assert low.fix_moot and "dead-units" in low.fix_moot  # an ancestor below the root counts too
+    steps, dead = _f("update-ratio", onset=0, advice=LR_HIGH), _f("dead-units", onset=13, advice=LR_HIGH)
+    link([dead, steps], removed_by={"dead-units": {"update-ratio"}})
+    assert steps.fix_moot is None and dead.fix_moot is None
