@@ -95,6 +95,11 @@ def test_stop_is_not_swallowed_and_finally_runs(tmp_path):
     ("def f(:\n", "train.py:1: syntax error"),
     ("import sys\nsys.exit(3)\n", "exited before its first optimizer step"),
     ("x = 1\n", "without an optimizer step"),
+    # An update by hand (pytorch/examples' word_language_model): stopped early, not after the whole run.
+    ("import torch\nw = torch.zeros(4, requires_grad=True)\nfor _ in range(10 ** 6):\n"
+     "    (w - 1).pow(2).sum().backward()\n"
+     "    with torch.no_grad():\n        w.add_(w.grad, alpha=-0.1); w.grad = None\n",
+     "ran 512 backward passes without an optimizer step, so it was stopped there"),
     ("import torch\nraise ValueError('bad config')\n", "train.py:2: ValueError: bad config"),
 ])
 def test_bad_scripts_are_one_line_errors(tmp_path, text, message):

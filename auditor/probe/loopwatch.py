@@ -52,6 +52,12 @@ class LoopFix:
     warmup: int | None = None  # the rates ramped up over the first this many steps (optim.warmup_factor)
 
 
+# Backward passes before the first optimizer step after which the script is stopped: its loop has no step to
+# observe (an update written by hand). Far above any gradient accumulation in common recipes (nanoGPT's 40), and
+# far short of a whole run, which a user would otherwise wait through for the same one-line error.
+NO_STEP_LIMIT = 512
+
+
 class StopScript(BaseException):
     """Raised from the optimizer step hook once the steps asked for are seen. A BaseException, so the script's
     own `except Exception:` cannot swallow it; its `finally:` blocks still run."""
@@ -124,6 +130,7 @@ class LoopWatch:
         self.first_loss: torch.Tensor | None = None
         self.first_args = None
         self.nan_stopped = False
+        self.no_step_stopped = False
         self.samplers = None  # the SamplerWatch the driver runs beside it
         self._handles: list = []
         self._patched: list[tuple[object, str, object]] = []
@@ -420,6 +427,9 @@ class LoopWatch:
             for p in self._fix_params():
                 p.grad = None
         self._backwards += 1
+        if self.step == 0 and self._backwards >= NO_STEP_LIMIT and not self.record.skipped:
+            self.no_step_stopped = True
+            raise StopScript(f"{self._backwards} backward passes without an optimizer step")
 
     def _fix_params(self) -> list:
         if self.opt is not None:

@@ -74,7 +74,7 @@ class Script:
 class Ending:
     """How the script's run ended, as the report tells it."""
 
-    kind: str  # stopped | ended | exited | crashed | nan
+    kind: str  # stopped | ended | exited | crashed | nan | no-step
     message: str = ""
 
 
@@ -125,7 +125,8 @@ def _run(script: Script, watch: LoopWatch, effects: SideEffects) -> Ending:
                 else:
                     runpy.run_path(script.target, run_name="__main__")
             except StopScript as stop:
-                return Ending("nan" if watch.nan_stopped else "stopped", str(stop))
+                return Ending("nan" if watch.nan_stopped else "no-step" if watch.no_step_stopped else "stopped",
+                              str(stop))
             except SystemExit as exc:
                 return Ending("exited", f"the script called sys.exit({exc.code!r})")
             except KeyboardInterrupt:
@@ -154,8 +155,11 @@ def _never_stepped(script: Script, ending: Ending) -> str:
         return f"{script.name} failed before its first optimizer step: {ending.message}"
     if ending.kind == "exited":
         return f"{script.name} exited before its first optimizer step ({ending.message}); check its arguments"
-    return (f"{script.name} ran to its end without an optimizer step: audit run observes training through "
-            "optimizer.step() (a loop that updates tensors by hand has no step to observe)")
+    ran = f"ran {ending.message}, so it was stopped there" if ending.kind == "no-step" else \
+        "ran to its end without an optimizer step"
+    return (f"{script.name} {ran}: audit run observes training through optimizer.step() (a loop that updates "
+            "tensors by hand, as `p.data.add_(p.grad, alpha=-lr)`, has no step to observe; torch.optim.SGD(params, "
+            "lr=lr).step() is the same update and can be)")
 
 
 def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, started: float) -> Evidence:
