@@ -39,7 +39,10 @@ class ProbeInfo:
     seed: int
     parameters: int
     stats_every: int = 1  # activation, weight and update statistics were taken every this many steps
-    initial_loss: float | None = None
+    initial_loss: float | None = None  # per element, for the expectation (a summed loss divided by its elements)
+    # The loss before any update in the loss curve's own units (what backward was called on: a summed loss as it
+    # is, a loss divided for gradient accumulation as it is), for the rules that read a rise from it.
+    start_loss: float | None = None
     expected_initial_loss: float | None = None
     expected_initial_loss_reason: str = ""
     num_classes: int | None = None

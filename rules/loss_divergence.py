@@ -41,7 +41,7 @@ torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)   # guards agai
         start, end = float(np.median(seq[:k])), float(np.median(seq[-k:]))
         if start <= 0 or end < t.factor * start:
             return
-        first = ev.probe.initial_loss if ev.probe.initial_loss is not None and np.isfinite(ev.probe.initial_loss) \
+        first = ev.probe.start_loss if ev.probe.start_loss is not None and np.isfinite(ev.probe.start_loss) \
             else float(seq[0])
         if end < t.of_initial * first:
             return  # far below where it began: it learnt, then lost some of it

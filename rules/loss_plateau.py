@@ -55,7 +55,7 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
         if start <= 1e-8:
             return
         drop = (start - end) / abs(start)
-        init = ev.probe.initial_loss
+        init = ev.probe.start_loss
         init = init if init is not None and np.isfinite(init) and init > 0 else None
         # A fall that only undoes the first steps' climb (ResNet-152 at one seed: 2.5 before any update, spikes to
         # 26, the last fifth back at 2.9) is no fall: measured from the loss before any update, it rose.

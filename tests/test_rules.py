@@ -1159,3 +1159,34 @@ def test_a_large_first_step_that_training_copes_with_is_information():
                          optimizer=torch.optim.Adam(model.parameters(), lr=0.5))
     first = next(f for f in report.findings if f.rule == "update-ratio")
     assert first.severity != "info" and first.advice == "lr-down" and "too high" in first.title
+
+
+def test_a_summed_loss_that_halves_is_no_rise():
+    """pytorch/examples' VAE: binary cross-entropy with reduction='sum', Adam 1e-3. The loss before any update
+    is kept per element for the expectation (ln 2), but a rise is read against the curve, which is the sum
+    (thousands): compared across the two units, a loss that halved read as a rise (the VAE: "from 0.703 before
+    any update to 2.02e+04")."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from auditor.api import audit_setup
+    from auditor.load import UserSetup
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+    c = torch.rand(2048, 2, 2, generator=g) * 8 + 2
+    img = torch.exp(-((yy - c[..., 0, None, None]) ** 2 + (xx - c[..., 1, None, None]) ** 2) / 4).amax(1)
+    img = img.reshape(2048, -1)
+    batches = [(img[i:i + 64], img[i:i + 64]) for i in range(0, 2048, 64)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(144, 64), nn.Tanh(), nn.Linear(64, 144), nn.Sigmoid())
+    report = audit_setup(UserSetup(model=model, train_loader=batches,
+                                   loss_fn=lambda out, y: F.binary_cross_entropy(out, y, reduction="sum")),
+                         optimizer=torch.optim.Adam(model.parameters(), lr=1e-3), verify_fixes=False)
+    p, loss = report.probe, report.evidence.loss
+    assert abs(p.initial_loss - math.log(2)) < 0.05 and abs(p.start_loss / loss[0] - 1) < 0.05
+    assert loss[-10:].mean() < 0.6 * loss[:10].mean()
+    assert not {"loss-plateau", "loss-divergence"} & {f.rule for f in report.findings}

@@ -310,6 +310,7 @@ class _Replay:
                 outputs.append(out_i)
         losses.spy = False
         self.structure, self.outputs = structure, outputs
+        self.raw_init = init_losses  # as the loss curve measures them, where the view's are per element
         self.view = view = _loss_view(losses, self.init_batches, init_losses, outputs)
         plain_batches = losses.training_step is None and isinstance(first, list | tuple)
         self.classes = view.num_classes if view.name == "cross_entropy" and plain_batches else None
@@ -457,6 +458,8 @@ class _Replay:
         setup, options, amp, stream = self.setup, self.options, self.amp, self.stream
         for i, value in enumerate(view.init_losses):
             log.put("init_loss", value.reshape(()), i)
+        for i, value in enumerate(self.raw_init):
+            log.put("init_raw", value.reshape(()), i)
         logits = [o for o in self.outputs if isinstance(o, torch.Tensor) and o.is_floating_point()]
         if logits:
             flat = torch.cat([o.detach().float().reshape(-1) for o in logits])
@@ -488,6 +491,8 @@ class _Replay:
             info.notes.append(f"the loader could not be iterated again: the probe ran {steps_run} steps")
         init = np.array([a.item() for a in host["init_loss"][1]])
         info.initial_loss = float(np.mean(init)) if np.isfinite(init).all() else float("nan")
+        raw = np.array([a.item() for a in host["init_raw"][1]])
+        info.start_loss = float(np.mean(raw)) if np.isfinite(raw).all() else float("nan")
         if "logits" in host:
             info.logits_std, info.logits_mean = (float(v) for v in host["logits"][1][0])
         evidence = self.observer.evidence(info, host, steps_run)

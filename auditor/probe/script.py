@@ -201,6 +201,8 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
                           f"{type(model).__name__} (also seen: {others}), each audited in a run of its own")
     evidence = watch.observer.evidence(info, host, n)
     evidence.initial_losses = [initial] if initial is not None else []
+    # The curve's own first value: the observed optimizer's loss before its first update, as backward saw it.
+    info.start_loss = float(evidence.loss[0]) if evidence.loss.size and np.isfinite(evidence.loss[0]) else None
     evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
     evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
     evidence.targets = [np.asarray(a, dtype=float) for a in host.get("targets", ([], []))[1]]
