@@ -41,8 +41,9 @@ initialisation, which is what the probe sees, saturation is nearly always uninte
 
     def check(self, ev, t):
         worst, gates = [], []
+        output = _output_sigmoid(ev)
         for act in ev.activations:
-            if act.kind not in ("tanh", "sigmoid"):
+            if act.kind not in ("tanh", "sigmoid") or act is output:
                 continue
             frac = nanmedian(act.saturated)
             if np.isfinite(frac) and frac >= t.warn_fraction:
@@ -101,6 +102,20 @@ initialisation, which is what the probe sees, saturation is nearly always uninte
     def measure(self, ev, finding):
         values = [nanmedian(a.saturated) for a in ev.activations if a.name in finding.layers]
         return max(values) if values else None
+
+
+def _output_sigmoid(ev):
+    """The sigmoid that makes the model's probabilities for binary cross-entropy (a VAE's Bernoulli decoder, a
+    multi-label head): its outputs near 0 or 1 are predictions, sparse images' background pixels at 0, not
+    hidden units that stopped passing gradient; BCE on probabilities cancels its derivative. The last sigmoid
+    traced with as many units as the loss input's last dimension, where the spy saw that input come from one."""
+    call = ev.loss_call or {}
+    if call.get("kind") != "bce" or call.get("squashed_by") != "sigmoid" or not call.get("input_shape"):
+        return None
+    width = call["input_shape"][-1]
+    sigmoids = [a for a in ev.activations if a.kind == "sigmoid" and not a.gating]
+    last = max(sigmoids, key=lambda a: a.order, default=None)
+    return last if last is not None and last.units == width else None
 
 
 RULE = SaturatedUnits()

@@ -1,5 +1,6 @@
 """Each rule fires on the sample built to show it, and no rule warns on a healthy recipe."""
 
+import numpy as np
 import pytest
 
 from auditor.engine import Finding, load_rules
@@ -1190,3 +1191,29 @@ def test_a_summed_loss_that_halves_is_no_rise():
     assert abs(p.initial_loss - math.log(2)) < 0.05 and abs(p.start_loss / loss[0] - 1) < 0.05
     assert loss[-10:].mean() < 0.6 * loss[:10].mean()
     assert not {"loss-plateau", "loss-divergence"} & {f.rule for f in report.findings}
+
+
+def test_the_output_sigmoid_of_binary_cross_entropy_is_not_a_saturated_hidden_layer():
+    """An autoencoder of sparse images (pytorch/examples' VAE decoder): the sigmoid that makes the probabilities
+    for F.binary_cross_entropy sits at 0 on the background pixels, which is the prediction, not units that
+    stopped passing gradient (BCE on probabilities cancels the sigmoid's derivative). It was an error."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from auditor.api import audit_setup
+    from auditor.load import UserSetup
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    c = torch.rand(2048, 2, 2, generator=g) * 12 + 2
+    img = torch.exp(-((yy - c[..., 0, None, None]) ** 2 + (xx - c[..., 1, None, None]) ** 2) / 2).amax(1)
+    img = img.reshape(2048, -1)
+    batches = [(img[i:i + 64], img[i:i + 64]) for i in range(0, 2048, 64)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 256), nn.Sigmoid())
+    report = audit_setup(UserSetup(model=model, train_loader=batches, loss_fn=F.binary_cross_entropy),
+                         optimizer=torch.optim.Adam(model.parameters(), lr=1e-2), verify_fixes=False)
+    out = next(a for a in report.evidence.activations if a.kind == "sigmoid")
+    assert np.nanmedian(out.saturated) >= 0.35 and report.evidence.loss_call["squashed_by"] == "sigmoid"
+    assert "saturated-units" not in {f.rule for f in report.findings}

@@ -63,6 +63,12 @@ class LossCall:
     def ignore_index(self) -> int:
         return int(self.options.get("ignore_index", -100))
 
+    def summary(self) -> dict:
+        """What the rules read of the call (Evidence.loss_call), as plain values."""
+        return {"kind": self.kind, "input_shape": list(self.input.shape),
+                "target_shape": None if self.target is None else list(self.target.shape),
+                "squashed_by": self.squashed_by}
+
     def describe(self) -> str:
         shown = {k: v for k, v in self.options.items() if k != "reduction" or v != "mean"}
         text = ", ".join(f"{k}={_short(v)}" for k, v in shown.items())

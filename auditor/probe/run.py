@@ -507,8 +507,7 @@ class _Replay:
         evidence.optimizer = readout.evidence(host) if readout is not None else None
         evidence.input_stats = checks.input_stats(self.init_batches, self.losses)
         if view.call is not None:
-            evidence.loss_call = {"kind": view.call.kind, "input_shape": list(view.call.input.shape),
-                                  "target_shape": None if view.call.target is None else list(view.call.target.shape)}
+            evidence.loss_call = view.call.summary()
         if view.recognised or self.classes:
             evidence.output_form = checks.output_form(view.outputs, view.name, view.class_dim, view.squashed_by)
         evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]

@@ -209,8 +209,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
     if call is not None and call.num_classes:
         evidence.output_form = checks.output_form([call.input], call.kind, call.class_dim, call.squashed_by)
     if call is not None:
-        evidence.loss_call = {"kind": call.kind, "input_shape": list(call.input.shape),
-                              "target_shape": None if call.target is None else list(call.target.shape)}
+        evidence.loss_call = call.summary()
     evidence.lrs = lrs
     evidence.samplers = watch.samplers.records() if watch.samplers is not None else []
     evidence.loop = _loop(watch, host, n)
