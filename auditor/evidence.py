@@ -269,6 +269,21 @@ def input_free_loss(ev: Evidence) -> tuple[float, str, float] | None:
     return None
 
 
+def learnt_well(ev: Evidence, fraction: float) -> tuple[float, float, str] | None:
+    """(where the loss ended, the loss of a model that ignores its input, what that is) where the loss ended
+    under `fraction` of it: the network learns, whatever a rule sees go wrong inside it. The reference is
+    input_free_loss (the label entropy, ln C when balanced; the targets' variance), else the first loss. None
+    where it did not, or cannot be told."""
+    seq, end, floor = loss_prefix(ev), end_level(ev), input_free_loss(ev)
+    if floor:
+        reference, what = floor[0], floor[1] + ", the loss of a model that ignores its input"
+    else:
+        reference, what = (float(seq[0]) if seq.size else float("nan")), "the first loss"
+    if seq.size < 3 or not (np.isfinite(end) and np.isfinite(reference) and reference > 0):
+        return None
+    return (end, reference, what) if end < fraction * reference else None
+
+
 def _robust_std(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 

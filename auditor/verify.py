@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from .causes import LR_LOW
+from .causes import LR_HIGH, LR_LOW
 from .engine import Finding, FixPlan, Rule, run_rules
 from .errors import AuditError
-from .evidence import Evidence, pct
+from .evidence import Evidence, fmt, learnt_well, pct
 from .interrupt import Stopped
 from .load import UserSetup
 from .probe.optim import copy_optimizer, copy_scheduler, unwrap
@@ -99,6 +99,7 @@ def _verify(setup, evidence, findings, rules, thresholds, options, optimizer, sc
         if alternatives:
             f.verified["alternatives"] = [_try(alt, f, rules, active, thresholds, evidence, setup, options, optimizer,
                                                scheduler, snapshot, progress)[0] for alt in alternatives]
+    refute(findings, evidence)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -150,7 +151,8 @@ def judge(rule: Rule, f: Finding, plan: FixPlan, before, evidence: Evidence, aft
     present = {g.rule for g in run_rules(after_ev, active, thresholds, ()) if g.severity != "info"}
     # Clipping acts after the gradients are measured: the spikes stay, their effect goes.
     gone = None if plan.clip_grad_norm is not None else f.rule not in present
-    verified = {"fix": plan.description, "metric": rule.metric_of(f), "before": _num(before), "after": _num(after),
+    verified = {"fix": plan.description, **({"lr": plan.lr} if plan.lr is not None else {}),
+                "metric": rule.metric_of(f), "before": _num(before), "after": _num(after),
                 "resolved": gone, **_outcome(rule, before, after, gone, evidence, after_ev, learns=f.advice == LR_LOW)}
     return verified, present
 
@@ -169,6 +171,39 @@ def record(result: Counterfactuals, f: Finding, findings: list[Finding], rules: 
     proven = (f.verified or {}).get("outcome") in ("resolved", "improved")
     result.removed_by[f.rule] = judged - present if proven and not blew_up else set()
     result.stayed_after[f.rule] = judged & present
+
+
+# A run "learns" where its loss ended under this fraction of what a model that ignores its input reaches (the
+# label entropy, ln C when balanced; the targets' variance): pytorch/examples' MNIST net (Adadelta 1.0, 67% of
+# fc1 dead) ends at 1% of ln 10; the rate-killed VGGs, whose lower rate does learn, end at ln 10.
+LEARNT = 0.5
+
+
+def refute(findings: list[Finding], evidence: Evidence) -> None:
+    """Findings that say the rate is too high, on a run that learns, where every copy at a lower rate (each such
+    finding's fix and its alternatives) ended with a higher loss: their own counterfactual refutes the claim (an
+    MLP at Adam 0.05 whose first step rewrites the weights; pytorch/examples' MNIST net with 67% of fc1 dead under
+    Adadelta 1.0), so they are information, with the evidence, and the rate stays. Judged together: where one
+    lower-rate copy learnt more (units killed at 10x that rate), the rate is too high, whatever another showed."""
+    high = [f for f in findings if f.advice == LR_HIGH and f.severity != "info"]
+    tries = [v for f in high for v in (f.verified or {}, *(f.verified or {}).get("alternatives", []))
+             if v.get("lr") is not None]
+    learnt = learnt_well(evidence, LEARNT) if tries else None
+    if learnt is None or any(v.get("loss_before") is None or v.get("loss_after") is None or
+                             v["loss_after"] <= v["loss_before"] * (1 + CHANGE) for v in tries):
+        return
+    for f in high:
+        v = f.verified or {}
+        if v.get("lr") is None:
+            continue
+        f.severity, f.advice = "info", None
+        f.title = f.title.split(":")[0] + ", and training copes"
+        f.diagnosis += (f" Yet the loss ended at {fmt(learnt[0])}, {pct(learnt[0] / learnt[1])} of {learnt[2]} "
+                        f"({fmt(learnt[1])}), and on a copy {v['fix']} ended higher ({fmt(v['loss_after'])}): this "
+                        "run learns at its rate, and a lower one learns less.")
+        f.fix = ("Nothing to change for this run: the lower rate was tried on a copy and learnt less (below). If a "
+                 "longer run turns unstable, lower the rate or warm it up then.")
+        f.evidence.update(refuted=True, loss_end=learnt[0], loss_reference=learnt[1])
 
 
 def _judgeable(rule: Rule, ev: Evidence) -> bool:
@@ -299,5 +334,6 @@ def verify_script(script, evidence: Evidence, findings: list[Finding], rules: di
         f.verified["how"] = "the script re-run in a fresh process, same steps and seed, with the fix"
         f.after = after_ev
         record(result, f, findings, rules, evidence, after_ev, present)
+    refute(findings, evidence)
     result.seconds = time.perf_counter() - started
     return result

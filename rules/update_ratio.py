@@ -2,7 +2,7 @@ import numpy as np
 
 from auditor.causes import LR_HIGH, LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import end_level, first_update_level, fmt, input_free_loss, loss_prefix, pct, update_level
+from auditor.evidence import end_level, first_update_level, fmt, loss_prefix, pct, update_level
 from auditor.report import figures
 
 
@@ -17,12 +17,6 @@ class UpdateRatio(Rule):
         "first_high": Threshold(-0.8, "warn when the first step's median log10 ratio is above this, whatever "
                                 "follows", "measured: healthy recipes' first step -3.5 (makemore) to -1.3 (GPT, "
                                 "AdamW 1e-3); a conv net at SGD lr 5: -0.5"),
-        "first_copes": Threshold(0.5, "a first step above first_high is information, not a warning, where the loss "
-                                 "then ended under this fraction of a model that ignores its input (the label "
-                                 "entropy, ln C when balanced; the targets' variance; else the first loss)",
-                                 "measured: an MLP at Adam 0.05 ends at 1% of "
-                                 "ln 5 (a rate that works); the faults this catches (units knocked dead, a net "
-                                 "stuck at ln C) end at or above it"),
         "low": Threshold(-4.5, "warn when the median layer's log10 ratio is below this",
                          "lecture: lr 0.001 on its MLP gives ~-5, 'way too slow'"),
         "max_drop_for_low": Threshold(0.5, "only call the LR too low when the loss fell by less than this "
@@ -85,21 +79,6 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
                 evidence["suggested_lr"] = None
                 fix = (f"Warm the learning rate up (the later steps, at 10^{fmt(level, 2)}, suit this rate; the first "
                        f"gradient is what is large, so see what makes the first loss high):\n\n{warmup}")
-            copes = self._copes(ev, t)
-            if copes is not None:
-                # The after-effect this finding predicts did not come: the loss fell far below chance at this
-                # rate, and a lower one would only slow that down (an MLP at Adam 0.05: 0.03 of ln 5).
-                yield self.finding("info", "The first update is large, and training copes",
-                                   f"The very first step changed the weights by 10^{fmt(first, 2)} of their scale "
-                                   f"(median over {len(per_layer)} weight tensors) with {ev.probe.optimizer}, "
-                                   f"above the 10^-3.5 to 10^-1.3 of healthy recipes' first steps; yet the loss then "
-                                   f"ended at {fmt(copes[0])}, {pct(copes[0] / copes[1])} of {copes[2]} "
-                                   f"({fmt(copes[1])}). Nothing to change for this run; if a longer or larger one "
-                                   "turns unstable, warm the rate up first.",
-                                   f"Nothing to change here; if a longer run turns unstable:\n\n{warmup}",
-                                   layers[:5], onset=0, first_log10=first, loss_end=copes[0], loss_reference=copes[1],
-                                   **{**evidence, "suggested_lr": None})
-                return
             yield self.finding("error" if first > t.error_high else "warning",
                                "The first update rewrites the weights" + (": learning rate too high"
                                                                           if evidence["suggested_lr"] else ""),
@@ -123,17 +102,6 @@ Small-weight layers (an output layer scaled by 0.01) run higher on purpose; the 
                                "first: a higher LR will not reach those layers.", fix, layers[:5], loss_drop=drop,
                                advice=LR_LOW,
                                **evidence)
-
-    @staticmethod
-    def _copes(ev, t) -> tuple[float, float, str] | None:
-        """(where the loss ended, the loss of a model that knows nothing, what that is) where the loss ended
-        under `first_copes` of it; None where it did not or cannot be told."""
-        seq, end, floor = loss_prefix(ev), end_level(ev), input_free_loss(ev)
-        reference, what = (floor[0], floor[1] + ", the loss of a model that ignores its input") if floor else \
-            ((float(seq[0]) if seq.size else float("nan")), "the first loss")
-        if seq.size < 3 or not (np.isfinite(end) and np.isfinite(reference) and reference > 0):
-            return None
-        return (end, reference, what) if end < t.first_copes * reference else None
 
     def draw(self, ax, ev, finding):
         figures.update_ratio(ax, ev, finding.layers)

@@ -1131,11 +1131,12 @@ def test_the_range_test_knows_which_of_its_batches_hold_samples_its_copy_trained
         assert unseen[:new] == [True] * new and not any(unseen[new:]), unseen
 
 
-def test_a_large_first_step_that_training_copes_with_is_information():
+def test_a_rate_too_high_is_information_where_a_lower_rate_learns_less():
     """An MLP at Adam 0.05 on a task it can learn: the first step moves the weights by half their scale, above
-    any healthy recipe's first step, yet the loss falls to a few percent of chance. The after-effect the warning
-    predicts (units knocked dead, a stuck loss) did not come, and a lower rate only learns slower: information,
-    not a warning, and no rate advice in the graph. Ten times the rate, where the loss rises, stays a warning."""
+    any healthy recipe's first step, yet the loss falls to a few percent of chance and the finding's own fix (the
+    rate for 1e-3 updates, 17x lower) ends ten times higher on its copy. The counterfactual refutes the claim:
+    information, with the evidence, and no rate advice in the graph. Ten times the rate, where the loss rises and
+    the lower rate learns more, stays a fault."""
     import torch
     from torch import nn
 
@@ -1146,19 +1147,20 @@ def test_a_large_first_step_that_training_copes_with_is_information():
     x = torch.randn(512, 20, generator=g)
     y = (x @ torch.randn(20, 5, generator=g)).argmax(1)
     batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 512, 32)]
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
-    report = audit_setup(UserSetup(model=model, train_loader=batches), verify_fixes=False,
-                         optimizer=torch.optim.Adam(model.parameters(), lr=0.05))
-    first = next(f for f in report.findings if f.rule == "update-ratio")
-    assert first.severity == "info" and first.advice is None and first.evidence["first_log10"] > -0.8
-    assert first.evidence["loss_end"] < 0.5 * first.evidence["loss_reference"]
+
+    def audit(lr):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
+        report = audit_setup(UserSetup(model=model, train_loader=batches),
+                             optimizer=torch.optim.Adam(model.parameters(), lr=lr))
+        return report, next(f for f in report.findings if f.rule == "update-ratio")
+
+    report, first = audit(0.05)
+    assert first.severity == "info" and first.advice is None and first.evidence["refuted"]
+    assert first.evidence["first_log10"] > -0.8 and first.verified["outcome"] == "worse"
+    assert first.verified["loss_after"] > 1.1 * first.verified["loss_before"]
     assert report.verdict == "clean" and report.causes_title != "What went wrong"
-    torch.manual_seed(0)  # ten times the rate: the loss rises, and the warning stays
-    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
-    report = audit_setup(UserSetup(model=model, train_loader=batches), verify_fixes=False,
-                         optimizer=torch.optim.Adam(model.parameters(), lr=0.5))
-    first = next(f for f in report.findings if f.rule == "update-ratio")
+    report, first = audit(0.5)
     assert first.severity != "info" and first.advice == "lr-down" and "too high" in first.title
 
 
@@ -1217,3 +1219,38 @@ def test_the_output_sigmoid_of_binary_cross_entropy_is_not_a_saturated_hidden_la
     out = next(a for a in report.evidence.activations if a.kind == "sigmoid")
     assert np.nanmedian(out.saturated) >= 0.35 and report.evidence.loss_call["squashed_by"] == "sigmoid"
     assert "saturated-units" not in {f.rule for f in report.findings}
+
+
+def test_units_a_rate_killed_are_information_only_where_every_lower_rate_learns_less():
+    """pytorch/examples' MNIST net in small (conv, max-pool, fc 128, dropout) under its Adadelta at lr 1.0: half
+    of fc1 dies by step 13 while the loss falls to 4% of ln 10, and a tenth of the rate, which keeps more units,
+    ends ten times higher. At lr 10 a tenth learns more: a fault, whatever update-ratio's own, far lower rate did
+    on its copy (the rate is refuted only where every lower-rate copy learnt less)."""
+    import torch
+    from torch import nn
+
+    from auditor.api import audit_setup
+    from auditor.load import UserSetup
+
+    g = torch.Generator().manual_seed(0)
+    templates = (torch.rand(10, 1, 16, 16, generator=g) > 0.75).float()
+    y = torch.randint(0, 10, (4096,), generator=g)
+    x = ((templates[y] + 0.5 * torch.randn(4096, 1, 16, 16, generator=g)).clamp(0, 1) - 0.1307) / 0.3081
+    batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 4096, 64)]
+
+    def audit(lr):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(784, 128),
+                              nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+        report = audit_setup(UserSetup(model=model, train_loader=batches), steps=60,
+                             optimizer=torch.optim.Adadelta(model.parameters(), lr=lr))
+        return {f.rule: f for f in report.findings}
+
+    found = audit(1.0)
+    dead = found["dead-units"]
+    assert dead.severity == "info" and dead.evidence["died_in_training"] and dead.evidence["refuted"]
+    assert max(dead.evidence["dead_fraction"].values()) >= 0.4
+    assert dead.verified["loss_after"] > 1.1 * dead.verified["loss_before"]
+    found = audit(10.0)
+    assert found["dead-units"].severity == "error" and found["dead-units"].verified["outcome"] == "improved"
+    assert found["update-ratio"].severity != "info" and found["update-ratio"].verified["outcome"] == "worse"
