@@ -11,7 +11,7 @@ from auditor.api import audit_script
 from auditor.probe.script import Script
 
 FAST = ["raw_while_loop", "gan_two_models", "gan_two_models_rebuild-g", "lightning_fit", "eval_left_on",
-        "accumulate_forgot_zero", "rebuilt_for_finetune"]
+        "accumulate_forgot_zero", "rebuilt_for_finetune", "vae_example"]
 
 
 @pytest.mark.parametrize("name", FAST)

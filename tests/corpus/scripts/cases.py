@@ -48,6 +48,8 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     ScriptCase("hf_trainer.py", "Hugging Face Trainer.train on a tiny BERT from a config", needs="transformers"),
     ScriptCase("ddp_sampler.py", "torchrun DDP (gloo) with a DistributedSampler and set_epoch", ranks=2),
     ScriptCase("compiled_model.py", "a torch.compile'd model, fused AdamW, OneCycle over the run"),
+    ScriptCase("vae_example.py", "pytorch/examples VAE: BCE summed over pixels plus KL, Adam 1e-3, a sigmoid output"),
+    ScriptCase("dcgan_example.py", "pytorch/examples DCGAN: two optimizers, nn.BCELoss on a sigmoid, betas 0.5"),
     _bug("ddp_sampler.py", "torchrun DDP without sampler.set_epoch", "rank-same-batches", args=("--no-set-epoch",),
          ranks=2),
     _bug("ddp_sampler.py", "torchrun without a DistributedSampler: every rank shuffles alike", "rank-same-batches",
