@@ -21,7 +21,8 @@ def test_a_report_conforms_and_each_break_is_caught(audit_sample):
     data = json.loads(json.dumps(audit_sample("makemore_raw").to_dict()))
     assert schema.errors(data) == []
     for path, value in [(("verdict",), "fine"), (("findings", 0, "severity"), "fatal"),
-                        (("probe", "steps"), "100"), (("counts", "error"), -1), (("surprise",), 1)]:
+                        (("probe", "steps"), "100"), (("counts", "error"), -1), (("surprise",), 1),
+                        (("findings", 0, "verified", "surprise"), 1)]:
         broken = copy.deepcopy(data)
         target = broken
         for key in path[:-1]:
