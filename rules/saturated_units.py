@@ -33,7 +33,9 @@ W1 = torch.randn(n_in, n_hidden) * (5/3) / n_in**0.5   # Kaiming init with tanh'
 """
     known_problems = """
 A layer meant to act as a gate (LSTM gates, attention gates) may saturate on purpose late in training; at
-initialisation, which is what the probe sees, saturation is nearly always unintended.
+initialisation, which is what the probe sees, saturation is nearly always unintended. The sigmoid that makes
+binary cross-entropy's probabilities is the model's output, not a hidden layer, and is left out: near 0 on an
+image's background it is predicting, and the loss cancels its derivative.
 """
     references = ("A. Karpathy, makemore part 3 (2022): tanh saturation and the 0.97 histogram",
                   "Glorot & Bengio, AISTATS 2010: saturation of top hidden layers with sigmoid",
