@@ -1164,6 +1164,18 @@ def test_a_rate_too_high_is_information_where_a_lower_rate_learns_less():
     assert first.severity != "info" and first.advice == "lr-down" and "too high" in first.title
 
 
+def _blob_batches(size: int, margin: int, width: float) -> list:
+    """Autoencoder batches (input, input) of sparse images: two soft blobs on a black background, flattened."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    c = torch.rand(2048, 2, 2, generator=g) * (size - 2 * margin) + margin
+    img = torch.exp(-((yy - c[..., 0, None, None]) ** 2 + (xx - c[..., 1, None, None]) ** 2) / width).amax(1)
+    img = img.reshape(2048, -1)
+    return [(img[i:i + 64], img[i:i + 64]) for i in range(0, 2048, 64)]
+
+
 def test_a_summed_loss_that_halves_is_no_rise():
     """pytorch/examples' VAE: binary cross-entropy with reduction='sum', Adam 1e-3. The loss before any update
     is kept per element for the expectation (ln 2), but a rise is read against the curve, which is the sum
@@ -1178,12 +1190,7 @@ def test_a_summed_loss_that_halves_is_no_rise():
     from auditor.api import audit_setup
     from auditor.load import UserSetup
 
-    g = torch.Generator().manual_seed(0)
-    yy, xx = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
-    c = torch.rand(2048, 2, 2, generator=g) * 8 + 2
-    img = torch.exp(-((yy - c[..., 0, None, None]) ** 2 + (xx - c[..., 1, None, None]) ** 2) / 4).amax(1)
-    img = img.reshape(2048, -1)
-    batches = [(img[i:i + 64], img[i:i + 64]) for i in range(0, 2048, 64)]
+    batches = _blob_batches(12, 2, 4)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(144, 64), nn.Tanh(), nn.Linear(64, 144), nn.Sigmoid())
     report = audit_setup(UserSetup(model=model, train_loader=batches,
@@ -1206,12 +1213,7 @@ def test_the_output_sigmoid_of_binary_cross_entropy_is_not_a_saturated_hidden_la
     from auditor.api import audit_setup
     from auditor.load import UserSetup
 
-    g = torch.Generator().manual_seed(0)
-    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
-    c = torch.rand(2048, 2, 2, generator=g) * 12 + 2
-    img = torch.exp(-((yy - c[..., 0, None, None]) ** 2 + (xx - c[..., 1, None, None]) ** 2) / 2).amax(1)
-    img = img.reshape(2048, -1)
-    batches = [(img[i:i + 64], img[i:i + 64]) for i in range(0, 2048, 64)]
+    batches = _blob_batches(16, 2, 2)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 256), nn.Sigmoid())
     report = audit_setup(UserSetup(model=model, train_loader=batches, loss_fn=F.binary_cross_entropy),
