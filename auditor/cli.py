@@ -157,15 +157,33 @@ def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore,
     from .probe.script import Script
 
     target = Script(script, list(script_args), module=module)
+    # The auditor's own options written after the script went to the script; where that made it fail before
+    # training, the error says so (a script that takes the same option, `--out ckpt`, is left its own).
+    ours = {o: getattr(p, "is_flag", False) for p in click.get_current_context().command.params for o in p.opts
+            if o.startswith("-")}
+    moved, rest, args = [], [], list(script_args)
+    while args:
+        a = args.pop(0)
+        if a.split("=")[0] in ours:
+            moved += [a] + ([args.pop(0)] if args and "=" not in a and not ours[a.split("=")[0]] else [])
+        else:
+            rest.append(a)
     settings = load_settings(Path.cwd())
     steps, stats_every, seed, verify, out, fail_on, formats, ignore, thresholds = _settled(
         settings, steps, stats_every, seed, no_verify, out, fail_on, formats, ignore, overrides)
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun every rank runs the script; rank 0 reports
     progress = for_terminal(f"auditing {Path(script).name}", quiet or not main)
     try:
-        report = audit_script(target, steps=steps, stats_every=stats_every, seed=seed, ignore=ignore,
-                              thresholds=thresholds, plugins=settings.plugins, verify_fixes=verify and main,
-                              progress=progress, rerun_writes=rerun_writes)
+        try:
+            report = audit_script(target, steps=steps, stats_every=stats_every, seed=seed, ignore=ignore,
+                                  thresholds=thresholds, plugins=settings.plugins, verify_fixes=verify and main,
+                                  progress=progress, rerun_writes=rerun_writes)
+        except AuditError as exc:
+            if moved and "before its first optimizer step" in str(exc):
+                raise AuditError(f"{exc}. {' '.join(moved)} came after {target.name} and went to it: the auditor's "
+                                 f"own options go before the script: audit run {' '.join(moved)} {script} "
+                                 f"{' '.join(rest)}".rstrip()) from None
+            raise
         if not main:
             return 0
         with interrupt.deferred() as pending:

@@ -205,3 +205,18 @@ def test_a_model_files_optimizer_that_cannot_be_used_is_one_line(write, tmp_path
                                  "--out", str(tmp_path / "out")])
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert r.output.startswith("audit: error:") and message in r.output, r.output
+
+
+def test_the_auditor_s_options_after_the_script_are_named_where_the_script_refused_them(tmp_path):
+    """Everything after SCRIPT is the script's own; `audit run train.py --out rep` hands --out to a script whose
+    argparse refuses it. The one-line error says which options went astray and the command that was meant."""
+    script = tmp_path / "train.py"
+    script.write_text("import argparse\nimport torch\np = argparse.ArgumentParser()\n"
+                      "p.add_argument('--lr', type=float)\na = p.parse_args()\nm = torch.nn.Linear(4, 2)\n"
+                      "o = torch.optim.SGD(m.parameters(), lr=a.lr)\nfor _ in range(50):\n"
+                      "    o.zero_grad(); m(torch.randn(8, 4)).pow(2).mean().backward(); o.step()\n")
+    r = _run(["run", script, "--lr", "0.05", "--out", tmp_path / "rep", "-q"])
+    assert r.exit_code == 2
+    assert f"audit run --out {tmp_path / 'rep'} -q {script} --lr 0.05" in r.output
+    r = _run(["run", "--out", tmp_path / "rep", "-q", "--no-verify-fixes", script, "--lr", "0.05"])
+    assert r.exit_code == 0 and (tmp_path / "rep" / "report.json").exists()
