@@ -677,7 +677,7 @@ def test_a_loss_that_fell_in_its_first_steps_and_climbed_part_way_back_is_not_di
     t = resolve_thresholds(load_rules(), {})["loss-divergence"]
     assert list(loss_divergence.RULE.check(ev, t)), "the sample itself must still diverge"
     fast = np.concatenate([[2.36, 2.91, 0.23, 0.77, 0.37], np.full(45, 0.02), np.full(50, 0.43)])
-    fell = dataclasses.replace(ev, loss=fast, probe=dataclasses.replace(ev.probe, initial_loss=2.36))
+    fell = dataclasses.replace(ev, loss=fast, probe=dataclasses.replace(ev.probe, initial_loss=2.36, start_loss=2.36))
     assert not list(loss_divergence.RULE.check(fell, t))
     rose = dataclasses.replace(fell, loss=np.concatenate([fast[:50], np.full(50, 6.0)]))
     assert list(loss_divergence.RULE.check(rose, t))
@@ -1014,20 +1014,20 @@ def test_a_loss_that_climbs_short_of_divergence_is_not_called_a_plateau(audit_sa
     assert f.title == "Loss rises instead of falling" and "+" in f.diagnosis and "vanish" not in f.diagnosis
     assert f.advice is None and f.evidence["drop"] < -0.5
     flat = dataclasses.replace(ev, loss=np.full(100, 2.3) * rng.uniform(0.99, 1.01, 100),
-                               probe=dataclasses.replace(ev.probe, initial_loss=2.3))
+                               probe=dataclasses.replace(ev.probe, initial_loss=2.3, start_loss=2.3))
     (f,) = loss_plateau.RULE.check(flat, t)
     assert f.title == "Loss plateaus"
     # ResNeXt-101 at seed 1: 2.31 before any update, 3.75 -> 3.68 after its first steps. Flat, but well above
     # where it began: a rise too.
     stuck_high = dataclasses.replace(flat, loss=np.full(100, 3.7) * rng.uniform(0.99, 1.01, 100),
-                                     probe=dataclasses.replace(ev.probe, initial_loss=2.31))
+                                     probe=dataclasses.replace(ev.probe, initial_loss=2.31, start_loss=2.31))
     (f,) = loss_plateau.RULE.check(stuck_high, t)
     assert f.title == "Loss rises instead of falling" and "2.31 before any update" in f.diagnosis
     # ResNet-152 at seed 1: 2.5 before any update, spikes in the first fifth, and the last fifth back at 2.45. Its
     # medians fell 45%, and it was called clean; measured from where it began it never fell.
     spiky = np.r_[np.full(20, 4.8), np.full(60, 3.2), np.full(20, 2.45)] * rng.uniform(0.97, 1.03, 100)
     spiky[5] = 26.0
-    back = dataclasses.replace(flat, loss=spiky, probe=dataclasses.replace(ev.probe, initial_loss=2.5))
+    back = dataclasses.replace(flat, loss=spiky, probe=dataclasses.replace(ev.probe, initial_loss=2.5, start_loss=2.5))
     (f,) = loss_plateau.RULE.check(back, t)
     assert f.title == "Loss rises instead of falling" and "fell back only to" in f.diagnosis, f.diagnosis
     assert "the highest 26" in f.diagnosis
