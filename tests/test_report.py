@@ -140,3 +140,30 @@ def test_missing_pdf_backend_still_writes_the_rest(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert {p.name for p in tmp_path.iterdir()} == {"report.json", "report.md", "report.html"}
     assert "report.pdf not written" in r.output and "pip install weasyprint" in r.output
+
+
+def test_the_loss_curve_draws_the_per_element_expectation_only_on_a_curve_in_its_units():
+    """A summed loss (pytorch/examples' VAE) runs in the thousands; ln 2 per element drawn across it is a line at
+    a height that means nothing there."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from auditor.evidence import Evidence, ProbeInfo
+    from auditor.report import drawing
+
+    info = ProbeInfo(steps=10, steps_run=10, device="cpu", loss_fn="bce", loss_fn_reason="", loss_fn_default=False,
+                     optimizer="Adam", optimizer_default=False, seed=0, parameters=1, initial_loss=0.69,
+                     expected_initial_loss=0.69)
+    ev = Evidence(probe=info, loss=np.linspace(7000, 3000, 10), loss_after=np.full(10, np.nan),
+                  grad_norm=np.ones(10), params=[], activations=[])
+    drawn = {}
+    for start in (7000.0, 0.7):
+        info.start_loss = start
+        fig, ax = plt.subplots()
+        drawing.loss_curve(ax, ev)
+        drawn[start] = any(line.get_label().startswith("expected") for line in ax.get_lines())
+        plt.close(fig)
+    assert drawn == {7000.0: False, 0.7: True}

@@ -85,7 +85,11 @@ def loss_curve(ax, ev: Evidence, expected: bool = True, mark: list[int] | None =
         return _empty(ax, "the loss was never finite")
     ax.plot(steps[finite], ev.loss[finite], lw=1, color="C0", label="training loss (per batch)")
     ax.plot(steps, smooth(ev.loss, 9), lw=2, color="C1", label="running median (9 steps)")
-    if expected and ev.probe.expected_initial_loss is not None:
+    # The expectation is per element; a curve in other units (a summed loss, one divided for accumulation) gets
+    # no line at a height that means nothing on it.
+    p = ev.probe
+    same_units = not (p.start_loss and p.initial_loss and abs(p.start_loss / p.initial_loss - 1) > 0.5)
+    if expected and p.expected_initial_loss is not None and same_units:
         ax.axhline(ev.probe.expected_initial_loss, ls="--", color="0.3", lw=1,
                    label=f"expected at init: {ev.probe.expected_initial_loss:.3g}")
     if mark:
