@@ -88,6 +88,12 @@ MECHANISMS = (
                               "grad-data-ratio", "update-ratio", "lr-range", "loss-oscillation", "grad-spikes"),
               "unstandardised inputs scale every pre-activation of the first layer, and with it the gradients",
               "LeCun, Bottou, Orr & Müller, 'Efficient BackProp' (1998), 4.3: normalising the inputs"),
+    Mechanism("target-scale", ("loss-plateau", "overfit-one-batch", "dead-units", "update-ratio", "lr-range",
+                               "grad-spikes", "exploding-gradients", "grad-data-ratio", "loss-oscillation",
+                               "loss-divergence", "init-loss", "label-problems"),
+              "targets far from unit scale make the loss their squared offset and every gradient as large as "
+              "the targets, while the output grows towards them",
+              "Bishop, 'Neural Networks for Pattern Recognition' (1995), 8.2: rescaling the target variables"),
     Mechanism("amp-overflow", ("loss-plateau", "input-independence", "overfit-one-batch", "lr-range", "update-ratio",
                                "loss-nan", "vanishing-gradients", "exploding-gradients"),
               "steps skipped for inf/NaN and a collapsing loss scale leave the weights where they started",

@@ -269,6 +269,20 @@ def input_free_loss(ev: Evidence) -> tuple[float, str, float] | None:
     return None
 
 
+def target_moments(ev: Evidence) -> tuple[float, float] | None:
+    """The regression targets' mean and standard deviation, robust to a few corrupt batches (medians of the
+    per-batch values), from the moments the probe logs each step; None without regression targets."""
+    if not ev.targets:
+        return None
+    m = np.array(ev.targets, dtype=float)
+    m = m[m[:, 0] > 0]
+    if not m.size or not np.isfinite(m).all():
+        return None
+    means = m[:, 1] / m[:, 0]
+    variances = np.maximum(m[:, 2] / m[:, 0] - means**2, 0.0)
+    return float(np.median(means)), float(np.sqrt(np.median(variances)))
+
+
 def learnt_well(ev: Evidence, fraction: float) -> tuple[float, float, str] | None:
     """(where the loss ended, the loss of a model that ignores its input, what that is) where the loss ended
     under `fraction` of it: the network learns, whatever a rule sees go wrong inside it. The reference is

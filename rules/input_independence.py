@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import Rule, Threshold
-from auditor.evidence import fmt, pct
+from auditor.evidence import fmt, pct, target_moments
 from auditor.report import figures
 
 
@@ -13,6 +13,9 @@ class InputIndependence(Rule):
         "max_gap": Threshold(0.001, "error when zeroing the inputs changes the trained model's loss by less than "
                              "this fraction", "measured: zeroing changes the loss by 20%+ on every healthy "
                              "sample; a model that ignores its input gives exactly 0"),
+        "max_target_rms": Threshold(10.0, "no verdict where the regression targets' RMS exceeds this: both losses "
+                                    "are then the squared distance to the targets' offset, whatever the input",
+                                    "target-scale's max_rms: that rule names the scale"),
     }
     why = """
 A model that has learnt anything from its inputs does worse when they are replaced by zeros. If it does
@@ -36,6 +39,9 @@ self.register_buffer("scale", torch.ones(n_in))    # or set it from the training
             return
         real, zeroed = float(np.mean(z["real"])), float(np.mean(z["zeroed"]))
         if not (np.isfinite(real) and np.isfinite(zeroed)) or real <= 0:
+            return
+        moments = target_moments(ev)
+        if moments is not None and np.hypot(*moments) > t.max_target_rms:
             return
         gap = abs(zeroed - real) / real
         if gap >= t.max_gap:

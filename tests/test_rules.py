@@ -40,6 +40,7 @@ TRIGGERS = {
     "loss-broadcast": ["loss_broadcast"],
     "torch-warnings": ["torch_warnings"],
     "lr-schedule": ["lr_schedule"],
+    "target-scale": ["target_scale"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp"]
@@ -206,6 +207,7 @@ HEADLINE = {
     "loss_oscillation": "loss-oscillation",
     # fp16 overflows because one input column keeps its raw magnitude: standardising it is the one change.
     "amp_overflow": "input-scale", "amp_underflow": "amp-underflow",
+    "target_scale": "target-scale",
 }
 AMONG_ROOTS = {"grad_data_ratio": "grad-data-ratio", "grad_spikes": "grad-spikes", "loss_hockey_stick": "init-loss"}
 
@@ -1294,3 +1296,15 @@ def test_refuting_needs_every_lower_rate_copy_to_learn_less():
     first = finding("update-ratio", 0.5)
     refute([first], stuck)
     assert first.severity == "warning"
+
+
+def test_targets_far_from_unit_scale_are_named_not_read_as_an_input_the_model_ignores(audit_sample):
+    """Prices in dollars: the loss is the squared offset to the targets with or without the input, so zeroing
+    the input proves nothing (it read "the model ignores its input" before target-scale); standardising the
+    targets, on a copy, takes the loss from ~10x their variance to under it."""
+    report = audit_sample("target_scale")
+    rules = {f.rule: f for f in report.findings}
+    assert "input-independence" not in rules
+    f = rules["target-scale"]
+    assert f.severity == "error" and f.evidence["target_mean"] > 1e5
+    assert f.verified["outcome"] == "resolved" and f.verified["after"] < 1 < 5 < f.verified["before"]

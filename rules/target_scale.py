@@ -1,0 +1,107 @@
+import numpy as np
+
+from auditor.engine import FixPlan, Rule, Threshold
+from auditor.evidence import end_level, fmt, input_free_loss, learnt_well, target_moments
+from auditor.report import figures
+
+
+def _standardise_targets(mean: float, std: float):
+    """A batch transform: the regression targets as (y - mean) / std, with the statistics the probe measured."""
+    def transform(batch):
+        if not (isinstance(batch, list | tuple) and len(batch) == 2):
+            return batch
+        x, y = batch
+        return type(batch)((x, (y - mean) / max(std, 1e-12)))
+    return transform
+
+
+class TargetScale(Rule):
+    id = "target-scale"
+    from_start = True
+    summary = "Regression targets far from unit scale (prices in dollars, raw counts) that the network cannot reach."
+    thresholds = {
+        "max_rms": Threshold(10.0, "fire when the targets' RMS, sqrt(mean² + std²), exceeds this and the loss has "
+                             "not fallen under `learnt` of the targets' variance",
+                             "Bishop 1995, 8.2 and LeCun et al. 1998, 4.3: targets rescaled like the inputs, to "
+                             "~1; a default-initialised output layer starts at ~1, as input-scale's bound"),
+        "learnt": Threshold(0.5, "... where the loss ended above this fraction of the targets' variance (the loss "
+                            "of predicting their mean): a network that gets there copes with the scale",
+                            "the refutation's bar (auditor/verify.py): half of what an input-blind model reaches"),
+    }
+    why = """
+A network starts with outputs of about unit scale. Targets in the hundreds of thousands (a price in dollars),
+or far from zero compared with their spread (a temperature in kelvin), leave it to grow its output by orders of
+magnitude before it can fit anything: the loss is the squared offset, the same with or without the input, and
+every gradient is as large as the targets. Adam moves each weight by about its learning rate per step, so the
+output climbs by a tiny fraction of the targets per step; SGD takes steps as large as the targets and
+overshoots. Either way the first hundreds of steps learn the targets' mean, not the data.
+"""
+    example = """
+y = torch.tensor(df["price"].values)                 # 1e5 .. 1e6
+loss = F.mse_loss(model(x), y)
+"""
+    use_instead = """
+y_mean, y_std = y_train.mean(), y_train.std()        # training-set statistics
+loss = F.mse_loss(model(x), (y - y_mean) / y_std)     # train on standardised targets
+pred = model(x) * y_std + y_mean                      # and map predictions back
+"""
+    known_problems = """
+Read from the targets of a mean-squared-error loss (the moments the probe logs every step). A network that
+reaches under half of the targets' variance within the probe copes with their scale and is not flagged. The
+fix changes the targets, so it is proved on a copy in the replay only; a script makes its own batches.
+"""
+    references = ("C. M. Bishop, 'Neural Networks for Pattern Recognition' (1995), section 8.2: linear rescaling "
+                  "of the input and target variables",
+                  "Y. LeCun, L. Bottou, G. Orr, K.-R. Müller, 'Efficient BackProp', 1998, section 4.3")
+    metric = "loss at the end over the targets' variance"
+    metric_goal = "lower"
+
+    def check(self, ev, t):
+        moments, floor = target_moments(ev), input_free_loss(ev)
+        if moments is None or floor is None or floor[0] <= 0:
+            return
+        mean, std = moments
+        rms = float(np.hypot(mean, std))
+        if rms <= t.max_rms or learnt_well(ev, t.learnt) is not None:
+            return
+        end = end_level(ev)
+        if not np.isfinite(end):
+            return
+        start = ev.probe.start_loss
+        began = f"from {fmt(start)} " if start is not None and np.isfinite(start) else ""
+        worse = end > floor[0]
+        offset = abs(mean) > std
+        yield self.finding(
+            "error" if worse else "warning", "Regression targets are far from unit scale",
+            f"The targets have mean {fmt(mean)} and std {fmt(std)} (RMS {fmt(rms)}; a network starts with outputs "
+            f"near 1). Over {ev.probe.steps_run} steps the loss went {began}to {fmt(end)}, "
+            + (f"still {fmt(end / floor[0])}x what predicting their mean scores ({fmt(floor[0])}, their variance): "
+               if worse else f"{fmt(end / floor[0])}x their variance ({fmt(floor[0])}), which predicting their mean "
+               "scores: ")
+            + ("the network is still growing its output towards the targets' "
+               + ("offset" if offset else "scale") + ", and the loss measures that distance more than anything "
+               "learnt from the data."),
+            f"Standardise the targets with training-set statistics and map predictions back:\n\n"
+            f"y_mean, y_std = {fmt(mean)}, {fmt(std)}           # y_train.mean(), y_train.std()\n"
+            "loss = F.mse_loss(model(x), (y - y_mean) / y_std)\n"
+            "pred = model(x) * y_std + y_mean                # at inference",
+            [], target_mean=mean, target_std=std, rms=rms, end=end, variance=floor[0])
+
+    def plan_fix(self, ev, finding):
+        e = finding.evidence
+        return FixPlan(f"targets standardised with the probe's mean {fmt(e['target_mean'])} and std "
+                       f"{fmt(e['target_std'])}", batch_transform=_standardise_targets(e["target_mean"],
+                                                                                       e["target_std"]))
+
+    def measure(self, ev, finding):
+        floor, end = input_free_loss(ev), end_level(ev)
+        return float(end / floor[0]) if floor and floor[0] > 0 and np.isfinite(end) else None
+
+    def draw(self, ax, ev, finding):
+        figures.loss_curve(ax, ev)
+        ax.axhline(finding.evidence["variance"], color="C2", ls=":", lw=1.5,
+                   label=f"predicting the targets' mean: {fmt(finding.evidence['variance'])}")
+        ax.legend(fontsize=7, loc="upper right")
+
+
+RULE = TargetScale()
