@@ -88,7 +88,8 @@ MECHANISMS = (
                               "grad-data-ratio", "update-ratio", "lr-range", "loss-oscillation", "grad-spikes"),
               "unstandardised inputs scale every pre-activation of the first layer, and with it the gradients",
               "LeCun, Bottou, Orr & Müller, 'Efficient BackProp' (1998), 4.3: normalising the inputs"),
-    Mechanism("target-scale", ("loss-plateau", "overfit-one-batch", "dead-units", "update-ratio", "lr-range",
+    Mechanism("target-scale", ("loss-plateau", "overfit-one-batch", "dead-units", "saturated-units", "update-ratio",
+                               "lr-range",
                                "grad-spikes", "exploding-gradients", "grad-data-ratio", "loss-oscillation",
                                "loss-divergence", "init-loss", "label-problems"),
               "targets far from unit scale make the loss their squared offset and every gradient as large as "

@@ -1,7 +1,7 @@
 import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import end_level, fmt, input_free_loss, learnt_well, target_moments
+from auditor.evidence import end_level, first_update_level, fmt, input_free_loss, learnt_well, target_moments
 from auditor.report import figures
 
 
@@ -27,6 +27,9 @@ class TargetScale(Rule):
         "learnt": Threshold(0.5, "... where the loss ended above this fraction of the targets' variance (the loss "
                             "of predicting their mean): a network that gets there copes with the scale",
                             "the refutation's bar (auditor/verify.py): half of what an input-blind model reaches"),
+        "first_high": Threshold(-0.8, "... or, wherever it ended, where the first step changed the weights by more "
+                                "than 10^this of their scale (gradients as large as the targets, under SGD)",
+                                "update-ratio's first_high: healthy recipes' first step -3.5 to -1.3"),
     }
     why = """
 A network starts with outputs of about unit scale. Targets in the hundreds of thousands (a price in dollars),
@@ -46,9 +49,11 @@ loss = F.mse_loss(model(x), (y - y_mean) / y_std)     # train on standardised ta
 pred = model(x) * y_std + y_mean                      # and map predictions back
 """
     known_problems = """
-Read from the targets of a mean-squared-error loss (the moments the probe logs every step). A network that
-reaches under half of the targets' variance within the probe copes with their scale and is not flagged. The
-fix changes the targets, so it is proved on a copy in the replay only; a script makes its own batches.
+Read from the targets of torch's mean-squared-error loss (the moments the probe logs every step); a
+hand-written ((pred - y) ** 2).mean() hides them. A network that reaches under half of the targets' variance
+within the probe copes with their scale and is not flagged, unless its first step was a jolt (SGD's gradient is
+as large as the targets; Adam's step is not). The fix changes the targets, so it is proved on a copy in the
+replay only; a script makes its own batches.
 """
     references = ("C. M. Bishop, 'Neural Networks for Pattern Recognition' (1995), section 8.2: linear rescaling "
                   "of the input and target variables",
@@ -62,30 +67,36 @@ fix changes the targets, so it is proved on a copy in the replay only; a script 
             return
         mean, std = moments
         rms = float(np.hypot(mean, std))
-        if rms <= t.max_rms or learnt_well(ev, t.learnt) is not None:
+        if rms <= t.max_rms:
             return
+        first = first_update_level(ev)
+        jolted = bool(np.isfinite(first) and first > t.first_high)
         end = end_level(ev)
-        if not np.isfinite(end):
+        if not np.isfinite(end) or (learnt_well(ev, t.learnt) is not None and not jolted):
             return
         start = ev.probe.start_loss
         began = f"from {fmt(start)} " if start is not None and np.isfinite(start) else ""
         worse = end > floor[0]
         offset = abs(mean) > std
+        where = (f"still {fmt(end / floor[0])}x what predicting their mean scores ({fmt(floor[0])}, their variance)"
+                 if worse else f"{fmt(end / floor[0])}x their variance ({fmt(floor[0])}, the loss of predicting their "
+                 "mean)")
+        if jolted and end <= t.learnt * floor[0]:
+            why = (f"It learns, but its gradients are as large as the targets: the first step changed the weights by "
+                   f"10^{fmt(first, 2)} of their scale, which is what the units and weights below show.")
+        else:
+            why = (f"The network is still growing its output towards the targets' {'offset' if offset else 'scale'}, "
+                   "and the loss measures that distance more than anything learnt from the data.")
         yield self.finding(
             "error" if worse else "warning", "Regression targets are far from unit scale",
             f"The targets have mean {fmt(mean)} and std {fmt(std)} (RMS {fmt(rms)}; a network starts with outputs "
-            f"near 1). Over {ev.probe.steps_run} steps the loss went {began}to {fmt(end)}, "
-            + (f"still {fmt(end / floor[0])}x what predicting their mean scores ({fmt(floor[0])}, their variance): "
-               if worse else f"{fmt(end / floor[0])}x their variance ({fmt(floor[0])}), which predicting their mean "
-               "scores: ")
-            + ("the network is still growing its output towards the targets' "
-               + ("offset" if offset else "scale") + ", and the loss measures that distance more than anything "
-               "learnt from the data."),
+            f"near 1). Over {ev.probe.steps_run} steps the loss went {began}to {fmt(end)}, {where}. {why}",
             f"Standardise the targets with training-set statistics and map predictions back:\n\n"
             f"y_mean, y_std = {fmt(mean)}, {fmt(std)}           # y_train.mean(), y_train.std()\n"
             "loss = F.mse_loss(model(x), (y - y_mean) / y_std)\n"
             "pred = model(x) * y_std + y_mean                # at inference",
-            [], target_mean=mean, target_std=std, rms=rms, end=end, variance=floor[0])
+            [], target_mean=mean, target_std=std, rms=rms, end=end, variance=floor[0],
+            first_log10=first if jolted else None)
 
     def plan_fix(self, ev, finding):
         e = finding.evidence

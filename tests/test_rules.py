@@ -1308,3 +1308,29 @@ def test_targets_far_from_unit_scale_are_named_not_read_as_an_input_the_model_ig
     f = rules["target-scale"]
     assert f.severity == "error" and f.evidence["target_mean"] > 1e5
     assert f.verified["outcome"] == "resolved" and f.verified["after"] < 1 < 5 < f.verified["before"]
+
+
+def test_targets_in_the_thousands_under_sgd_lead_the_units_their_first_step_saturated():
+    """A count in the thousands (bike rentals) under SGD 0.01: the loss falls to a quarter of the targets'
+    variance, but the first step's gradient, as large as the targets, changed the weights by 10^1.4 of their
+    scale and left the tanh layer saturated, which read as an initialisation fault ("scale the weights by
+    gain/sqrt(fan_in)") on a default-initialised net. The targets' scale is the root, the saturation under it."""
+    import torch
+    from torch import nn
+
+    from auditor.api import audit_setup
+    from auditor.load import UserSetup
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3200, 6, generator=g)
+    y = 4500 + x @ torch.tensor([[900.0], [-300.0], [600.0], [200.0], [0.0], [100.0]]) + 300 * torch.randn(
+        3200, 1, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Linear(32, 1))
+    report = audit_setup(UserSetup(model=model, train_loader=[(x[i:i + 50], y[i:i + 50]) for i in range(0, 3200, 50)],
+                                   loss_fn=nn.functional.mse_loss),
+                         optimizer=torch.optim.SGD(model.parameters(), lr=0.01), verify_fixes=False)
+    rules = {f.rule: f for f in report.findings}
+    assert report.root_causes[0] == "target-scale", report.root_causes
+    assert rules["target-scale"].evidence["first_log10"] > 0
+    assert "target-scale" in rules["saturated-units"].explained_by
