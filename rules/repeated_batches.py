@@ -32,6 +32,9 @@ for step, (x, y) in enumerate(train_loader):   # a fresh batch every step
 Judged on the first steps of the probe, by a fingerprint of each batch's values (sum and position-weighted
 sum of each tensor): two different batches with equal fingerprints are astronomically unlikely, so the rule
 does not fire by chance; a loader that repeats after a few distinct batches is not flagged.
+Full-batch training looks the same and is information only: a script that draws no batch from a DataLoader
+over those steps (a graph's nodes, tensors it indexes itself), or a loader whose pass is one batch. A script
+that picks a random subset of its own tensors once, outside its loop, is then information too.
 """
     references = ("A. Karpathy, 'A Recipe for Training Neural Networks' (2019): overfit one batch only on purpose",)
 
@@ -43,11 +46,21 @@ does not fire by chance; a loader that repeats after a few distinct batches is n
         share = float(np.mean(same))
         if share < t.share:
             return
+        seen = f"{sum(same)} of the first {len(same)} consecutive pairs of steps got an identical batch ({pct(share)})"
+        if _full_batch(ev):
+            yield self.finding(
+                "info", "Full-batch training: every step sees the same data",
+                f"{seen}, {_whole(ev)}. That is full-batch training (a graph's nodes, a small dataset, L-BFGS), "
+                "and fine where those tensors are the whole training set; where they are a sample of a larger one, "
+                "the loss measures memorisation of that sample.",
+                "Nothing, if they are the whole training set; else draw a new batch each step:\n\n"
+                "ix = torch.randint(0, len(X), (batch_size,))   # inside the loop\nloss = loss_fn(model(X[ix]), Y[ix])",
+                [], share=share, identical=same, full_batch=True)
+            return
         yield self.finding(
             "warning", "Every step trains on the same batch",
-            f"{sum(same)} of the first {len(same)} consecutive pairs of steps got an identical batch ({pct(share)}): "
-            "the loader repeats one batch, so the loss measures memorisation of those samples, not learning. "
-            "(Full-batch training on purpose looks the same: then ignore this rule.)",
+            f"{seen}: the loader repeats one batch, so the loss measures memorisation of those samples, not "
+            "learning.",
             "Draw a new batch inside the loop, from an iterator made once per epoch:\n\n"
             "for epoch in range(epochs):\n    for x, y in train_loader:      # not x, y = next(iter(train_loader))\n"
             "        ...",
@@ -58,6 +71,19 @@ does not fire by chance; a loader that repeats after a few distinct batches is n
         figures.bars(ax, [f"{i}-{i + 1}" for i in range(len(same))], [1.0 if s else 0.0 for s in same],
                      "same batch as the step before (1 = yes)")
         ax.set_xlabel("consecutive probe steps")
+
+
+def _full_batch(ev) -> bool:
+    """The data is one batch by design: a script that drew no batch from any DataLoader over these steps (its own
+    tensors), or a loader whose whole pass is one batch. A batch taken once with next(iter(loader)) is a draw."""
+    if ev.loop is not None:
+        return ev.loop.get("loader_draws") == 0
+    return ev.epoch_steps == 1
+
+
+def _whole(ev) -> str:
+    return ("and no DataLoader handed out a batch: the script trains on its own tensors" if ev.loop is not None else
+            "and one batch is the loader's whole pass")
 
 
 RULE = RepeatedBatches()

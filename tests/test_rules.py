@@ -1334,3 +1334,24 @@ def test_targets_in_the_thousands_under_sgd_lead_the_units_their_first_step_satu
     assert report.root_causes[0] == "target-scale", report.root_causes
     assert rules["target-scale"].evidence["first_log10"] > 0
     assert "target-scale" in rules["saturated-units"].explained_by
+
+
+def test_a_loader_whose_pass_is_one_batch_is_full_batch_training_not_a_repeated_batch():
+    """DataLoader(batch_size=len(dataset)) without shuffling hands out the same batch every step by design."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from auditor.api import audit_setup
+    from auditor.load import UserSetup
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (256,), generator=g)
+    x = torch.randn(256, 20, generator=g) + nn.functional.one_hot(y, 20).float()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 4))
+    report = audit_setup(UserSetup(model=model, train_loader=DataLoader(TensorDataset(x, y), batch_size=256)),
+                         optimizer=torch.optim.Adam(model.parameters(), lr=1e-2), steps=30, verify_fixes=False)
+    found = [f for f in report.findings if f.rule == "repeated-batches"]
+    assert report.evidence.epoch_steps == 1
+    assert [f.severity for f in found] == ["info"] and found[0].evidence["full_batch"]

@@ -475,3 +475,30 @@ def test_a_warm_up_fix_ramps_a_script_s_rate_on_top_of_its_schedule(tmp_path):
     assert np.allclose(warmed.lrs[:, 0], expected), warmed.lrs[:, 0]
     plain = run_script(Script(str(script)), 12, 5, 0)
     assert np.allclose(plain.lrs[:, 0], [0.1 * 0.9**k for k in range(12)])
+
+
+@pytest.mark.parametrize("loop", ["full", "taken_once"])
+def test_full_batch_training_is_information_and_a_batch_taken_once_a_warning(tmp_path, loop):
+    """A GCN tutorial trains on the whole graph every step, with no DataLoader: that was the warning "the loader
+    repeats one batch". A batch taken once from a DataLoader with next(iter(...)), outside the loop, still is."""
+    data = ("from torch.utils.data import DataLoader, TensorDataset\n"
+            "x, y = next(iter(DataLoader(TensorDataset(X, Y), batch_size=32, shuffle=True)))\n"
+            if loop == "taken_once" else "x, y = X, Y\n")
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "torch.manual_seed(0)\n"
+        "Y = torch.randint(0, 4, (600,)); X = torch.randn(600, 20) + nn.functional.one_hot(Y, 20).float()\n"
+        + data +
+        "model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 4))\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=0.01)\n"
+        "for epoch in range(60):\n"
+        "    opt.zero_grad()\n"
+        "    nn.functional.cross_entropy(model(x), y).backward()\n"
+        "    opt.step()\n")
+    report = audit_script(Script(str(script)), steps=30, verify_fixes=False)
+    found = [f for f in report.findings if f.rule == "repeated-batches"]
+    assert len(found) == 1
+    assert found[0].severity == ("info" if loop == "full" else "warning")
+    assert bool(found[0].evidence.get("full_batch")) == (loop == "full")

@@ -93,6 +93,9 @@ class LoopRecord:
     stale_optimizer: dict | None = None
     scaler: dict | None = None  # the script's GradScaler: enabled, init_scale
     autocast: str | None = None  # "" (none), "fp16" or "bf16": the first training forward's autocast
+    # Batches any DataLoader handed out over the fingerprinted first steps: none where the script trains on its own
+    # tensors (full-batch training, a graph's nodes), one where it took a batch once, outside its loop.
+    loader_draws: int = 0
 
 
 class LoopWatch:
@@ -178,6 +181,8 @@ class LoopWatch:
             self._patch(owner, "zero_grad", self._wrap_zero_grad(owner.zero_grad))
         if self.fix.amp == "bf16":
             self._patch(torch.amp.autocast, "__init__", _bf16_autocast(torch.amp.autocast.__init__))
+        iterator = torch.utils.data.dataloader._BaseDataLoaderIter
+        self._patch(iterator, "__next__", self._wrap_loader_next(iterator.__next__))
         self.spy.__enter__()
         self._spy_on = True
         return self
@@ -194,6 +199,16 @@ class LoopWatch:
             setattr(owner, name, original)
         self._patched.clear()
         return False
+
+    def _wrap_loader_next(self, original):
+        record = self.record
+
+        def __next__(iterator):
+            batch = original(iterator)
+            if self.step < checks.FINGERPRINT_STEPS:
+                record.loader_draws += 1
+            return batch
+        return __next__
 
     def _patch(self, owner, name, replacement) -> None:
         self._patched.append((owner, name, getattr(owner, name)))

@@ -253,6 +253,7 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "clips": rec.clips,
         "scaler": rec.scaler,
         "stale_optimizer": rec.stale_optimizer,
+        "loader_draws": rec.loader_draws,
         "model": type(watch.model).__name__,
         # Which mode-dependent modules the model holds, so a diagnosis names only those it has.
         "mode_modules": _mode_modules(watch.model),

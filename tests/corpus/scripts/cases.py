@@ -54,6 +54,7 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     ScriptCase("tabular_posweight.py", "imbalanced tabular data, BCEWithLogitsLoss(pos_weight), ReduceLROnPlateau"),
     ScriptCase("triplet_embed.py", "metric learning: in-batch hard triplets, TripletMarginLoss on normalised embeddings"),
     ScriptCase("distill.py", "knowledge distillation: a teacher trained first, then KL at T=4 plus cross-entropy"),
+    ScriptCase("gcn_fullbatch.py", "a GCN written by hand, trained full-batch on its graph (no DataLoader)"),
     ScriptCase("reinforce_bandit.py", "REINFORCE on a contextual bandit: a policy-gradient loss, not a supervised one"),
     _bug("ddp_sampler.py", "torchrun DDP without sampler.set_epoch", "rank-same-batches", args=("--no-set-epoch",),
          ranks=2),
