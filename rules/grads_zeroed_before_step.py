@@ -1,6 +1,7 @@
 import numpy as np
 
 from auditor.engine import FixPlan, Rule, Threshold
+from auditor.evidence import fmt, pct
 from auditor.report import figures
 
 
@@ -51,7 +52,10 @@ optimizer.step()
         backwards = (ev.loop or {}).get("backwards", [])
         stepped = sum(1 for b in backwards if b)
         cleared = _cleared_steps(ev)
-        if not stepped or len(cleared) / stepped < t.fraction:
+        if not stepped:
+            return
+        if len(cleared) / stepped < t.fraction:
+            yield from self._discarded(ev, t, backwards)
             return
         yield self.finding(
             "error", "Gradients are cleared between backward() and optimizer.step()",
@@ -61,14 +65,31 @@ optimizer.step()
             "Move optimizer.zero_grad() before loss.backward() (or after optimizer.step()).",
             [], onset=cleared[0], steps=cleared[:20])
 
-    metric = "steps stepped with their gradients cleared"
+    def _discarded(self, ev, t, backwards):
+        """Backward passes whose gradients a zero_grad() cleared before any step: an optimizer.step() that runs
+        only now and then (slid into a logging block), the others' work thrown away."""
+        discarded, total = int(ev.loop.get("discarded", 0)), int(sum(backwards))
+        if not total or discarded / total < t.fraction:
+            return
+        discarded = min(discarded, total)
+        yield self.finding(
+            "error", "Most backward passes are cleared before a step uses them",
+            f"Of {total} backward passes over {len(backwards)} optimizer steps, {discarded} ({pct(discarded / total)}) "
+            "had their gradients cleared by zero_grad() before any optimizer.step() ran: that work is thrown away, "
+            f"and the model trains on about one batch in {fmt(total / max(total - discarded, 1), 2)}. An "
+            "optimizer.step() inside a condition (an `if batch_idx % log_interval == 0:` block) does this.",
+            "Step after every backward (or, to accumulate, clear only after the step):\n\n"
+            "optimizer.zero_grad()\nloss.backward()\noptimizer.step()          # not inside the logging `if`",
+            [], onset=ev.loop.get("discarded_at", [0])[0], discarded=discarded, backwards=total)
+
+    metric = "backward passes or steps whose gradients no update used"
 
     def plan_fix(self, ev, finding):
         return FixPlan("zero_grad() moved before backward (the call between backward and step skipped)",
                        zero_grad=True)
 
     def measure(self, ev, finding):
-        return float(len(_cleared_steps(ev)))
+        return float(len(_cleared_steps(ev)) + int((ev.loop or {}).get("discarded", 0)))
 
     def draw(self, ax, ev, finding):
         figures.loss_curve(ax, ev)

@@ -502,3 +502,37 @@ def test_full_batch_training_is_information_and_a_batch_taken_once_a_warning(tmp
     assert len(found) == 1
     assert found[0].severity == ("info" if loop == "full" else "warning")
     assert bool(found[0].evidence.get("full_batch")) == (loop == "full")
+
+
+_LOOP_HEAD = ("import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+              "Y = torch.randint(0, 4, (4096,)); X = torch.randn(4096, 20) + nn.functional.one_hot(Y, 20).float()\n"
+              "model = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), nn.Linear(32, 4))\n"
+              "loss_of = lambda i: nn.functional.cross_entropy(model(X[i:i + 32]), Y[i:i + 32])\n")
+_LOOPS = {
+    # optimizer.step() slid into the logging block: nine backward passes in ten are cleared unused.
+    "step_in_log": "opt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+                   "for b, i in enumerate(range(0, 4096, 32)):\n    opt.zero_grad()\n    loss_of(i).backward()\n"
+                   "    if b % 10 == 0:\n        print(b)\n        opt.step()\n",
+    "accumulation": "opt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+                    "for b, i in enumerate(range(0, 4096, 32)):\n    (loss_of(i) / 4).backward()\n"
+                    "    if b % 4 == 3:\n        opt.step()\n        opt.zero_grad()\n",
+    # L-BFGS re-evaluates its closure, zero_grad and backward included, inside one step.
+    "lbfgs": "opt = torch.optim.LBFGS(model.parameters(), max_iter=5)\n"
+             "def closure():\n    opt.zero_grad()\n    loss = loss_of(0)\n    loss.backward()\n    return loss\n"
+             "for _ in range(60):\n    opt.step(closure)\n",
+    # A GAN's second loss backpropagates into the first model too; those gradients are cleared by design.
+    "two_players": "head = nn.Linear(4, 1)\nopt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+                   "opt_h = torch.optim.SGD(head.parameters(), lr=0.05)\n"
+                   "for i in range(0, 4096, 32):\n    opt.zero_grad()\n    loss_of(i).backward()\n    opt.step()\n"
+                   "    opt_h.zero_grad()\n    head(model(X[i:i + 32])).pow(2).mean().backward()\n    opt_h.step()\n",
+}
+
+
+@pytest.mark.parametrize("loop", sorted(_LOOPS))
+def test_backward_passes_cleared_unused_are_found_and_accumulation_closures_and_players_are_not(tmp_path, loop):
+    script = tmp_path / "train.py"
+    script.write_text(_LOOP_HEAD + _LOOPS[loop])
+    report = audit_script(Script(str(script)), steps=8 if loop == "step_in_log" else 20, verify_fixes=False)
+    fired = {f.rule: f for f in report.findings}
+    assert report.evidence.loop["discarded"] > 0 if loop == "step_in_log" else report.evidence.loop["discarded"] == 0
+    assert ("grads-zeroed-before-step" in fired) == (loop == "step_in_log"), [f.rule for f in report.findings]

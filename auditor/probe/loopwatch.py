@@ -96,6 +96,10 @@ class LoopRecord:
     # Batches any DataLoader handed out over the fingerprinted first steps: none where the script trains on its own
     # tensors (full-batch training, a graph's nodes), one where it took a batch once, outside its loop.
     loader_draws: int = 0
+    # Backward passes whose gradients a zero_grad() cleared before any optimizer stepped on them (outside a step's
+    # closure, which re-evaluates on purpose), while the observed steps ran, and the steps they fell in.
+    discarded: int = 0
+    discarded_at: list[int] = field(default_factory=list)
 
 
 class LoopWatch:
@@ -162,6 +166,8 @@ class LoopWatch:
         self._sample_steps: set[tuple[int, int]] = set()
         self.ranks: dict | None = None  # under torchrun: what each rank saw (auditor/distributed.per_rank)
         self._added_scaler = None  # the fix's GradScaler, for a script that has none
+        self._unstepped = 0  # backward passes since any optimizer's step or the last zero_grad()
+        self._in_step = 0  # inside an optimizer's step(): a closure's zero_grad and backward belong to it
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self):
@@ -442,6 +448,7 @@ class LoopWatch:
             for p in self._fix_params():
                 p.grad = None
         self._backwards += 1
+        self._unstepped += 1
         if self.step == 0 and self._backwards >= NO_STEP_LIMIT and not self.record.skipped:
             self.no_step_stopped = True
             raise StopScript(f"{self._backwards} backward passes without an optimizer step")
@@ -464,6 +471,13 @@ class LoopWatch:
         if covers:
             self._zeroed = True
 
+    def _note_discard(self) -> None:
+        if self._unstepped and not self._in_step and self.step < self.steps:
+            self.record.discarded += self._unstepped
+            if len(self.record.discarded_at) < 20:
+                self.record.discarded_at.append(self.step)
+        self._unstepped = 0
+
     def _follow_grads(self) -> None:
         """After a step: weak references to a few of the stepped tensors' gradients. If the same tensors are still
         there at the next step and no zero_grad() covered them, the next update carries this one's gradients."""
@@ -484,6 +498,7 @@ class LoopWatch:
             if watch.fix.zero_grad and watch._backwards:
                 return None  # the fix clears them at the next step's first backward instead
             watch._note_zero_grad(owner)
+            watch._note_discard()
             return original(owner, *args, **kwargs)
         return zero_grad
 
@@ -495,6 +510,7 @@ class LoopWatch:
         def step(scaler, optimizer, *args, **kwargs):
             before = watch._optimizer_steps
             result = original(scaler, optimizer, *args, **kwargs)
+            watch._unstepped = 0  # a step skipped for inf/NaN discards its gradients by design
             if scaler.is_enabled() and watch._optimizer_steps == before and \
                     (optimizer is watch.opt or (watch.opt is None and watch.player == 0)):
                 watch.record.skipped.append(watch.step)
@@ -572,6 +588,8 @@ class LoopWatch:
     # --- the step ------------------------------------------------------------------------------------------
     def _pre_step(self, opt, args, kwargs):
         self._optimizer_steps += 1
+        self._unstepped = 0
+        self._in_step += 1
         closure = kwargs.get("closure", args[0] if args else None)
         if not callable(closure):
             self._before_update(opt)
@@ -665,6 +683,8 @@ class LoopWatch:
             self._clip_norm(list(self.model.parameters()), fix.clip_grad_norm)
 
     def _post_step(self, opt, args, kwargs) -> None:
+        self._in_step = max(self._in_step - 1, 0)
+        self._unstepped = 0
         if opt is not self.opt:
             return
         if self._added_scaler is not None:

@@ -254,6 +254,8 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "scaler": rec.scaler,
         "stale_optimizer": rec.stale_optimizer,
         "loader_draws": rec.loader_draws,
+        "discarded": rec.discarded,
+        "discarded_at": rec.discarded_at,
         "model": type(watch.model).__name__,
         # Which mode-dependent modules the model holds, so a diagnosis names only those it has.
         "mode_modules": _mode_modules(watch.model),

@@ -74,6 +74,8 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     _bug("validate_inference_mode.py", "validation under inference_mode without model.eval()",
          "eval-in-train-mode"),
     _bug("model_zero_grad_misplaced.py", "model.zero_grad() between backward and step", "grads-zeroed-before-step"),
+    _bug("step_in_log.py", "optimizer.step() inside the logging `if`: nine batches in ten cleared unused",
+         "grads-zeroed-before-step"),
     _bug("unscaled_target.py", "house prices left in dollars under Adam: the output never reaches them",
          "target-scale"),
     _bug("unscaled_sgd.py", "counts in the thousands under SGD: the first step saturates the tanh layer",
