@@ -40,10 +40,31 @@ def _cycles(lr: np.ndarray) -> int:
     return count
 
 
+def _runaway(ev, t):
+    """A hand-written LambdaLR whose factor keeps growing: `lambda step: step / warmup` without its cap."""
+    for s in (ev.loop or {}).get("lambda_schedules", []):
+        f, at = s["factors"], s["at"]
+        if not (np.isfinite(f).all() and f[-1] > t.runaway and f[-1] > 2 * f[-2] > 0):
+            continue
+        base, group = s["base_lr"], f" (parameter group {s['group']})" if s["group"] else ""
+        yield RULE.finding(
+            "warning", "The learning rate grows without bound: a warm-up without its cap",
+            f"The LambdaLR schedule's factor{group} is {fmt(f[0])} at step {at[0]}, "
+            f"{fmt(f[1])} at step {at[1]} and {fmt(f[2])} at step {at[2]}: the base rate {fmt(base)} becomes "
+            f"{fmt(base * f[1])}, then {fmt(base * f[2])}, and never levels off. A warm-up written as "
+            "`step / warmup` without its min(1, ...) does this; the run is stable only while the rate is still small.",
+            "Cap the warm-up at the base rate:\n\n"
+            "scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))",
+            [], factors=f, at=at, base_lr=base, runaway=True)
+        return
+
+
 class LrSchedule(Rule):
     id = "lr-schedule"
     summary = "The learning rate collapses (or cycles) within the first steps: an epoch schedule stepped per batch."
     from_start = True
+    # Only a runaway warm-up has no mechanical fix: a collapsing schedule's is proved (stepped once per epoch).
+    unverified_because = "the fix is in the schedule's own lambda, which the auditor does not rewrite"
     metric = "log10 of the lowest rate after the peak, over the peak"
     metric_goal = 0.0
     thresholds = {
@@ -54,6 +75,10 @@ class LrSchedule(Rule):
                                "a cosine or one-cycle schedule that ends within the steps seen reaches its floor "
                                "only on its last steps; training at that floor for longer is the collapse"),
         "min_fraction": Threshold(0.1, "... and at least this fraction of the steps seen", "as min_steps"),
+        "runaway": Threshold(10.0, "a LambdaLR factor above this at 100x the probe's length, and still rising "
+                             "(double its value at 10x), is a rate that never levels off",
+                             "a capped warm-up, linear or cosine decay, Noam's schedule: at most 1 there; "
+                             "step / warmup without min(1, ...) with warm-up 20 over 100 steps: 500"),
     }
     why = """
 Schedules are written in the unit their author stepped them in. `StepLR(step_size=30, gamma=0.1)`,
@@ -82,6 +107,8 @@ for epoch in range(90):
 Judged on the rates the optimizer held at each step the audit saw. In a model.py audit the replay steps
 `make_scheduler()`'s schedule after every optimizer step (as that contract says), so a schedule written in
 epochs is flagged there too: step it per epoch in your job, or give make_scheduler its per-step form.
+A hand-written LambdaLR is also read ahead of the probe, at 10x and 100x its length, for a factor that
+keeps growing (a warm-up without its cap): in `audit run` only, where the script's own scheduler is seen.
 A schedule that really is meant to fall this fast (a very short fine-tuning run) can switch this rule off
 with --ignore lr-schedule. In a model.py audit (and the trainer callbacks), a schedule whose rate reaches
 exactly zero within the probe is taken as a short job's schedule ending, not judged: the replay cannot know
@@ -92,6 +119,7 @@ the job's length (a script's own loop shows whether training went on at zero).
                   "iterations, epoch schedules in epochs")
 
     def check(self, ev, t):
+        yield from _runaway(ev, t)
         if ev.lrs is None or not len(ev.lrs):
             return
         lrs = np.asarray(ev.lrs, dtype=float)
@@ -129,6 +157,8 @@ the job's length (a script's own loop shows whether training went on at zero).
                 return
 
     def plan_fix(self, ev, finding):
+        if finding.evidence.get("runaway"):
+            return None  # the fix is in the user's lambda
         n = ev.probe.steps
         return FixPlan(f"the schedule stepped once per epoch instead of every step (held over the {n}-step probe)",
                        scheduler_every=n)

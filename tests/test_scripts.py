@@ -536,3 +536,22 @@ def test_backward_passes_cleared_unused_are_found_and_accumulation_closures_and_
     fired = {f.rule: f for f in report.findings}
     assert report.evidence.loop["discarded"] > 0 if loop == "step_in_log" else report.evidence.loop["discarded"] == 0
     assert ("grads-zeroed-before-step" in fired) == (loop == "step_in_log"), [f.rule for f in report.findings]
+
+
+@pytest.mark.parametrize("capped", [True, False])
+def test_a_warm_up_without_its_cap_is_read_ahead_of_the_probe(tmp_path, capped):
+    """LambdaLR(lambda step: step / warmup) is a warm-up that never stops: 5x the base rate at the probe's end,
+    500x a hundred probes later, where the run will blow up. Its capped form is a warm-up."""
+    factor = "min(1.0, (step + 1) / 20)" if capped else "(step + 1) / 20"
+    script = tmp_path / "train.py"
+    script.write_text(_LOOP_HEAD + "opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)\n"
+                      f"sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: {factor})\n"
+                      "for i in range(0, 4096, 32):\n    opt.zero_grad()\n    loss_of(i).backward()\n    opt.step()\n"
+                      "    sched.step()\n")
+    report = audit_script(Script(str(script)), steps=40, verify_fixes=False)
+    found = [f for f in report.findings if f.rule == "lr-schedule"]
+    if capped:
+        assert not found
+    else:
+        assert len(found) == 1 and found[0].evidence["runaway"]
+        assert found[0].evidence["factors"][-1] == pytest.approx(200.05)  # (4000 + 1) / 20

@@ -168,6 +168,7 @@ class LoopWatch:
         self._added_scaler = None  # the fix's GradScaler, for a script that has none
         self._unstepped = 0  # backward passes since any optimizer's step or the last zero_grad()
         self._in_step = 0  # inside an optimizer's step(): a closure's zero_grad and backward belong to it
+        self.lambda_schedules: list = []  # weak references to the LambdaLR schedules the script made
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self):
@@ -187,6 +188,8 @@ class LoopWatch:
             self._patch(owner, "zero_grad", self._wrap_zero_grad(owner.zero_grad))
         if self.fix.amp == "bf16":
             self._patch(torch.amp.autocast, "__init__", _bf16_autocast(torch.amp.autocast.__init__))
+        lambda_lr = torch.optim.lr_scheduler.LambdaLR
+        self._patch(lambda_lr, "__init__", self._wrap_lambda_init(lambda_lr.__init__))
         iterator = torch.utils.data.dataloader._BaseDataLoaderIter
         self._patch(iterator, "__next__", self._wrap_loader_next(iterator.__next__))
         self.spy.__enter__()
@@ -205,6 +208,14 @@ class LoopWatch:
             setattr(owner, name, original)
         self._patched.clear()
         return False
+
+    def _wrap_lambda_init(self, original):
+        made = self.lambda_schedules
+
+        def __init__(scheduler, *args, **kwargs):
+            original(scheduler, *args, **kwargs)
+            made.append(weakref.ref(scheduler))
+        return __init__
 
     def _wrap_loader_next(self, original):
         record = self.record

@@ -314,3 +314,26 @@ class OptimizerReadout:
         return {"class": self.kind, "groups": self.groups,
                 "second_moment": {n: {"rms_root": r, "eps_share": e, "numel": k}
                                   for (n, k), (r, e) in zip(self.which, values, strict=True)}}
+
+
+# Where a hand-written LambdaLR schedule is read ahead of the probe: at the probe's length and 10x and 100x it.
+LAMBDA_HORIZONS = (1, 10, 100)
+
+
+def lambda_factors(schedules: list, opt, steps: int) -> list[dict]:
+    """Each LambdaLR lambda of `opt`, read at the probe's length and 10x and 100x it: a job runs far past the probe,
+    and a warm-up written as `step / warmup` without its cap grows there. A lambda that fails on those steps
+    (one that reads state of its own) is left out."""
+    out = []
+    for ref in schedules:
+        scheduler = ref()
+        if scheduler is None or getattr(scheduler, "optimizer", None) is not opt:
+            continue
+        for group, (fn, base) in enumerate(zip(scheduler.lr_lambdas, scheduler.base_lrs, strict=False)):
+            at = [steps * k for k in LAMBDA_HORIZONS]
+            try:
+                factors = [float(fn(k)) for k in at]
+            except Exception:  # the user's lambda: whatever it raises, it is not read ahead
+                continue
+            out.append({"group": group, "base_lr": float(base), "at": at, "factors": factors})
+    return out

@@ -256,6 +256,8 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "loader_draws": rec.loader_draws,
         "discarded": rec.discarded,
         "discarded_at": rec.discarded_at,
+        "lambda_schedules": optim.lambda_factors(watch.lambda_schedules, watch.opt, n) if watch.opt is not None
+        else [],
         "model": type(watch.model).__name__,
         # Which mode-dependent modules the model holds, so a diagnosis names only those it has.
         "mode_modules": _mode_modules(watch.model),
