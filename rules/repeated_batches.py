@@ -33,8 +33,10 @@ Judged on the first steps of the probe, by a fingerprint of each batch's values 
 sum of each tensor): two different batches with equal fingerprints are astronomically unlikely, so the rule
 does not fire by chance; a loader that repeats after a few distinct batches is not flagged.
 Full-batch training looks the same and is information only: a script that draws no batch from a DataLoader
-over those steps (a graph's nodes, tensors it indexes itself), or a loader whose pass is one batch. A script
-that picks a random subset of its own tensors once, outside its loop, is then information too.
+over those steps and feeds its model the very same tensor each step (a graph's nodes), or a loader whose pass
+is one batch. A script that picks a random subset of its own tensors once, outside its loop, and feeds that
+tensor each step is then information too; one that draws the same subset again each step (a seed reset inside
+the loop) is not.
 """
     references = ("A. Karpathy, 'A Recipe for Training Neural Networks' (2019): overfit one batch only on purpose",)
 
@@ -74,10 +76,14 @@ that picks a random subset of its own tensors once, outside its loop, is then in
 
 
 def _full_batch(ev) -> bool:
-    """The data is one batch by design: a script that drew no batch from any DataLoader over these steps (its own
-    tensors), or a loader whose whole pass is one batch. A batch taken once with next(iter(loader)) is a draw."""
+    """The data is one batch by design: a script that drew no batch from any DataLoader over these steps and fed
+    the model the same tensor each step (its own data), or a loader whose whole pass is one batch. A batch taken
+    once with next(iter(loader)) is a draw."""
     if ev.loop is not None:
-        return ev.loop.get("loader_draws") == 0
+        # The same tensor object every step, too: a batch drawn again each step (a seed reset inside the loop)
+        # is a new tensor with the same values.
+        pairs = len(ev.batch_fingerprints) - 1
+        return ev.loop.get("loader_draws") == 0 and ev.loop.get("same_input_object", 0) >= pairs
     return ev.epoch_steps == 1
 
 

@@ -555,3 +555,17 @@ def test_a_warm_up_without_its_cap_is_read_ahead_of_the_probe(tmp_path, capped):
     else:
         assert len(found) == 1 and found[0].evidence["runaway"]
         assert found[0].evidence["factors"][-1] == pytest.approx(200.05)  # (4000 + 1) / 20
+
+
+def test_a_batch_drawn_again_each_step_after_a_seed_reset_is_a_warning_not_full_batch_training(tmp_path):
+    """torch.manual_seed inside the loop: the same random subset of the data every step, with no DataLoader. The
+    tensor is new each step (full-batch training passes its data tensor itself), so it stays a warning."""
+    script = tmp_path / "train.py"
+    script.write_text(_LOOP_HEAD + "opt = torch.optim.Adam(model.parameters(), lr=0.01)\n"
+                      "for step in range(60):\n    torch.manual_seed(0)\n    ix = torch.randint(0, 4096, (32,))\n"
+                      "    opt.zero_grad()\n    nn.functional.cross_entropy(model(X[ix]), Y[ix]).backward()\n"
+                      "    opt.step()\n")
+    report = audit_script(Script(str(script)), steps=30, verify_fixes=False)
+    found = [f for f in report.findings if f.rule == "repeated-batches"]
+    assert [f.severity for f in found] == ["warning"]
+    assert report.evidence.loop["loader_draws"] == 0 and report.evidence.loop["same_input_object"] == 0

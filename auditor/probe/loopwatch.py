@@ -96,6 +96,9 @@ class LoopRecord:
     # Batches any DataLoader handed out over the fingerprinted first steps: none where the script trains on its own
     # tensors (full-batch training, a graph's nodes), one where it took a batch once, outside its loop.
     loader_draws: int = 0
+    # Of those steps, how many fed the model the very tensor object the step before did: full-batch training
+    # passes its data tensor itself; a batch drawn again each step (a seed reset in the loop) is a new tensor.
+    same_input_object: int = 0
     # Backward passes whose gradients a zero_grad() cleared before any optimizer stepped on them (outside a step's
     # closure, which re-evaluates on purpose), while the observed steps ran, and the steps they fell in.
     discarded: int = 0
@@ -168,6 +171,7 @@ class LoopWatch:
         self._added_scaler = None  # the fix's GradScaler, for a script that has none
         self._unstepped = 0  # backward passes since any optimizer's step or the last zero_grad()
         self._in_step = 0  # inside an optimizer's step(): a closure's zero_grad and backward belong to it
+        self._last_input = None  # a weak reference to the previous fingerprinted step's input tensor
         self.lambda_schedules: list = []  # weak references to the LambdaLR schedules the script made
 
     # --- installation -------------------------------------------------------------------------------------
@@ -313,6 +317,11 @@ class LoopWatch:
                 and self.step not in self._fingerprinted:
             self._fingerprinted.add(self.step)  # the step's first forward: accumulation's others are its own batch
             self.log.put("batch_fp", checks.fingerprint(list(args)), self.step)
+            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if first is not None:
+                if self._last_input is not None and self._last_input() is first:
+                    self.record.same_input_object += 1
+                self._last_input = weakref.ref(first)
         # The model's forward only (a loss module is a top-level module too, fed logits that may be huge).
         model = module is self.model or (self.model is None and id(module) in self._candidates)
         if grad and model and (self.step, id(module)) not in self._sample_steps:

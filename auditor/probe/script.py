@@ -254,6 +254,7 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "scaler": rec.scaler,
         "stale_optimizer": rec.stale_optimizer,
         "loader_draws": rec.loader_draws,
+        "same_input_object": rec.same_input_object,
         "discarded": rec.discarded,
         "discarded_at": rec.discarded_at,
         "lambda_schedules": optim.lambda_factors(watch.lambda_schedules, watch.opt, n) if watch.opt is not None
