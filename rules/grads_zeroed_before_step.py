@@ -62,7 +62,9 @@ optimizer.step()
             f"At {len(cleared)} of {stepped} steps, backward() ran but every parameter's gradient was "
             f"{'None' if cleared[0] in set(ev.loop.get('grads_none_at_step', [])) else 'zero'} when "
             f"optimizer.step() was called: something zeroes them in between, so no update uses them.",
-            "Move optimizer.zero_grad() before loss.backward() (or after optimizer.step()).",
+            "Keep the order zero_grad(), backward(), step(): move optimizer.zero_grad() before loss.backward() "
+            "(or after optimizer.step()), and optimizer.step() after loss.backward():\n\n"
+            "optimizer.zero_grad()\nloss.backward()\noptimizer.step()",
             [], onset=cleared[0], steps=cleared[:20])
 
     def _discarded(self, ev, t, backwards):

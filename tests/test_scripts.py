@@ -569,3 +569,15 @@ def test_a_batch_drawn_again_each_step_after_a_seed_reset_is_a_warning_not_full_
     found = [f for f in report.findings if f.rule == "repeated-batches"]
     assert [f.severity for f in found] == ["warning"]
     assert report.evidence.loop["loader_draws"] == 0 and report.evidence.loop["same_input_object"] == 0
+
+
+def test_a_step_before_the_first_backward_leaves_a_gap_in_the_curve_not_a_nan_loss(tmp_path):
+    """zero_grad(), step(), backward(): the first step comes before any loss, which read as "the loss is NaN at
+    step 0, before any update" beside the real finding."""
+    script = tmp_path / "train.py"
+    script.write_text(_LOOP_HEAD + "opt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+                      "for i in range(0, 4096, 32):\n    opt.zero_grad()\n    opt.step()\n    loss_of(i).backward()\n")
+    report = audit_script(Script(str(script)), steps=30, verify_fixes=False)
+    rules = {f.rule for f in report.findings}
+    assert report.evidence.loop["no_loss"] == [0]
+    assert "grads-zeroed-before-step" in rules and "loss-nan" not in rules

@@ -102,6 +102,7 @@ class LoopRecord:
     # Backward passes whose gradients a zero_grad() cleared before any optimizer stepped on them (outside a step's
     # closure, which re-evaluates on purpose), while the observed steps ran, and the steps they fell in.
     discarded: int = 0
+    no_loss: list[int] = field(default_factory=list)  # steps with no backward since the last: no loss to record
     discarded_at: list[int] = field(default_factory=list)
 
 
@@ -663,6 +664,8 @@ class LoopWatch:
             loss = self._pending[0] if len(self._pending) == 1 else torch.stack(self._pending).mean()
             self.observer.loss(step, loss)
             self._last_loss = loss
+        else:
+            self.record.no_loss.append(step)  # the curve's gap there is no NaN the loss produced
         self._pending.clear()
         for scaler in self._scalers[:1]:
             scale = getattr(scaler, "_scale", None)

@@ -254,6 +254,7 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "scaler": rec.scaler,
         "stale_optimizer": rec.stale_optimizer,
         "loader_draws": rec.loader_draws,
+        "no_loss": [s for s in rec.no_loss if s < n],
         "same_input_object": rec.same_input_object,
         "discarded": rec.discarded,
         "discarded_at": rec.discarded_at,
