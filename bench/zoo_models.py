@@ -96,7 +96,9 @@ def _vision_recipe(name: str):
 # Models whose smallest variant stands for the family in the default sweep; the rest run with --all.
 # Convolutional nets at 32x32 (CIFAR's size: every torchvision convnet pools adaptively); transformers at 64x64,
 # so that a 16-pixel patch still leaves a 4x4 grid; Inception at 80, over its 75-pixel minimum.
-TV_SIZE = {"inception_v3": 80, "alexnet": 64}  # AlexNet's three max-pools need more than 32
+# AlexNet's three max-pools need more than 32; ViT-H/14's patches need a multiple of 14 (56: a 4x4 grid, as the
+# 16-pixel patches at 64).
+TV_SIZE = {"inception_v3": 80, "alexnet": 64, "vit_h_14": 56}
 
 
 def _size(name: str) -> int:
