@@ -18,7 +18,7 @@ import click
 from . import __version__, interrupt
 from .config import FAIL_ON, STRATEGIES, load_settings, parse_formats, parse_threshold
 from .engine import load_rules
-from .errors import AuditError, print_error
+from .errors import AuditError, NeverStepped, print_error
 from .interrupt import Stopped
 from .progress import for_terminal
 
@@ -178,8 +178,8 @@ def _run_script(module, steps, stats_every, seed, out, formats, fail_on, ignore,
             report = audit_script(target, steps=steps, stats_every=stats_every, seed=seed, ignore=ignore,
                                   thresholds=thresholds, plugins=settings.plugins, verify_fixes=verify and main,
                                   progress=progress, rerun_writes=rerun_writes)
-        except AuditError as exc:
-            if moved and "before its first optimizer step" in str(exc):
+        except NeverStepped as exc:
+            if moved:
                 raise AuditError(f"{exc}. {' '.join(moved)} came after {target.name} and went to it: the auditor's "
                                  f"own options go before the script: audit run {' '.join(moved)} {script} "
                                  f"{' '.join(rest)}".rstrip()) from None
@@ -346,7 +346,7 @@ def _print_causes(report, model_file: str) -> None:
     causes = report.causes()
     if not causes:
         return
-    order = ", root causes first" if report.causes_title == "What went wrong" else ""
+    order = ", root causes first" if report.counts["error"] + report.counts["warning"] else ""
     click.echo(click.style(report.causes_title, bold=True) + f" ({model_file}{order}):")
     for i, (root, below) in enumerate(causes, 1):
         where = f" at {', '.join(root.layers[:2])}" if root.layers else ""

@@ -27,6 +27,10 @@ class AuditError(Exception):
         self.detail = detail or []
 
 
+class NeverStepped(AuditError):
+    """A script that crashed, exited or ran out before its first optimizer step: nothing was observed."""
+
+
 def _is_user_frame(filename: str) -> bool:
     if filename.startswith("<"):
         return False

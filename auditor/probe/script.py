@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import AuditError
+from ..errors import AuditError, NeverStepped
 from ..evidence import Evidence, ProbeInfo
 from . import checks, lossspy, optim
 from .amp import scaler_settings
@@ -99,7 +99,7 @@ def run_script(script: Script, steps: int, stats_every: int, seed: int, fix: Loo
         raise AuditError(f"{script.name}: optimizer {script.optimizer + 1} never stepped in this run (the script "
                          f"stepped {len(watch.record.players)})")
     if watch.step == 0:
-        raise AuditError(_never_stepped(script, ending))
+        raise NeverStepped(_never_stepped(script, ending))
     evidence = _evidence(script, watch, ending, seed, started)
     # Why the script may not be re-run (for fixes, the LR range test, a GAN's other players), or None.
     evidence.loop["not_rerun"] = None if rerun_writes and not effects.stdin else effects.why_not_rerun()
