@@ -22,8 +22,9 @@ logp = F.log_softmax(logits, dim=-1)
 """
     known_problems = """
 Reported as information: a warning is a hint, and the rules that measure its effect (overfit-one-batch,
-loss-plateau) say how much it costs. Warnings raised while the model was built or the data loaded, before the
-probe, are not seen.
+loss-plateau) say how much it costs. In a model.py audit, warnings raised while the model was built or the data
+loaded, before the probe, are not seen; in `audit run` every warning the script raises up to its last observed
+step is, kept off stderr like the replay's.
 """
     references = ("Python docs, warnings: the 'default' action shows a warning once per location",)
 
@@ -38,7 +39,7 @@ probe, are not seen.
         origin = f" (raised in {first['origin']})" if first["origin"] and first["origin"] != first["where"] else ""
         count = "A warning was" if len(shown) == 1 else f"{len(shown)} warnings were"
         yield self.finding(
-            "info", f"{count} raised while your model and loss ran",
+            "info", f"{count} raised while your " + ("script ran" if ev.loop is not None else "model and loss ran"),
             f"{'F' if len(shown) == 1 else 'The first f'}rom {first['where']}{origin}, {when}: {first['message']}",
             f"Do what each warning asks, at the line it names:\n\n{listing}{more}",
             [w["where"] for w in shown[:4]], warnings=shown)

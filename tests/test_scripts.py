@@ -581,3 +581,21 @@ def test_a_step_before_the_first_backward_leaves_a_gap_in_the_curve_not_a_nan_lo
     rules = {f.rule for f in report.findings}
     assert report.evidence.loop["no_loss"] == [0]
     assert "grads-zeroed-before-step" in rules and "loss-nan" not in rules
+
+
+def test_a_scripts_own_warnings_are_evidence_with_its_line_and_step(tmp_path):
+    """The replay recorded torch's warnings; a script's scrolled past on stderr (nn.Transformer's "mismatched
+    key_padding_mask and attn_mask" in a seq2seq script). Now they are information with the line and step."""
+    script = tmp_path / "train.py"
+    script.write_text(_LOOP_HEAD + "import warnings\nopt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+                      "for step, i in enumerate(range(0, 4096, 32)):\n"
+                      "    logits = model(X[i:i + 32])\n"
+                      "    if step == 3:\n        warnings.warn('odd batch', UserWarning)\n"
+                      "    opt.zero_grad()\n    nn.functional.cross_entropy(logits, Y[i:i + 32]).backward()\n"
+                      "    opt.step()\n")
+    report = audit_script(Script(str(script)), steps=10, verify_fixes=False)
+    found = [f for f in report.findings if f.rule == "torch-warnings"]
+    assert len(found) == 1 and found[0].severity == "info"
+    (w,) = found[0].evidence["warnings"]
+    assert w["message"] == "odd batch" and w["step"] == 3 and w["where"] == "train.py:12"
+    assert found[0].title.endswith("while your script ran")

@@ -143,6 +143,7 @@ class LoopWatch:
         self.nan_stopped = False
         self.no_step_stopped = False
         self.samplers = None  # the SamplerWatch the driver runs beside it
+        self.warned = None  # the WarningLog the driver runs beside it
         self._handles: list = []
         self._patched: list[tuple[object, str, object]] = []
         self._depth = 0

@@ -30,6 +30,7 @@ from .samplers import SamplerWatch
 from .sideeffects import SideEffects
 from .state import seed_everything
 from .structure import structure_hash
+from .warnlog import WarningLog
 
 
 @dataclass
@@ -117,8 +118,9 @@ def _run(script: Script, watch: LoopWatch, effects: SideEffects) -> Ending:
     try:
         sys.argv = [script.target, *script.args]
         sys.path.insert(0, str(Path.cwd() if script.module else Path(script.target).resolve().parent))
-        with watch, SamplerWatch() as samplers, effects:
-            watch.samplers = samplers
+        # The script's warnings are evidence, as the replay's (auditor/probe/warnlog.py), kept off stderr.
+        with watch, SamplerWatch() as samplers, effects, WarningLog(clock=lambda: watch.step) as warned:
+            watch.samplers, watch.warned = samplers, warned
             try:
                 if script.module:
                     runpy.run_module(script.target, run_name="__main__", alter_sys=True)
@@ -212,6 +214,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
         evidence.loss_call = call.summary()
     evidence.lrs = lrs
     evidence.samplers = watch.samplers.records() if watch.samplers is not None else []
+    evidence.warnings = watch.warned.records if watch.warned is not None else []
     evidence.loop = _loop(watch, host, n)
     keys = evidence.loop["sample_keys"]
     evidence.epoch_steps = checks.first_pass_length(keys) if keys else None

@@ -26,8 +26,9 @@ _OURS = (re.compile(r"global hooks on modules"),)
 class WarningLog:
     """`with WarningLog() as log:` records every warning shown inside; `log.step` is the step they belong to."""
 
-    def __init__(self):
+    def __init__(self, clock=None):
         self.step: int | None = 0  # None: in the experiments after the replay
+        self._clock = clock  # () -> the step now, where a driver other than the replay keeps it (audit run)
         self.records: list[dict] = []
         self._keys: set = set()
         self._catch = None
@@ -66,7 +67,11 @@ class WarningLog:
         self.records.append({"category": category.__name__, "message": text, "where": where,
                              "origin": None if str(Path(filename).resolve()).startswith(_AUDITOR)
                              else _shorten(filename, lineno),
-                             "step": None if self.step is None else int(self.step)})
+                             "step": self._step()})
+
+    def _step(self) -> int | None:
+        step = self._clock() if self._clock is not None else self.step
+        return None if step is None else int(step)
 
 
 def _user_frame(outside: set) -> str | None:
