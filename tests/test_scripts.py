@@ -599,3 +599,21 @@ def test_a_scripts_own_warnings_are_evidence_with_its_line_and_step(tmp_path):
     (w,) = found[0].evidence["warnings"]
     assert w["message"] == "odd batch" and w["step"] == 3 and w["where"] == "train.py:12"
     assert found[0].title.endswith("while your script ran")
+
+
+def test_a_warning_a_library_raises_inside_itself_is_its_own_business(tmp_path, monkeypatch):
+    """Lightning's FutureWarning about torch's pytree, raised in lightning's code, named typing_extensions.py as
+    the user's line. A warning whose nearest caller outside torch is a library is left out; the script's own stay."""
+    from auditor.probe import warnlog
+
+    lib = tmp_path / "site"
+    lib.mkdir()
+    (lib / "noisy.py").write_text("import warnings\ndef call():\n    warnings.warn('library detail', FutureWarning)\n")
+    monkeypatch.setattr(warnlog, "_LIBRARIES", warnlog._LIBRARIES + (str(lib.resolve()),))
+    script = tmp_path / "train.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(lib)!r})\nimport noisy\nimport warnings\n" + _LOOP_HEAD +
+                      "opt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+                      "for i in range(0, 4096, 32):\n    noisy.call()\n    warnings.warn('mine', UserWarning)\n"
+                      "    opt.zero_grad()\n    loss_of(i).backward()\n    opt.step()\n")
+    report = audit_script(Script(str(script)), steps=5, verify_fixes=False)
+    assert [w["message"] for w in report.evidence.warnings] == ["mine"]

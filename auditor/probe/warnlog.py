@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import sysconfig
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,10 @@ import torch
 _TORCH = str(Path(torch.__file__).resolve().parent)
 _AUDITOR = str(Path(__file__).resolve().parents[1])
 _SKIP = (_TORCH, _AUDITOR, str(Path(warnings.__file__).resolve()))
+# Third-party libraries and the standard library: a warning whose nearest caller outside torch is one of them is
+# that library's business (lightning's own FutureWarning about torch's pytree), not a line the user can change.
+_LIBRARIES = tuple(str(Path(sysconfig.get_paths()[k]).resolve()) for k in ("purelib", "platlib", "stdlib"))
+LIBRARY = "<library>"
 
 # Warnings the audit's own instrumentation causes, not the user's code: torch.compile notices the probe's
 # global forward hooks.
@@ -60,6 +65,8 @@ class WarningLog:
         if any(p.search(text) for p in _OURS):
             return
         where = _user_frame(self._outside) or _shorten(filename, lineno)
+        if where == LIBRARY:
+            return
         key = (category.__name__, text, where)
         if key in self._keys:
             return
@@ -76,14 +83,15 @@ class WarningLog:
 
 def _user_frame(outside: set) -> str | None:
     """The innermost frame outside torch, the auditor and the warnings module, and inside the audit: the
-    user's line (or their library's) that called into what warned. None when the auditor called torch
-    directly (a loss object such as nn.MSELoss()): then torch's own line says where."""
+    user's line that called into what warned, or LIBRARY where that caller is a third-party or standard
+    library. None when the auditor called torch directly (a loss object such as nn.MSELoss()): then torch's
+    own line says where."""
     frame = sys._getframe(2)
     while frame is not None and frame not in outside:
         raw = frame.f_code.co_filename
         name = raw if raw.startswith("<") else str(Path(raw).resolve())
         if not name.startswith(_SKIP) and not name.startswith("<frozen"):
-            return f"{Path(name).name}:{frame.f_lineno}"
+            return LIBRARY if name.startswith(_LIBRARIES) else f"{Path(name).name}:{frame.f_lineno}"
         frame = frame.f_back
     return None
 
