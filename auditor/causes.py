@@ -95,6 +95,10 @@ MECHANISMS = (
               "targets far from unit scale make the loss their squared offset and every gradient as large as "
               "the targets, while the output grows towards them",
               "Bishop, 'Neural Networks for Pattern Recognition' (1995), 8.2: rescaling the target variables"),
+    Mechanism("dropout-rate", ("loss-plateau", "overfit-one-batch", "loss-oscillation", "grad-spikes",
+                               "label-problems", "input-independence"),
+              "dropping most units each step trains a small random slice of every layer, and the output is noise",
+              "Srivastava et al., 'Dropout', JMLR 2014: p is the probability to drop, 0.5 for hidden units"),
     Mechanism("amp-overflow", ("loss-plateau", "input-independence", "overfit-one-batch", "lr-range", "update-ratio",
                                "loss-nan", "vanishing-gradients", "exploding-gradients"),
               "steps skipped for inf/NaN and a collapsing loss scale leave the weights where they started",

@@ -136,7 +136,7 @@ def _try(plan: FixPlan, f: Finding, rules, active, thresholds, evidence, setup, 
         if after_ev.probe.partial_reason:  # a signal or --timeout stopped the re-probe: the audit stops too
             raise Stopped(after_ev.probe.partial_reason, after_ev.stop_code or 2)
     except AuditError as exc:
-        return {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}, None, set()
+        return {"fix": plan.description, "reason": f"the fixed copy could not be probed: {exc}"}, None, {}
     finally:
         progress.update()
     verified, present = judge(rule, f, plan, before, evidence, after_ev, active, thresholds)
@@ -144,13 +144,17 @@ def _try(plan: FixPlan, f: Finding, rules, active, thresholds, evidence, setup, 
 
 
 def judge(rule: Rule, f: Finding, plan: FixPlan, before, evidence: Evidence, after_ev: Evidence, active: dict,
-          thresholds: dict) -> tuple[dict, set[str]]:
-    """The verified record of one fix from the evidence of its re-run, and the rules that still fire there;
-    shared by the replay's re-probes and a script's re-runs."""
+          thresholds: dict) -> tuple[dict, dict[str, str]]:
+    """The verified record of one fix from the evidence of its re-run, and the rules that still fire there with
+    their worst severity; shared by the replay's re-probes and a script's re-runs."""
     after = rule.measure(after_ev, f)
-    present = {g.rule for g in run_rules(after_ev, active, thresholds, ()) if g.severity != "info"}
-    # Clipping acts after the gradients are measured: the spikes stay, their effect goes.
-    gone = None if plan.clip_grad_norm is not None else f.rule not in present
+    present: dict[str, str] = {}
+    for g in run_rules(after_ev, active, thresholds, ()):
+        if present.get(g.rule) in (None, "info"):
+            present[g.rule] = g.severity
+    # Clipping acts after the gradients are measured: the spikes stay, their effect goes. A finding that is only
+    # information on the copy is gone.
+    gone = None if plan.clip_grad_norm is not None else present.get(f.rule, "info") == "info"
     verified = {"fix": plan.description, **({"lr": plan.lr} if plan.lr is not None else {}),
                 "metric": rule.metric_of(f), "before": _num(before), "after": _num(after),
                 "resolved": gone, **_outcome(rule, before, after, gone, evidence, after_ev, learns=f.advice == LR_LOW)}
@@ -158,9 +162,11 @@ def judge(rule: Rule, f: Finding, plan: FixPlan, before, evidence: Evidence, aft
 
 
 def record(result: Counterfactuals, f: Finding, findings: list[Finding], rules: dict, evidence: Evidence,
-           after_ev: Evidence, present: set[str]) -> None:
-    """Which other findings the fix removed (and which stayed), for the root causes."""
+           after_ev: Evidence, present: dict[str, str]) -> None:
+    """Which other findings the fix removed (and which stayed), for the root causes: a warning or error that is
+    absent or only information on the copy, information that is absent there."""
     judged = {g.rule for g in findings if g.rule != f.rule and _judgeable(rules[g.rule], after_ev)}
+    kept = {g.rule for g in findings if g.rule in present and (g.severity == "info" or present[g.rule] != "info")}
     # A fix that blew up a loss that was finite ended its re-probe early: what it did not see there, it did not
     # remove. (Where the run blew up before the fix too, both runs are judged alike.)
     blew_up = not np.isfinite(after_ev.loss[:after_ev.probe.steps_run]).all() and \
@@ -169,8 +175,8 @@ def record(result: Counterfactuals, f: Finding, findings: list[Finding], rules: 
     # nothing for its own finding is no proof of its cause (a warm-up over half the probe thins out the steps that
     # overshoot at a rate too high throughout, and the overshoot's finding with them): no credit for either.
     proven = (f.verified or {}).get("outcome") in ("resolved", "improved")
-    result.removed_by[f.rule] = judged - present if proven and not blew_up else set()
-    result.stayed_after[f.rule] = judged & present
+    result.removed_by[f.rule] = judged - kept if proven and not blew_up else set()
+    result.stayed_after[f.rule] = judged & kept
 
 
 # A run "learns" where its loss ended under this fraction of what a model that ignores its input reaches (the

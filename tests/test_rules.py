@@ -41,6 +41,7 @@ TRIGGERS = {
     "torch-warnings": ["torch_warnings"],
     "lr-schedule": ["lr_schedule"],
     "target-scale": ["target_scale"],
+    "dropout-rate": ["dropout_rate"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp"]
@@ -207,7 +208,7 @@ HEADLINE = {
     "loss_oscillation": "loss-oscillation",
     # fp16 overflows because one input column keeps its raw magnitude: standardising it is the one change.
     "amp_overflow": "input-scale", "amp_underflow": "amp-underflow",
-    "target_scale": "target-scale",
+    "target_scale": "target-scale", "dropout_rate": "dropout-rate",
 }
 AMONG_ROOTS = {"grad_data_ratio": "grad-data-ratio", "grad_spikes": "grad-spikes", "loss_hockey_stick": "init-loss"}
 
@@ -1376,3 +1377,16 @@ def test_rises_on_batches_already_fitted_are_no_overshoot(audit_sample):
     assert not list(loss_oscillation.RULE.check(fitted, t))
     unfitted = dataclasses.replace(fitted, loss=before * 100, loss_after=after * 100)
     assert list(loss_oscillation.RULE.check(unfitted, t))
+
+
+def test_dropout_that_drops_most_units_is_named_and_its_complement_proved(audit_sample):
+    """A TensorFlow 1 port: keep_prob=0.9 became nn.Dropout(0.9). p replaced by 1 - p on a copy learns more. The
+    information finding beside it (dropout feeding the output) is still there on the copy, at p=0.1, so it is no
+    consequence (the counterfactual read every information finding as removed, since it counted only warnings
+    and errors that stayed)."""
+    report = audit_sample("dropout_rate")
+    rules = {f.rule: f for f in report.findings}
+    f = rules["dropout-rate"]
+    assert f.evidence["p"] == 0.9 and len(f.evidence["dropouts"]) == 2
+    assert f.verified["outcome"] == "resolved" and f.verified["loss_after"] < 0.8 * f.verified["loss_before"]
+    assert rules["dropout-before-output"].severity == "info" and not rules["dropout-before-output"].explained_by

@@ -30,7 +30,7 @@ from .samplers import SamplerWatch
 from .snapshot import Snapshot, checked_device, resetter
 from .spill import give_back_heap
 from .state import copy_model, preserved_rng, replayed_rng, seed_everything, torch_rng_state
-from .structure import StructureTracer, structure_hash
+from .structure import StructureTracer, dropout_rates, structure_hash
 from .warnlog import WarningLog
 
 INIT_BATCHES = 4
@@ -498,6 +498,7 @@ class _Replay:
         evidence = self.observer.evidence(info, host, steps_run)
         evidence.initial_losses = [float(v) for v in init]
         evidence.structure = self.structure.structure
+        evidence.dropouts = dropout_rates(model)
         evidence.lrs = rates
         if amp.mode is not None:
             evidence.amp = _amp_evidence(amp, host, evidence, steps_run)

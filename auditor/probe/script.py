@@ -29,7 +29,7 @@ from .observer import peak_lr
 from .samplers import SamplerWatch
 from .sideeffects import SideEffects
 from .state import seed_everything
-from .structure import structure_hash
+from .structure import dropout_rates, structure_hash
 from .warnlog import WarningLog
 
 
@@ -214,6 +214,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
         evidence.loss_call = call.summary()
     evidence.lrs = lrs
     evidence.samplers = watch.samplers.records() if watch.samplers is not None else []
+    evidence.dropouts = dropout_rates(model)
     evidence.warnings = watch.warned.records if watch.warned is not None else []
     evidence.loop = _loop(watch, host, n)
     keys = evidence.loop["sample_keys"]

@@ -134,3 +134,9 @@ def structure_hash(model: nn.Module) -> str:
     lines += [f"{name}:{tuple(t.shape)}:{t.dtype}:{getattr(t, 'requires_grad', False)}"
               for name, t in [*model.named_parameters(), *model.named_buffers()]]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def dropout_rates(model: nn.Module) -> list[tuple[str, float]]:
+    """(name, p) of the model's dropout modules, where p > 0: what each zeroes in training."""
+    return [(name, float(m.p)) for name, m in model.named_modules()
+            if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
