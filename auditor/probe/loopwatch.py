@@ -102,8 +102,8 @@ class LoopRecord:
     # Backward passes whose gradients a zero_grad() cleared before any optimizer stepped on them (outside a step's
     # closure, which re-evaluates on purpose), while the observed steps ran, and the steps they fell in.
     discarded: int = 0
-    no_loss: list[int] = field(default_factory=list)  # steps with no backward since the last: no loss to record
     discarded_at: list[int] = field(default_factory=list)
+    no_loss: list[int] = field(default_factory=list)  # steps with no backward since the last: no loss to record
 
 
 class LoopWatch:
