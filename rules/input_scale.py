@@ -8,6 +8,8 @@ from auditor.report import figures
 class InputScale(Rule):
     id = "input-scale"
     from_start = True
+    unverified_because = ("the input it names is not the batch's own x (one of several inputs, or made inside the "
+                          "model or your training_step): the auditor standardises only a batch's x")
     summary = "Inputs far from a standardised range (raw 0-255 pixels, features on wildly different scales)."
     thresholds = {
         "max_rms": Threshold(10.0, "warn when a feature's (or channel's) RMS, sqrt(mean² + std²), exceeds this",
@@ -45,11 +47,12 @@ X = (X - mean) / std                                    # per channel; statistic
         if rms[worst] <= t.max_rms and spread <= t.spread:
             return
         unit = "channel" if s["layout"] == "channels" else "feature"
+        which = f"What {s['layer']}, the first weight layer, receives: " if not s.get("direct", True) else ""
         yield self.finding(
             "warning", "Inputs are not standardised",
-            f"Input values range from {fmt(s['min'])} to {fmt(s['max'])}; {unit} {worst} has mean {fmt(mean[worst])} "
-            f"and std {fmt(std[worst])} (RMS {fmt(rms[worst])}, expected ~1), and the {unit} stds span a factor "
-            f"of {fmt(spread)}.",
+            f"{which}Input values range from {fmt(s['min'])} to {fmt(s['max'])}; {unit} {worst} has mean "
+            f"{fmt(mean[worst])} and std {fmt(std[worst])} (RMS {fmt(rms[worst])}, expected ~1), and the {unit} "
+            f"stds span a factor of {fmt(spread)}.",
             "Standardise each " + unit + " with training-set statistics, in the dataset or the first line of "
             "forward:\n\nx = (x - mean) / std      # mean, std per " + unit + " over the training set",
             [], max_rms=float(rms[worst]), spread=spread, mean=s["mean"], std=s["std"])
@@ -66,6 +69,8 @@ X = (X - mean) / std                                    # per channel; statistic
     def plan_fix(self, ev, finding):
         from auditor.fixes import standardiser  # `audit rules` runs without torch
         s = ev.input_stats
+        if not s.get("direct", True):
+            return None  # not the batch's own x: one of several inputs, or made in forward or a training_step
         return FixPlan("inputs standardised per " + ("channel" if s["layout"] == "channels" else "feature") +
                        " with the probe's mean and std", batch_transform=standardiser(s["mean"], s["std"]))
 

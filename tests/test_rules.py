@@ -1390,3 +1390,39 @@ def test_dropout_that_drops_most_units_is_named_and_its_complement_proved(audit_
     assert f.evidence["p"] == 0.9 and len(f.evidence["dropouts"]) == 2
     assert f.verified["outcome"] == "resolved" and f.verified["loss_after"] < 0.8 * f.verified["loss_before"]
     assert rules["dropout-before-output"].severity == "info" and not rules["dropout-before-output"].explained_by
+
+
+@pytest.mark.parametrize("normalised", [True, False])
+def test_input_scale_reads_what_the_first_weight_layer_receives(normalised):
+    """A tabular model of embeddings and numeric features, batches ((categorical, numeric), y) through a
+    training_step: input-scale only read a plain (x, y) batch, so raw numeric features (mean 50, std up to 100)
+    went unseen. It now reads the first Linear's input, where a BatchNorm over the raw features, inside the
+    model, has standardised them (that model is healthy)."""
+    import torch
+    from torch import nn
+
+    from auditor.api import audit_setup
+    from auditor.load import UserSetup
+
+    class Tab(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.bn = nn.Embedding(12, 6), nn.BatchNorm1d(4)
+            self.mlp = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 3))
+
+        def forward(self, cat, num):
+            return self.mlp(torch.cat([self.emb(cat), self.bn(num) if normalised else num], 1))
+
+    g = torch.Generator().manual_seed(0)
+    cat = torch.randint(0, 12, (2048,), generator=g)
+    num = torch.randn(2048, 4, generator=g) * torch.tensor([1.0, 10.0, 100.0, 5.0]) + 50
+    y = (cat % 3 + (num[:, 1] > 50).long()) % 3
+    batches = [((cat[i:i + 64], num[i:i + 64]), y[i:i + 64]) for i in range(0, 2048, 64)]
+    torch.manual_seed(0)
+    model = Tab()
+    report = audit_setup(UserSetup(model=model, train_loader=batches,
+                                   training_step=lambda m, b: nn.functional.cross_entropy(m(*b[0]), b[1])),
+                         optimizer=torch.optim.AdamW(model.parameters(), lr=3e-3), steps=30, verify_fixes=False)
+    stats = report.evidence.input_stats
+    assert stats["layer"] == "mlp.0" and not stats["direct"]
+    assert ("input-scale" in {f.rule for f in report.findings}) == (not normalised)

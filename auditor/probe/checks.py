@@ -28,20 +28,64 @@ LR_RANGE_STOP = 4.0  # stop once the smoothed loss is this many times its best (
 
 
 def _float_input(batch, losses: LossComputer) -> torch.Tensor | None:
-    """The model's input tensor when it is floating point (features, pixels); None for token ids or dicts."""
+    """The batch's input tensor when it is floating point and handed to the model as it is: a plain (x, y)
+    batch with no training_step in between (None for token ids, dicts, several inputs)."""
     if losses.training_step is not None or not isinstance(batch, list | tuple) or len(batch) != 2:
         return None
     x = batch[0]
     return x if isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim >= 2 else None
 
 
-def input_stats(batches: list, losses: LossComputer) -> dict | None:
-    """Per-feature (or per-channel) mean and std of the inputs over the initial batches."""
-    xs = [_float_input(b, losses) for b in batches]
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return None
-    x = torch.cat([t.detach().float() for t in xs])
+_WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase)
+
+
+class ModelInputs:
+    """`with ModelInputs(model) as seen:` keeps, for each forward of the model, the floating-point input (of 2
+    dimensions or more) of the first weight layer it reaches (a Linear, a convolution, an RNN): the scale that
+    layer's initialisation meets, however the batch is laid out ((categorical, numeric), a training_step) and
+    whatever the model does first (a BatchNorm over raw features, its own (x - mean) / std). Only where the
+    model takes a floating-point input: a model fed token ids meets its embeddings there, not the data. `direct`
+    stays True while that input is the model's own first argument."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.layer, self.inputs, self.direct = model, None, [], True
+        self._handles, self._first_arg, self._taken = [], None, True
+
+    def __enter__(self) -> ModelInputs:
+        def root(module, args, kwargs):
+            self._first_arg = args[0] if args else None
+            # A model fed no float tensor (token ids) has nothing of the data's scale to show: nothing is taken.
+            self._taken = not any(isinstance(v, torch.Tensor) and v.is_floating_point() and v.ndim >= 2
+                                  for v in [*args, *kwargs.values()])
+
+        def layer(name):
+            def pre(module, args):
+                x = args[0] if args else None
+                if self._taken or not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim >= 2):
+                    return
+                self._taken = True
+                if self.layer not in (None, name):
+                    return  # another layer first on another batch: the first batch's decides
+                self.layer = name
+                self.inputs.append(x.detach())
+                self.direct = self.direct and x is self._first_arg
+            return pre
+
+        self._handles = [self.model.register_forward_pre_hook(root, with_kwargs=True)]
+        self._handles += [m.register_forward_pre_hook(layer(n)) for n, m in self.model.named_modules()
+                          if isinstance(m, _WEIGHT_LAYERS)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def _stats(xs: list[torch.Tensor]) -> dict | None:
+    shapes = {tuple(t.shape[1:]) for t in xs}
+    if len(shapes) != 1:
+        return None  # inputs whose shape changes from batch to batch (padded sequences): no per-feature view
+    x = torch.cat([t.float() for t in xs])
     # (B, F): features; (B, C, ...): channels, as normalisation is done per channel for images and audio.
     flat = x.transpose(0, 1).reshape(x.shape[1], -1)
     mean, std = flat.mean(1), flat.std(1)
@@ -49,6 +93,16 @@ def input_stats(batches: list, losses: LossComputer) -> dict | None:
     stats = torch.stack([lo, hi]).cpu().numpy()
     return {"mean": mean.cpu().numpy().astype(float).tolist(), "std": std.cpu().numpy().astype(float).tolist(),
             "min": float(stats[0]), "max": float(stats[1]), "layout": "channels" if x.ndim > 2 else "features"}
+
+
+def input_stats(seen: ModelInputs, batches: list, losses: LossComputer) -> dict | None:
+    """Per-feature (or per-channel) mean and std of what the model's first weight layer received over the
+    initial batches. `direct`: that was the batch's own x, which a batch transform can standardise on a copy."""
+    stats = _stats(seen.inputs) if seen.inputs else None
+    if stats is None:
+        return None
+    direct = seen.direct and all(_float_input(b, losses) is not None for b in batches)
+    return {**stats, "layer": seen.layer, "direct": direct}
 
 
 # Batches fingerprinted at the start of the probe: enough consecutive pairs to tell a loader that repeats one

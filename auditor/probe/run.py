@@ -289,7 +289,7 @@ class _Replay:
         self.init_batches = [first]
         self.named = list(model.named_parameters())  # before any forward: see param_table
         losses.spy = True
-        with torch.no_grad():
+        with torch.no_grad(), checks.ModelInputs(model) as seen:
             with StructureTracer(model) as structure:
                 loss0, out0 = self.compute(first)
             structure.mark_output(out0, losses.spied[0].input if losses.spied else None)
@@ -309,6 +309,8 @@ class _Replay:
                 init_losses.append(loss_i.detach().float())
                 outputs.append(out_i)
         losses.spy = False
+        # Summarised now, so that the tensors the model received are not kept: what input-scale reads.
+        self.input_stats = checks.input_stats(seen, self.init_batches, losses)
         self.structure, self.outputs = structure, outputs
         self.raw_init = init_losses  # as the loss curve measures them, where the view's are per element
         self.view = view = _loss_view(losses, self.init_batches, init_losses, outputs)
@@ -506,7 +508,7 @@ class _Replay:
         evidence.zeroed_inputs_init = self.zeroed_init
         evidence.ranks = ranks
         evidence.optimizer = readout.evidence(host) if readout is not None else None
-        evidence.input_stats = checks.input_stats(self.init_batches, self.losses)
+        evidence.input_stats = self.input_stats
         if view.call is not None:
             evidence.loss_call = view.call.summary()
         if view.recognised or self.classes:
