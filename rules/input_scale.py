@@ -8,6 +8,7 @@ from auditor.report import figures
 class InputScale(Rule):
     id = "input-scale"
     from_start = True
+    reads = ("input_stats",)  # measured on the first batches; a copy that did not measure them cannot judge
     unverified_because = ("the input it names is not the batch's own x (one of several inputs, or made inside the "
                           "model or your training_step): the auditor standardises only a batch's x")
     summary = "Inputs far from a standardised range (raw 0-255 pixels, features on wildly different scales)."

@@ -617,3 +617,14 @@ def test_a_warning_a_library_raises_inside_itself_is_its_own_business(tmp_path, 
                       "    opt.zero_grad()\n    loss_of(i).backward()\n    opt.step()\n")
     report = audit_script(Script(str(script)), steps=5, verify_fixes=False)
     assert [w["message"] for w in report.evidence.warnings] == ["mine"]
+
+
+def test_input_scale_is_judged_on_a_scripts_own_batches_and_leads():
+    """audit run never computed the inputs' statistics: raw 0..255 pixels were reported as an initial loss of 33
+    and dead units. It is measured on the script's first batches, and judged on the fixes' re-runs too (a re-run
+    that did not measure it read as a fix that removed it)."""
+    report = audit_script(Script(str(Path(__file__).resolve().parent / "corpus" / "scripts" / "raw_pixels.py")),
+                          steps=30)
+    stats = report.evidence.input_stats
+    assert stats["max"] > 200 and stats["layer"] == "0"
+    assert report.root_causes[0] == "input-scale", report.root_causes

@@ -95,14 +95,16 @@ def _stats(xs: list[torch.Tensor]) -> dict | None:
             "min": float(stats[0]), "max": float(stats[1]), "layout": "channels" if x.ndim > 2 else "features"}
 
 
-def input_stats(seen: ModelInputs, batches: list, losses: LossComputer) -> dict | None:
+def input_stats(seen: ModelInputs, direct: bool) -> dict | None:
     """Per-feature (or per-channel) mean and std of what the model's first weight layer received over the
     initial batches. `direct`: that was the batch's own x, which a batch transform can standardise on a copy."""
     stats = _stats(seen.inputs) if seen.inputs else None
-    if stats is None:
-        return None
-    direct = seen.direct and all(_float_input(b, losses) is not None for b in batches)
-    return {**stats, "layer": seen.layer, "direct": direct}
+    return {**stats, "layer": seen.layer, "direct": bool(direct and seen.direct)} if stats else None
+
+
+def plain_inputs(batches: list, losses: LossComputer) -> bool:
+    """Whether every batch is a plain (x, y) whose x the model gets as it is (no training_step in between)."""
+    return all(_float_input(b, losses) is not None for b in batches)
 
 
 # Batches fingerprinted at the start of the probe: enough consecutive pairs to tell a loader that repeats one

@@ -310,7 +310,7 @@ class _Replay:
                 outputs.append(out_i)
         losses.spy = False
         # Summarised now, so that the tensors the model received are not kept: what input-scale reads.
-        self.input_stats = checks.input_stats(seen, self.init_batches, losses)
+        self.input_stats = checks.input_stats(seen, checks.plain_inputs(self.init_batches, losses))
         self.structure, self.outputs = structure, outputs
         self.raw_init = init_losses  # as the loss curve measures them, where the view's are per element
         self.view = view = _loss_view(losses, self.init_batches, init_losses, outputs)

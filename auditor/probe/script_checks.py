@@ -100,6 +100,7 @@ def run(watch, evidence: Evidence) -> None:
                                        lambda: checks.causal_leak(copy_model(watch.initial), plain[0]))
         evidence.label_signal = attempt("labels-from-inputs",
                                         lambda: checks.inputs_signal(plain, evidence.probe.loss_fn))
+    evidence.input_stats = attempt("input-scale", lambda: _input_stats(watch))
     if len(watch.record.players) > 1:
         evidence.probe.notes.append("the experiments that recompute the loss did not run: with several optimizers "
                                     "(a GAN), one model's loss is made by the others")
@@ -123,6 +124,17 @@ def run(watch, evidence: Evidence) -> None:
     amp = evidence.amp
     if amp and amp.get("mode") == "fp16":
         amp["precision"] = attempt("fp16 precision", lambda: _precision(watch, evidence, held[0], steps[0], compute))
+
+
+def _input_stats(watch) -> dict | None:
+    """What the first weight layer of the model, as it was before its first step, receives on the script's own
+    first batches (in training mode, so that a BatchNorm over raw features normalises as it does in training)."""
+    model = copy_model(watch.initial).train()
+    with torch.no_grad(), checks.ModelInputs(model) as seen:
+        for step in sorted(watch.held)[:4]:
+            args, kwargs = watch.held[step]
+            model(*args, **kwargs)
+    return checks.input_stats(seen, direct=True)
 
 
 def _precision(watch, evidence: Evidence, batch, step: int, compute) -> dict:

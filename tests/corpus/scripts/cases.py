@@ -87,6 +87,7 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     _bug("step_before_backward.py", "zero_grad, step, then backward: each step applies cleared gradients",
          "grads-zeroed-before-step"),
     _bug("dropout_keep.py", "a TensorFlow 1 port: keep_prob=0.9 written as nn.Dropout(0.9)", "dropout-rate"),
+    _bug("raw_pixels.py", "uint8 images only cast to float: 0..255 into a CNN under SGD", "input-scale"),
     _bug("unscaled_target.py", "house prices left in dollars under Adam: the output never reaches them",
          "target-scale"),
     _bug("unscaled_sgd.py", "counts in the thousands under SGD: the first step saturates the tanh layer",
