@@ -16,7 +16,8 @@ class InputScale(Rule):
         "max_rms": Threshold(10.0, "warn when a feature's (or channel's) RMS, sqrt(mean² + std²), exceeds this",
                              "LeCun et al. 1998: inputs should be zero-mean with unit variance; raw pixels "
                              "give ~130, standardised data ~1"),
-        "spread": Threshold(100.0, "warn when the largest feature std is this many times the smallest",
+        "spread": Threshold(100.0, "warn when the largest feature's reach (its largest magnitude) is this many times "
+                            "the median feature's",
                             "LeCun et al. 1998: equal variances keep one learning rate right for every weight"),
     }
     why = """
@@ -42,8 +43,13 @@ X = (X - mean) / std                                    # per channel; statistic
         if not (np.isfinite(mean).all() and np.isfinite(std).all()):
             return  # NaN in the data is loss-nan's finding (it counts them)
         rms = np.sqrt(mean**2 + std**2)
-        live = std[std > 0]
-        spread = float(live.max() / live.min()) if live.size else 1.0
+        # The largest feature's reach (largest magnitude) over the typical feature's, not the stds' extremes: pixels
+        # of a flattened sparse image share their range (0..1) however rarely the border ones are lit (their std,
+        # and their reach where strokes have soft tails, is tiny), where a feature in dollars beside features in
+        # years stands out from the median.
+        reach = np.array(s.get("reach", std), dtype=float)
+        live = reach[(std > 0) & (reach > 0)]
+        spread = float(live.max() / np.median(live)) if live.size else 1.0
         worst = int(np.argmax(rms))
         if rms[worst] <= t.max_rms and spread <= t.spread:
             return
@@ -52,8 +58,8 @@ X = (X - mean) / std                                    # per channel; statistic
         yield self.finding(
             "warning", "Inputs are not standardised",
             f"{which}Input values range from {fmt(s['min'])} to {fmt(s['max'])}; {unit} {worst} has mean "
-            f"{fmt(mean[worst])} and std {fmt(std[worst])} (RMS {fmt(rms[worst])}, expected ~1), and the {unit} "
-            f"stds span a factor of {fmt(spread)}.",
+            f"{fmt(mean[worst])} and std {fmt(std[worst])} (RMS {fmt(rms[worst])}, expected ~1), and the {unit}s' "
+            f"largest values reach {fmt(spread)}x the median {unit}'s.",
             "Standardise each " + unit + " with training-set statistics, in the dataset or the first line of "
             "forward:\n\nx = (x - mean) / std      # mean, std per " + unit + " over the training set",
             [], max_rms=float(rms[worst]), spread=spread, mean=s["mean"], std=s["std"])

@@ -1426,3 +1426,36 @@ def test_input_scale_reads_what_the_first_weight_layer_receives(normalised):
     stats = report.evidence.input_stats
     assert stats["layer"] == "mlp.0" and not stats["direct"]
     assert ("input-scale" in {f.rule for f in report.findings}) == (not normalised)
+
+
+@pytest.mark.parametrize("data", ["sparse_images", "one_feature_in_dollars"])
+def test_input_spread_is_a_feature_far_above_the_typical_one_not_rarely_lit_pixels(data):
+    """Flattened images of soft blobs on a black background (pytorch/examples' VAE shape): border pixels are
+    barely ever lit, their stds 1e9 below the centre's (the spread test read those extremes), yet every pixel is in
+    the same units, and the largest reaches 3x the median pixel.
+    One feature in dollars among standardised ones stands out from the median feature; that is the spread."""
+    import torch
+    from torch import nn
+
+    from auditor.api import audit_setup
+    from auditor.load import UserSetup
+
+    if data == "sparse_images":
+        batches = [(x, x) for x, _ in _blob_batches(28, 6, 4)]  # the stds' extremes 1e9 apart
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 784))
+    else:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2048, 8, generator=g)
+        y = x[:, :2].sum(1, keepdim=True)
+        x[:, 3] = x[:, 3].abs() * 4000  # a price beside standardised features (its RMS ~4000)
+        batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 2048, 64)]
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 1))
+    report = audit_setup(UserSetup(model=model, train_loader=batches, loss_fn=nn.functional.mse_loss),
+                         optimizer=torch.optim.Adam(model.parameters(), lr=1e-3), steps=20, verify_fixes=False)
+    fired = {f.rule: f for f in report.findings}
+    if data == "sparse_images":
+        assert "input-scale" not in fired
+    else:
+        assert fired["input-scale"].evidence["spread"] > 100

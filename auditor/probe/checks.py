@@ -88,10 +88,11 @@ def _stats(xs: list[torch.Tensor]) -> dict | None:
     x = torch.cat([t.float() for t in xs])
     # (B, F): features; (B, C, ...): channels, as normalisation is done per channel for images and audio.
     flat = x.transpose(0, 1).reshape(x.shape[1], -1)
-    mean, std = flat.mean(1), flat.std(1)
+    mean, std, reach = flat.mean(1), flat.std(1), flat.abs().amax(1)
     lo, hi = flat.min(), flat.max()
     stats = torch.stack([lo, hi]).cpu().numpy()
     return {"mean": mean.cpu().numpy().astype(float).tolist(), "std": std.cpu().numpy().astype(float).tolist(),
+            "reach": reach.cpu().numpy().astype(float).tolist(),
             "min": float(stats[0]), "max": float(stats[1]), "layout": "channels" if x.ndim > 2 else "features"}
 
 
