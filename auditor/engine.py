@@ -147,6 +147,9 @@ class Rule:
     # Evidence fields the rule reads that only the experiments fill; on a re-probe without them the rule
     # cannot be judged, so its silence there is no evidence that a fix removed it.
     reads: tuple[str, ...] = ()
+    # True where the harm a finding claims is what its fix prevents within the probe (a gradient spike undoing
+    # progress): a fix that, on a copy, leaves the training loss where it was refutes it (auditor/verify.py).
+    harm_is_fixable: bool = False
     # True for what is wrong before any update (the data, the structure, the initialisation, the settings):
     # its findings' onset is step 0 unless the rule says otherwise.
     from_start: bool = False

@@ -23,6 +23,7 @@ def step_gain(ev):
 
 class GradSpikes(Rule):
     id = "grad-spikes"
+    harm_is_fixable = True  # a spike that clipping, on a copy, does not matter for is batch noise
     summary = "Rare gradient-norm spikes far above the running median; clip at a norm read off the distribution."
     thresholds = {
         "factor": Threshold(10.0, "a step spikes when its gradient norm is this many times the running median "

@@ -1459,3 +1459,25 @@ def test_input_spread_is_a_feature_far_above_the_typical_one_not_rarely_lit_pixe
         assert "input-scale" not in fired
     else:
         assert fired["input-scale"].evidence["spread"] > 100
+
+
+def test_a_spike_that_clipping_does_not_matter_for_is_information():
+    """EfficientNet-B4 from scratch (SGD, batch 16) spiked 15x once; clipping at twice the median, on a copy,
+    ended at 5.97 against 5.64: no harm the fix undoes. Wide ResNet-50's spike, whose clip took the end from
+    1.85 to 1.17, stays a warning."""
+    from auditor.engine import load_rules
+    from auditor.verify import settle
+
+    rules = load_rules()
+
+    def spikes(after, outcome):
+        f = Finding("grad-spikes", "warning", "Gradient spikes: a few steps dwarf the rest", "1 of 100 steps spiked.",
+                    "clip", onset=24)
+        f.verified = {"fix": "clip_grad_norm_(max_norm=37.8)", "loss_before": 5.64, "loss_after": after,
+                      "outcome": outcome}
+        return f
+
+    harmless, harmful = spikes(5.97, "no effect"), spikes(1.17, "improved")
+    settle([harmless, harmful], rules)
+    assert harmless.severity == "info" and harmless.evidence["refuted"] and "5.97" in harmless.diagnosis
+    assert harmful.severity == "warning" and "refuted" not in harmful.evidence
