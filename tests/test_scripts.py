@@ -527,6 +527,26 @@ _LOOPS = {
                         "for i in range(0, 4096, 32):\n    opt.zero_grad()\n    loss_of(i).backward()\n    opt.step()\n"
                         "    opt_h.zero_grad()\n    head(model(X[i:i + 32])).pow(2).mean().backward()\n"
                         "    opt.zero_grad()\n    opt_h.step()\n",
+    # SAM (Foret et al. 2021): the first backward's gradients move the weights to their ascent point, then are
+    # cleared for the second backward, whose gradients the step uses. As davda54/sam's optimizer class, whose
+    # first_step() clears them itself (over p.data, so no version counter moves), and written into the loop.
+    "sam_optimizer": "class SAM(torch.optim.SGD):\n    @torch.no_grad()\n    def first_step(self):\n"
+                     "        for g in self.param_groups:\n            for p in g['params']:\n"
+                     "                self.state[p]['e'] = 0.05 * p.grad / (p.grad.norm() + 1e-12)\n"
+                     "                p.data.add_(self.state[p]['e'])\n        self.zero_grad()\n"
+                     "    @torch.no_grad()\n    def second_step(self):\n        for g in self.param_groups:\n"
+                     "            for p in g['params']:\n                p.data.sub_(self.state[p]['e'])\n"
+                     "        self.step()\n        self.zero_grad()\n"
+                     "opt = SAM(model.parameters(), lr=0.05)\n"
+                     "for i in range(0, 4096, 32):\n    loss_of(i).backward()\n    opt.first_step()\n"
+                     "    loss_of(i).backward()\n    opt.second_step()\n",
+    "sam_in_loop": "opt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+                   "for i in range(0, 4096, 32):\n    opt.zero_grad()\n    loss_of(i).backward()\n"
+                   "    with torch.no_grad():\n"
+                   "        e = [0.05 * p.grad / (p.grad.norm() + 1e-12) for p in model.parameters()]\n"
+                   "        for p, d in zip(model.parameters(), e):\n            p.add_(d)\n"
+                   "    opt.zero_grad()\n    loss_of(i).backward()\n    with torch.no_grad():\n"
+                   "        for p, d in zip(model.parameters(), e):\n            p.sub_(d)\n    opt.step()\n",
     "two_players": "head = nn.Linear(4, 1)\nopt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
                    "opt_h = torch.optim.SGD(head.parameters(), lr=0.05)\n"
                    "for i in range(0, 4096, 32):\n    opt.zero_grad()\n    loss_of(i).backward()\n    opt.step()\n"
@@ -535,7 +555,7 @@ _LOOPS = {
 
 
 @pytest.mark.parametrize("loop", sorted(_LOOPS))
-def test_backward_passes_cleared_unused_are_found_and_accumulation_closures_and_players_are_not(tmp_path, loop):
+def test_backward_passes_cleared_unused_are_found_and_accumulation_closures_players_and_sam_are_not(tmp_path, loop):
     script = tmp_path / "train.py"
     script.write_text(_LOOP_HEAD + _LOOPS[loop])
     report = audit_script(Script(str(script)), steps=8 if loop == "step_in_log" else 20, verify_fixes=False)

@@ -173,6 +173,7 @@ class LoopWatch:
         self._added_scaler = None  # the fix's GradScaler, for a script that has none
         self._unstepped = 0  # backward passes since any optimizer's step or the last zero_grad()
         self._in_step = 0  # inside an optimizer's step(): a closure's zero_grad and backward belong to it
+        self._versions = 0  # the parameters' version counters at the last backward: moved since, its grads were used
         self._last_input = None  # a weak reference to the previous fingerprinted step's input tensor
         self.lambda_schedules: list = []  # weak references to the LambdaLR schedules the script made
 
@@ -471,6 +472,7 @@ class LoopWatch:
                 p.grad = None
         self._backwards += 1
         self._unstepped += 1
+        self._versions = self._param_versions()
         if self.step == 0 and self._backwards >= NO_STEP_LIMIT and not self.record.skipped:
             self.no_step_stopped = True
             raise StopScript(f"{self._backwards} backward passes without an optimizer step")
@@ -493,8 +495,15 @@ class LoopWatch:
         if covers:
             self._zeroed = True
 
-    def _note_discard(self) -> None:
-        if self._unstepped and not self._in_step and self.step < self.steps:
+    def _param_versions(self) -> int:
+        return sum(p._version for p in self._fix_params())
+
+    def _note_discard(self, by_optimizer: bool = False) -> None:
+        """Backward passes cleared with no step between are thrown away, unless something used their gradients to
+        move the weights first: SAM's ascent step (an optimizer's own method that clears them after, or a loop
+        that perturbs the weights in place), which an optimizer step hook cannot see."""
+        used = by_optimizer or self._param_versions() != self._versions
+        if self._unstepped and not self._in_step and not used and self.step < self.steps:
             self.record.discarded += self._unstepped
             if len(self.record.discarded_at) < 20:
                 self.record.discarded_at.append(self.step)
@@ -520,7 +529,8 @@ class LoopWatch:
             if watch.fix.zero_grad and watch._backwards:
                 return None  # the fix clears them at the next step's first backward instead
             watch._note_zero_grad(owner)
-            watch._note_discard()
+            # Called from an optimizer's own method (SAM's first_step(zero_grad=True)): part of its algorithm.
+            watch._note_discard(isinstance(sys._getframe(1).f_locals.get("self"), torch.optim.Optimizer))
             return original(owner, *args, **kwargs)
         return zero_grad
 
