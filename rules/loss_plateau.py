@@ -99,6 +99,21 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
             yield self.finding("warning", "Loss rises instead of falling", diagnosis, fix, ends,
                                start=start, end=end, drop=drop, update_log10=level, rise=True)
             return
+        leaving = _leaving(seq, k, start, t)
+        if leaving is not None and not (np.isfinite(level) and level < t.tiny_updates):
+            # Flat, then falling at the probe's end at a pace that clears the bar: a slow start that is ending
+            # (the saddle at the origin of a product of two factors that start at or near zero: word2vec's zero
+            # output embeddings, a deep linear stack at small init; Saxe et al. 2014), not gradients that vanish.
+            yield self.finding(
+                "info", "Loss flat at first, falling at the end of the probe",
+                f"Over {seq.size} steps the loss went from {fmt(start)} to {fmt(end)} ({pct(drop)}), but over the last "
+                f"{k} steps it fell {pct(leaving)} of its start per {seq.size} steps, fast enough to clear the "
+                f"{pct(t.min_drop)} bar: a slow start that is ending, not a stall. Weights that start at or near "
+                "zero in a product (each factor's gradient is proportional to the other) start this way.",
+                f"Audit more steps (--steps {2 * seq.size}) to see the fall through; to start sooner, draw the "
+                "factor that starts at zero small and random, or raise the learning rate.",
+                [], start=start, end=end, drop=drop, update_log10=level, leaving=leaving)
+            return
         if np.isfinite(level) and level < t.tiny_updates:
             cause = f"The updates are tiny (10^{fmt(level, 2)} of the weights per step): the learning rate is too low."
             advice = LR_LOW
@@ -136,6 +151,22 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
 
     def measure(self, ev, finding):
         return end_level(ev)
+
+
+def _leaving(seq: np.ndarray, k: int, start: float, t) -> float | None:
+    """The fall per probe length, as a fraction of the start, at the pace of the last fifth: where that pace is
+    significant (a least-squares slope 3 standard errors below zero) and would clear min_drop over a probe, the
+    loss is leaving its plateau. A steady slow fall (a rate too low) cannot pass: had it kept that pace throughout
+    it would have cleared the bar already."""
+    tail = np.asarray(seq[-k:], dtype=float)
+    x = np.arange(k, dtype=float) - (k - 1) / 2
+    slope = float((x * (tail - tail.mean())).sum() / (x * x).sum())
+    resid = tail - tail.mean() - slope * x
+    se = float(np.sqrt((resid * resid).sum() / max(k - 2, 1) / (x * x).sum()))
+    pace = -slope * seq.size / start
+    if slope < 0 and slope < -3 * se and pace >= t.min_drop:
+        return pace
+    return None
 
 
 RULE = LossPlateau()

@@ -1481,3 +1481,30 @@ def test_a_spike_that_clipping_does_not_matter_for_is_information():
     settle([harmless, harmful], rules)
     assert harmless.severity == "info" and harmless.evidence["refuted"] and "5.97" in harmless.diagnosis
     assert harmful.severity == "warning" and "refuted" not in harmful.evidence
+
+
+def test_a_loss_leaving_its_plateau_at_the_end_of_the_probe_is_information(audit_sample):
+    """Skip-gram with word2vec's own init (output embeddings at zero, input ones at ±0.5/dim) under SparseAdam:
+    4.159 for 60 steps, then 4.13, 4.09, 4.04 by step 100, and 0.24 after six epochs. It was "Loss plateaus:
+    look for gradients that vanish", with AdamW as the fix (which takes no sparse gradients). A flat start whose
+    last fifth falls fast enough to clear the bar over a probe is a slow start ending; flat throughout, or a
+    steady fall too slow for the bar, stays a plateau."""
+    import dataclasses
+
+    import numpy as np
+    from auditor.rules import loss_plateau
+
+    from auditor.engine import load_rules, resolve_thresholds
+
+    ev = audit_sample("loss_divergence").evidence
+    ev = dataclasses.replace(ev, probe=dataclasses.replace(ev.probe, initial_loss=4.159, start_loss=4.159))
+    t = resolve_thresholds(load_rules(), {})["loss-plateau"]
+    rng = np.random.default_rng(0)
+    steps = np.arange(100)
+    onset = 4.159 - 0.002 * np.exp((steps - 20) / 20)  # 4.157 at step 20, 4.05 at step 99
+    noise = rng.normal(0, 0.002, 100)
+    (f,) = loss_plateau.RULE.check(dataclasses.replace(ev, loss=onset + noise), t)
+    assert f.severity == "info" and f.evidence["leaving"] >= t.min_drop and "vanish" not in f.diagnosis
+    for curve in (np.full(100, 4.159), 4.159 - 0.0008 * steps):  # flat; a steady fall of 2% per probe
+        (g,) = loss_plateau.RULE.check(dataclasses.replace(ev, loss=curve + noise), t)
+        assert g.severity == "warning" and g.title == "Loss plateaus", g.title

@@ -63,6 +63,7 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     ScriptCase("multitask.py", "a shared trunk with a classification and a regression head, losses summed"),
     ScriptCase("ctc_speech.py", "a CTC acoustic model: conv, BiGRU, log_softmax, nn.CTCLoss in (T, N, C)"),
     ScriptCase("sam_optimizer.py", "SAM as davda54/sam: an optimizer class with first_step/second_step, SGD inside"),
+    ScriptCase("word2vec_sparse.py", "skip-gram, negative sampling, sparse embeddings (one at zero) under SparseAdam"),
     ScriptCase("reinforce_bandit.py", "REINFORCE on a contextual bandit: a policy-gradient loss, not a supervised one"),
     _bug("ddp_sampler.py", "torchrun DDP without sampler.set_epoch", "rank-same-batches", args=("--no-set-epoch",),
          ranks=2),
