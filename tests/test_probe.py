@@ -253,3 +253,33 @@ def test_a_warm_up_fix_ramps_the_rate_on_top_of_the_schedule():
     plain = run_probe(setup, ProbeOptions(steps=12, checks=False), optimizer=opt, scheduler=sched)
     assert np.allclose(plain.lrs[:, 0], [0.1 * 0.9**k for k in range(12)])
     assert opt.param_groups[0]["lr"] == 0.1  # the caller's optimizer untouched
+
+
+def test_units_of_another_network_are_not_the_models_to_judge():
+    """WGAN-GP's generator, audited: its loss runs through the critic, whose ReLUs, fed the generator's first,
+    nearly identical fakes, were half off for the whole batch and reported as the generator's dead units (an
+    error). A network holding none of the model's parameters is not traced; a wrapper that holds them, and a
+    parameter-free activation module applied to the model's output, still are."""
+    from auditor.probe.activations import ActivationTracer
+    from auditor.probe.devicelog import DeviceLog
+
+    gen = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    critic = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+
+    class Wrapper(nn.Module):  # a LightningModule-style holder of the model, with an activation of its own
+        def __init__(self):
+            super().__init__()
+            self.net = gen
+
+        def forward(self, x):
+            return torch.relu(self.net(x))
+
+    tracer = ActivationTracer(gen, DeviceLog(), set())
+    x = torch.randn(16, 4)
+    with tracer:
+        critic(gen(x))
+        nn.Sigmoid()(gen(x))
+        Wrapper()(x)
+    kinds = sorted(tracer.kinds.values())
+    assert kinds == ["relu", "sigmoid", "tanh"], tracer.kinds  # the critic's relu absent, the wrapper's present
+    assert "1" in tracer.kinds and not any("critic" in n for n in tracer.kinds)

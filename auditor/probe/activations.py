@@ -104,6 +104,8 @@ class ActivationTracer(TorchFunctionMode):
         # Global module hooks, registered only while a measured forward runs: unmeasured steps keep every
         # module on PyTorch's hook-free fast path.
         self._names = {id(module): name for name, module in model.named_modules()}
+        self._own = {id(p) for p in model.parameters()}
+        self._foreign: dict[int, bool] = {}  # by module id: a network of its own (a GAN's critic, a teacher)
 
     def __enter__(self):
         self._handles = [nn.modules.module.register_module_forward_pre_hook(self._enter),
@@ -122,6 +124,8 @@ class ActivationTracer(TorchFunctionMode):
     def _enter(self, module, args):
         name = self._names.get(id(module))
         if name is None:
+            if self._is_foreign(module):
+                self._stack.append((None, module))
             return
         if name == "":
             # A new forward pass of the whole model; a previous one that raised may have left entries.
@@ -132,9 +136,20 @@ class ActivationTracer(TorchFunctionMode):
             self.module_order.append(name)
         self._stack.append((name, module))
 
+    def _is_foreign(self, module: nn.Module) -> bool:
+        """A module with parameters, none of them the model's: another network (a GAN's discriminator that the
+        generator's loss runs through, a frozen teacher). Its units are not this model's to judge: a critic fed
+        a generator's first, nearly identical fakes has half its units off for the whole batch. A wrapper that
+        holds the model's parameters (DDP, a LightningModule) is not foreign, nor a parameter-free nn.Sigmoid."""
+        foreign = self._foreign.get(id(module))
+        if foreign is None:
+            params = [id(p) for p in module.parameters()]
+            foreign = self._foreign[id(module)] = bool(params) and not any(p in self._own for p in params)
+        return foreign
+
     def _exit(self, module, args, output):
         name = self._names.get(id(module))
-        if name is not None and self._stack and self._stack[-1][0] == name:
+        if self._stack and self._stack[-1][1] is module:
             self._stack.pop()
         if name is not None and isinstance(module, nn.RNNBase):
             self._record_recurrent(name, module, output)
@@ -152,7 +167,7 @@ class ActivationTracer(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func not in _TRACED:  # nearly every call: one set lookup on the way through
+        if func not in _TRACED or (self._stack and self._stack[-1][0] is None):  # one set lookup, nearly always
             return func(*args, **kwargs)
         kind = _ACTIVATION_KINDS.get(func)
         if kind is None and func in _HARDTANH and self._in_activation_module():
