@@ -22,9 +22,10 @@ Any network with more parameters than a handful of samples can memorise them. If
 learning rate, something is broken: the output cannot express the targets (a ReLU or softmax at the end),
 the loss compares the wrong things, labels do not match inputs, or gradients do not reach the weights. The
 probe trains a copy of the initial model on the first 8 samples of the first batch with Adam (lr 3e-3, 150
-steps, stopping early below 1% of the start), and where that fails once more at 3e-4 (some transformers need
-a cooler rate without warmup): known-good settings, so that a failure points at the model, loss or labels,
-not at the optimizer.
+steps, stopping early below 1% of the start), where that fails once more at 3e-4 (some transformers need
+a cooler rate without warmup), and where both fail at 3e-2 (Adam moves a parameter by about its rate per
+step; an ordinal model's thresholds must spread by units): known-good settings, so that a failure points at
+the model, loss or labels, not at the optimizer.
 """
     example = """
 self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1), nn.ReLU())  # cannot output < 0
@@ -48,10 +49,10 @@ self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))        
         yield self.finding(
             "warning", "Cannot overfit a single small batch",
             f"Trained alone on {o['samples']} samples for {o['steps']} Adam steps (lr {o['lr']}"
-            + (", the better of lr " + " and ".join(f"{r:g}" for r in o["rates"]) if len(o.get("rates", ())) > 1
+            + (", the best of lr " + ", ".join(f"{r:g}" for r in o["rates"]) if len(o.get("rates", ())) > 1
                else "") + "), the loss went "
             f"from {fmt(losses[0])} to at best {fmt(best)} ({pct(fraction)} of the way from its start"
-            + (f" to the loss's floor of {fmt(floor)}" if floor else "") + "); a working model "
+            + (f" to the loss's floor of {fmt(floor)}" if floor else " to 0") + " still to go); a working model "
             "memorises them. Look for an output that cannot express the targets, a loss comparing the wrong "
             "tensors, or labels that do not match inputs.",
             "Check the output layer and the loss against the targets, e.g.:\n\n"

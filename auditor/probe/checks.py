@@ -337,10 +337,14 @@ def overfit_one_batch(fresh: Callable[[], nn.Module], batch, compute: Callable) 
     """Adam on the initial model (`fresh()`: a copy, or the snapshot restored), on the first OVERFIT_SAMPLES only.
     Where OVERFIT_LR does not memorise them, once more from the start at a tenth of it: 3e-3 is too hot for some
     transformers without warmup (torchvision's Swin-V2-T: 71% of the way left at 3e-3, 0.5% at 3e-4 in 25 steps),
-    and a model that either rate can fit can express its targets. The better attempt is kept."""
+    and a model that either rate can fit can express its targets. Where neither does, once more at ten times it:
+    Adam moves a parameter by about its rate per step, so in 150 steps at 3e-3 by 0.45 at most, and some models
+    must move one further to fit (CORAL's ordinal thresholds, which start equal and must spread by units: 50% of
+    the way left at 3e-3, 16% at 3e-2). Whatever the rate, a broken output or loss does not fit. The best attempt
+    is kept."""
     small = map_tensors(batch, lambda t: t[:OVERFIT_SAMPLES] if t.ndim else t)
     tried = []
-    for lr in (OVERFIT_LR, OVERFIT_LR / 10):
+    for lr in (OVERFIT_LR, OVERFIT_LR / 10, OVERFIT_LR * 10):
         losses, floor = _memorise(fresh(), small, compute, lr)
         tried.append((overfit_left(losses, floor)[0], lr, losses, floor))
         if tried[-1][0] <= OVERFIT_DONE:
