@@ -580,6 +580,40 @@ def rare_positive_bce():
                 optimizer=torch.optim.Adam(model.parameters(), lr=3e-3))
 
 
+def multilabel_tags():
+    """Twenty tags, about two present per sample, BCEWithLogitsLoss over the lot; dropout before the head."""
+    _seed()
+    g = _gen(21)
+    x = torch.randn(4096, 50, generator=g)
+    p = torch.sigmoid(3 * (x @ torch.randn(50, 20, generator=g) / 7.0 - 2.2))
+    y = (torch.rand(4096, 20, generator=g) < p).float()
+    model = nn.Sequential(nn.Linear(50, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, 20))
+    return dict(model=model, loader=loader(x, y, 64), loss_fn=nn.BCEWithLogitsLoss(),
+                optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+
+
+class _MeanVar(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 128), nn.SiLU(), nn.Linear(128, 128), nn.SiLU())
+        self.mu, self.logvar = nn.Linear(128, 1), nn.Linear(128, 1)
+
+    def forward(self, x):
+        h = self.body(x)
+        return torch.cat([self.mu(h), self.logvar(h)], 1)
+
+
+def gaussian_nll_regression():
+    """Heteroscedastic regression: a mean and a log-variance, GaussianNLLLoss, whose value goes below zero."""
+    _seed()
+    g = _gen(22)
+    x = torch.randn(4096, 8, generator=g)
+    y = torch.sin(2 * x[:, :1]) + 0.5 * x[:, 1:2] + (0.05 + 0.3 * x[:, :1].abs()) * torch.randn(4096, 1, generator=g)
+    model, nll = _MeanVar(), nn.GaussianNLLLoss()
+    return dict(model=model, loader=loader(x, y, 128), loss_fn=lambda out, t: nll(out[:, :1], t, out[:, 1:].exp()),
+                optimizer=torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4))
+
+
 def lstm_time_major_by_mistake():
     """Batches of (batch, time, features) fed to an nn.LSTM built without batch_first: it reads the batch as
     time, so each sample's output mixes the others'."""
@@ -691,6 +725,8 @@ CASES: dict[str, Case] = {
     "mixup_cnn": Case(mixup_cnn, healthy=True, why="soft targets from a mixup collate function"),
     "weighted_imbalanced": Case(weighted_imbalanced, healthy=True, why="class weights and label smoothing"),
     "rare_positive_bce": Case(rare_positive_bce, healthy=True, why="BCE with pos_weight 9"),
+    "multilabel_tags": Case(multilabel_tags, healthy=True, why="20 tags, BCEWithLogitsLoss"),
+    "gaussian_nll_regression": Case(gaussian_nll_regression, healthy=True, why="a loss that goes below zero"),
     "lstm_time_major_by_mistake": Case(lstm_time_major_by_mistake, must=frozenset({"batch-mixing"}),
                                        headline="batch-mixing", why="an LSTM without batch_first"),
     "adam_eps_one_cnn": Case(adam_eps_one_cnn, must=frozenset({"optimizer-config"}), headline="optimizer-config",
