@@ -71,6 +71,14 @@ MECHANISMS = (
     Mechanism("train-in-eval-mode", ("overfitting", "loss-oscillation", "grad-spikes"),
               "training without dropout and on frozen BatchNorm statistics removes the regularisation and "
               "mismatches the normalisation", "PyTorch docs, nn.Module.train"),
+    # Before the entry of shuffled-apart labels, whose effects are a subset: the unshuffled loader's own.
+    Mechanism("label-problems", ("exploding-gradients", "grad-spikes", "loss-divergence", "loss-nan",
+                                 "loss-oscillation", "dead-units", "saturated-units", "lr-range", "update-ratio",
+                                 "loss-plateau", "overfit-one-batch", "input-independence", "overfitting"),
+              "batches of one class fit the model to that class alone, so the loss and the gradient jump at "
+              "every switch to the next",
+              "Goodfellow, Bengio & Courville, 'Deep Learning' (2016), 8.1.3: minibatches drawn at random",
+              when=lambda f: "batch_majority" in f.evidence),
     Mechanism("label-problems", ("loss-plateau", "lr-range", "update-ratio", "input-independence",
                                  "overfit-one-batch", "overfitting", "loss-oscillation"),
               "labels that do not belong to their inputs leave nothing to learn but the label frequencies",

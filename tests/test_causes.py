@@ -225,3 +225,16 @@ def test_a_consequence_never_advises_the_opposite_rate_to_its_cause():
     steps, dead = _f("update-ratio", onset=0, advice=LR_HIGH), _f("dead-units", onset=13, advice=LR_HIGH)
     link([dead, steps], removed_by={"dead-units": {"update-ratio"}})
     assert steps.fix_moot is None and dead.fix_moot is None
+
+
+def test_an_unshuffled_loader_explains_the_jumps_at_each_switch_of_class():
+    """A dataset stored class by class, loaded with shuffle=False: at step 10 the batches switched from class 0
+    to class 1 and the loss jumped from 0.0004 to 19.5. That was headlined "Gradients exploded at step 10",
+    the unshuffled loader second. Labels shuffled apart from their inputs explain no explosion."""
+    burst, diverge = _f("exploding-gradients", "error", onset=10), _f("loss-divergence", "error")
+    unshuffled = Finding("label-problems", "warning", "t", "", "", onset=0, evidence={"batch_majority": [1.0] * 9})
+    assert link([burst, diverge, unshuffled])[0] == "label-problems"
+    assert "label-problems" in burst.explained_by
+    burst, shuffled = _f("exploding-gradients", "error", onset=10), _f("label-problems", onset=0)
+    link([burst, shuffled])
+    assert "label-problems" not in burst.explained_by

@@ -96,6 +96,7 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     _bug("raw_pixels.py", "uint8 images only cast to float: 0..255 into a CNN under SGD", "input-scale"),
     _bug("unscaled_target.py", "house prices left in dollars under Adam: the output never reaches them",
          "target-scale"),
+    _bug("sorted_noshuffle.py", "a dataset stored class by class, loaded with shuffle=False", "label-problems"),
     _bug("unscaled_sgd.py", "counts in the thousands under SGD: the first step saturates the tanh layer",
          "target-scale"),
 ]}
