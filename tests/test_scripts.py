@@ -655,3 +655,19 @@ def test_input_scale_is_judged_on_a_scripts_own_batches_and_leads():
     stats = report.evidence.input_stats
     assert stats["max"] > 200 and stats["layer"] == "0"
     assert report.root_causes[0] == "input-scale", report.root_causes
+
+
+@pytest.mark.parametrize("squashed", [True, False])
+def test_a_sigmoid_before_bce_with_logits_in_the_loop_is_found(tmp_path, squashed):
+    """torch.sigmoid(model(x)) fed to nn.BCEWithLogitsLoss in a script's loop was clean: the output's form was
+    read only for losses with a class dimension. Binary logits are read too; real logits stay clean."""
+    out = "torch.sigmoid(model(x[i:i + 100]))" if squashed else "model(x[i:i + 100])"
+    script = tmp_path / "train.py"
+    script.write_text("import torch\nfrom torch import nn\ntorch.manual_seed(0)\nx = torch.randn(6000, 20)\n"
+                      "y = (x[:, :3].sum(1) > 0).float().unsqueeze(1)\n"
+                      "model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 1))\n"
+                      "crit = nn.BCEWithLogitsLoss()\nopt = torch.optim.Adam(model.parameters(), lr=1e-3)\n"
+                      f"for i in range(0, 6000, 100):\n    loss = crit({out}, y[i:i + 100])\n"
+                      "    opt.zero_grad()\n    loss.backward()\n    opt.step()\n")
+    report = audit_script(Script(str(script)), steps=30, verify_fixes=False)
+    assert ("output-not-logits" in {f.rule for f in report.findings}) == squashed

@@ -97,6 +97,7 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     _bug("unscaled_target.py", "house prices left in dollars under Adam: the output never reaches them",
          "target-scale"),
     _bug("sorted_noshuffle.py", "a dataset stored class by class, loaded with shuffle=False", "label-problems"),
+    _bug("double_sigmoid.py", "torch.sigmoid(model(x)) in the loop, fed to nn.BCEWithLogitsLoss", "output-not-logits"),
     _bug("unscaled_sgd.py", "counts in the thousands under SGD: the first step saturates the tanh layer",
          "target-scale"),
 ]}
