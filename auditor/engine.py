@@ -82,6 +82,7 @@ class FixPlan:
     train_mode: bool = False  # model.train() before every forward with gradients
     eval_no_grad: bool = False  # model.eval() around every forward without gradients (validation)
     unscale_before_clip: bool = False  # the GradScaler unscales before the script's clipping
+    clip_max_norm: float | None = None  # the script's own clip_grad_norm_ clips at this norm instead
     # The model edit as data, so that a script re-run in a fresh process can apply it too: (parameter name,
     # "scale" | "fill" | "normal" (redrawn with that std), value). model_edit, a function, only reaches the
     # replay's copies.

@@ -50,6 +50,7 @@ class LoopFix:
     amp: str | None = None  # "bf16": the script's fp16 autocast runs in bfloat16
     scaler_init: float | None = None  # the script's GradScaler starts here (enabled); without one, one is added
     warmup: int | None = None  # the rates ramped up over the first this many steps (optim.warmup_factor)
+    clip_max_norm: float | None = None  # the script's own clip_grad_norm_ calls clip at this norm instead
 
 
 # Backward passes before the first optimizer step after which the script is stopped: its loop has no step to
@@ -585,8 +586,18 @@ class LoopWatch:
             if scaled and self.fix.unscale_before_clip:
                 self._unscale(parameters)
                 scaled = self._clip_scaled()
-            self.record.clips.append({"step": self.step, "function": name, "scaled": scaled})
-            return original(parameters, *args, **kwargs)
+            record = {"step": self.step, "function": name, "scaled": scaled}
+            if name == "clip_grad_norm_":
+                if self.fix.clip_max_norm is not None:  # clip-too-tight's fix: the script's own call, looser
+                    args, kwargs = (args[:0], {**kwargs, "max_norm": self.fix.clip_max_norm}) if not args else (
+                        (self.fix.clip_max_norm, *args[1:]), kwargs)
+                max_norm = args[0] if args else kwargs.get("max_norm")
+                record["max_norm"] = float(max_norm) if isinstance(max_norm, int | float) else None
+            result = original(parameters, *args, **kwargs)
+            if isinstance(result, torch.Tensor) and self.step < self.steps:
+                record["norm"] = result.detach()  # the norm before clipping, on the device: read back once, at the end
+            self.record.clips.append(record)
+            return result
         return clip
 
     def _unscale(self, parameters) -> None:

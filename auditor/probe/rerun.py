@@ -43,7 +43,8 @@ def loop_fix(plan: FixPlan) -> tuple[LoopFix | None, str]:
                    unscale_before_clip=plan.unscale_before_clip, hold_schedule=plan.scheduler_every is not None,
                    lr=plan.lr, optimizer_settings=plan.optimizer_settings, clip_grad_norm=plan.clip_grad_norm,
                    add_missing_params=plan.add_missing_params, param_edits=tuple(plan.param_edits),
-                   amp=plan.amp, scaler_init=plan.scaler_init, warmup=plan.warmup), ""
+                   amp=plan.amp, scaler_init=plan.scaler_init, warmup=plan.warmup,
+                   clip_max_norm=plan.clip_max_norm), ""
 
 
 def rerun(script: Script, fix: LoopFix, steps: int, stats_every: int, seed: int, timeout: float | None = None,

@@ -242,6 +242,18 @@ def _initial_loss(call, first_loss) -> float | None:
     return float(first_loss) if first_loss is not None else None
 
 
+def _read_norms(clips: list[dict]) -> list[dict]:
+    """The clip records with each gradient norm the clipping measured as a number: one read-back for them all."""
+    norms = [c["norm"] for c in clips if isinstance(c.get("norm"), torch.Tensor)]
+    if not norms:
+        return clips
+    try:
+        values = iter(torch.stack([t.float().to(norms[0].device) for t in norms]).cpu().tolist())
+    except RuntimeError:  # norms on several devices that cannot meet on one
+        values = iter(float(t) for t in norms)
+    return [{**c, "norm": next(values)} if isinstance(c.get("norm"), torch.Tensor) else c for c in clips]
+
+
 def _loop(watch: LoopWatch, host, n: int) -> dict:
     """The loop's own facts for the loop rules, as plain numbers."""
     rec = watch.record
@@ -254,7 +266,7 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
         "forwards": [{"step": f.step, "model": f.ident == model_id, "module": f.module, "training": f.training,
                       "grad": f.grad, "sensitive": f.sensitive, "sensitive_training": f.sensitive_training}
                      for f in rec.forwards],
-        "clips": rec.clips,
+        "clips": _read_norms(rec.clips),
         "scaler": rec.scaler,
         "stale_optimizer": rec.stale_optimizer,
         "loader_draws": rec.loader_draws,
