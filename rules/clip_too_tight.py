@@ -3,6 +3,7 @@ import numpy as np
 from auditor.causes import LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
 from auditor.evidence import end_level, fmt, is_adaptive, loss_prefix, pct
+from auditor.report import figures
 
 
 class ClipTooTight(Rule):
@@ -48,9 +49,7 @@ torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)    # binds only
     def check(self, ev, t):
         if is_adaptive(ev):
             return  # a constant cut rescales Adam's first and second moments alike: the update barely moves
-        clips = [c for c in (ev.loop or {}).get("clips", []) if c.get("function") == "clip_grad_norm_"
-                 and not c.get("scaled") and c.get("max_norm") and np.isfinite(c.get("norm", np.nan))
-                 and c["norm"] > 0]
+        clips = _norm_clips(ev)
         if len(clips) < t.min_steps:
             return
         norms = np.array([c["norm"] for c in clips], dtype=float)
@@ -80,12 +79,25 @@ torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)    # binds only
 
     metric = "loss over the probe's last fifth"
 
+    def draw(self, ax, ev, finding):
+        clips = _norm_clips(ev)
+        figures.curves(ax, {"gradient norm before clipping": ([c["step"] for c in clips], [c["norm"] for c in clips])},
+                       "step", "global gradient norm", logy=True,
+                       hlines={f"max_norm {fmt(finding.evidence['max_norm'])}": finding.evidence["max_norm"],
+                               f"suggested {fmt(finding.evidence['suggested'])}": finding.evidence["suggested"]})
+
     def plan_fix(self, ev, finding):
         return FixPlan(f"clip_grad_norm_ at max_norm={fmt(finding.evidence['suggested'])} (twice the median norm)",
                        clip_max_norm=finding.evidence["suggested"])
 
     def measure(self, ev, finding):
         return end_level(ev)
+
+
+def _norm_clips(ev) -> list[dict]:
+    """The script's clip_grad_norm_ calls on unscaled gradients, with the norm each measured."""
+    return [c for c in (ev.loop or {}).get("clips", []) if c.get("function") == "clip_grad_norm_"
+            and not c.get("scaled") and c.get("max_norm") and np.isfinite(c.get("norm", np.nan)) and c["norm"] > 0]
 
 
 RULE = ClipTooTight()
