@@ -140,6 +140,7 @@ class Evidence:
     structure: object = None  # auditor.probe.structure.Structure
     stop_code: int | None = None  # the exit code a stopped (partial) audit ends with
     input_stats: dict | None = None
+    eval_dropout: dict | None = None  # dropout still drawn by a forward in eval mode (checks.eval_dropout)
     dropouts: list = field(default_factory=list)  # (module name, p) of the trained model's dropout layers
     output_form: dict | None = None
     labels: list = field(default_factory=list)  # (step, class counts of that batch)

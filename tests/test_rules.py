@@ -42,6 +42,7 @@ TRIGGERS = {
     "lr-schedule": ["lr_schedule"],
     "target-scale": ["target_scale"],
     "dropout-rate": ["dropout_rate"],
+    "dropout-ignores-eval": ["dropout_ignores_eval"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp", "healthy_ordinal"]
@@ -1508,3 +1509,31 @@ def test_a_loss_leaving_its_plateau_at_the_end_of_the_probe_is_information(audit
     for curve in (np.full(100, 4.159), 4.159 - 0.0008 * steps):  # flat; a steady fall of 2% per probe
         (g,) = loss_plateau.RULE.check(dataclasses.replace(ev, loss=curve + noise), t)
         assert g.severity == "warning" and g.title == "Loss plateaus", g.title
+
+
+def test_dropout_drawn_in_eval_mode_is_found_where_it_ignores_the_flag_only():
+    """F.dropout(x, p) and scaled_dot_product_attention(dropout_p=p) draw masks in eval mode; the same calls given
+    the module's flag, nn.Dropout, and torch's own attention layers do not."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from auditor.probe.checks import eval_dropout
+
+    class Net(nn.Module):
+        def __init__(self, careful):
+            super().__init__()
+            self.careful, self.fc, self.drop = careful, nn.Linear(8, 8), nn.Dropout(0.5)
+            self.mha = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+
+        def forward(self, x):
+            flag = self.training if self.careful else True
+            h = F.dropout(self.fc(x), 0.2, flag) + self.drop(x)
+            q = h.view(2, 4, 2, 4).transpose(1, 2)
+            a = F.scaled_dot_product_attention(q, q, q, dropout_p=0.1 if flag else 0.0)
+            return a.transpose(1, 2).reshape(2, 4, 8) + self.mha(h.view(2, 4, 8), h.view(2, 4, 8), h.view(2, 4, 8))[0]
+
+    x = torch.randn(8, 8)
+    assert eval_dropout(Net(careful=True), lambda m: m(x)) == {"sites": {}}
+    sites = eval_dropout(Net(careful=False), lambda m: m(x))["sites"]
+    assert sorted(sites.values()) == [0.1, 0.2] and all(s.startswith("test_rules.py:") for s in sites), sites

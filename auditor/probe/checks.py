@@ -6,11 +6,14 @@ plain numbers for the evidence."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..evidence import overfit_left
 from .batches import LossComputer, map_tensors, tensors
@@ -667,6 +670,52 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray) -> dict:
 EXPERIMENTS = ("batch-mixing", "causal-leak", "overfit-one-batch", "LR range", "labels-from-inputs")
 
 
+class _DropoutSpy(TorchFunctionMode):
+    """Dropout drawn in a forward that runs in eval mode: F.dropout and its kin with training=True (their default,
+    which nn.Dropout overrides with its module's flag and a bare F.dropout(x, p) does not), and
+    scaled_dot_product_attention with dropout_p > 0. Each call site once, as file:line of the user's code."""
+
+    _P = {F.dropout: 0.5, F.dropout1d: 0.5, F.dropout2d: 0.5, F.dropout3d: 0.5, F.alpha_dropout: 0.5,
+          F.feature_alpha_dropout: 0.5}
+
+    def __init__(self):
+        super().__init__()
+        self.sites: dict[str, float] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        p = None
+        if func in self._P:
+            p = args[1] if len(args) > 1 else kwargs.get("p", self._P[func])
+            training = args[2] if len(args) > 2 else kwargs.get("training", True)
+            p = p if training else None
+        elif func is F.scaled_dot_product_attention:
+            p = args[4] if len(args) > 4 else kwargs.get("dropout_p", 0.0)
+        if p:
+            self.sites.setdefault(_user_site(), float(p))
+        return func(*args, **kwargs)
+
+
+def _user_site() -> str:
+    from pathlib import Path
+
+    from .activations import _SKIP_DIRS
+
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
+        frame = frame.f_back
+    return "?" if frame is None else f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+
+
+def eval_dropout(model: nn.Module, forward: Callable[[nn.Module], object]) -> dict:
+    """One forward of `model` (a copy) in eval mode, as validation and inference run it, under no_grad: where it
+    still draws dropout masks, {"sites": {file:line: p}}; empty where it draws none."""
+    model.eval()
+    with torch.no_grad(), _DropoutSpy() as spy:
+        forward(model)
+    return {"sites": dict(list(spy.sites.items())[:10])}
+
+
 def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, losses: LossComputer,
                     compute: Callable, stream, held: list, done: Callable[[], None] = lambda: None) -> None:
     """Each experiment trains or hooks the model `fresh()` returns: a copy of the initial model, or the caller's
@@ -687,6 +736,7 @@ def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, loss
             done()
 
     first = held[0]
+    ev.eval_dropout = attempt("eval-mode dropout", lambda: eval_dropout(fresh(), lambda m: compute(m, first)))
     ev.batch_mixing = attempt("batch-mixing", lambda: batch_mixing(fresh(), first, losses))
     ev.causal_leak = attempt("causal-leak", lambda: causal_leak(fresh(), first))
     ev.overfit = attempt("overfit-one-batch", lambda: overfit_one_batch(fresh, first, compute))

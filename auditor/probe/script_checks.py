@@ -101,6 +101,10 @@ def run(watch, evidence: Evidence) -> None:
         evidence.label_signal = attempt("labels-from-inputs",
                                         lambda: checks.inputs_signal(plain, evidence.probe.loss_fn))
     evidence.input_stats = attempt("input-scale", lambda: _input_stats(watch))
+    if watch.held:
+        args, kwargs = watch.held[min(watch.held)]
+        evidence.eval_dropout = attempt("eval-mode dropout", lambda: checks.eval_dropout(
+            copy_model(watch.initial), lambda m: m(*args, **kwargs)))
     if len(watch.record.players) > 1:
         evidence.probe.notes.append("the experiments that recompute the loss did not run: with several optimizers "
                                     "(a GAN), one model's loss is made by the others")

@@ -100,6 +100,8 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     _bug("double_sigmoid.py", "torch.sigmoid(model(x)) in the loop, fed to nn.BCEWithLogitsLoss", "output-not-logits"),
     _bug("tiny_clip.py", "a CNN trainer whose clip threshold lost a decimal: utils.clip_grad_norm_(p, 1e-2)",
          "clip-too-tight"),
+    _bug("functional_dropout.py", "F.dropout(x, p=0.5) in forward without training=self.training",
+         "dropout-ignores-eval"),
     _bug("unscaled_sgd.py", "counts in the thousands under SGD: the first step saturates the tanh layer",
          "target-scale"),
 ]}
