@@ -43,6 +43,7 @@ TRIGGERS = {
     "target-scale": ["target_scale"],
     "dropout-rate": ["dropout_rate"],
     "dropout-ignores-eval": ["dropout_ignores_eval"],
+    "loss-reduction-sum": ["loss_reduction_sum"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp", "healthy_ordinal"]
@@ -1537,3 +1538,31 @@ def test_dropout_drawn_in_eval_mode_is_found_where_it_ignores_the_flag_only():
     assert eval_dropout(Net(careful=True), lambda m: m(x)) == {"sites": {}}
     sites = eval_dropout(Net(careful=False), lambda m: m(x))["sites"]
     assert sorted(sites.values()) == [0.1, 0.2] and all(s.startswith("test_rules.py:") for s in sites), sites
+
+
+@pytest.mark.parametrize("setup", ["sgd_mean_rate", "adam", "sgd_sum_rate", "sgd_mean"])
+def test_a_summed_loss_is_named_where_sgd_takes_its_steps_at_the_means_rate(setup):
+    """CrossEntropyLoss(reduction="sum") over 64 samples under SGD at a rate tuned for the mean: the step is 64x,
+    units die, and the report led with the dead units. Adam (which divides the gradient by its own scale), SGD
+    at the rate divided by the batch, and the mean itself are healthy."""
+    import torch
+    from torch import nn
+
+    import auditor
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 5, (2048,), generator=g)
+    x = torch.randn(2048, 20, generator=g) + nn.functional.one_hot(y, 20).float() * 2
+    batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 2048, 64)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 5))
+    opt = {"adam": torch.optim.Adam(model.parameters(), lr=1e-3),
+           "sgd_sum_rate": torch.optim.SGD(model.parameters(), lr=0.05 / 64, momentum=0.9)}.get(
+        setup, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+    loss = nn.CrossEntropyLoss(reduction="mean" if setup == "sgd_mean" else "sum")
+    report = auditor.audit(model, batches, loss_fn=loss, optimizer=opt, steps=60, verify_fixes=False)
+    fired = {f.rule for f in report.findings if f.severity != "info"}
+    if setup == "sgd_mean_rate":
+        assert report.root_causes[0] == "loss-reduction-sum", report.root_causes
+    else:
+        assert "loss-reduction-sum" not in fired, fired

@@ -67,7 +67,7 @@ class LossCall:
         """What the rules read of the call (Evidence.loss_call), as plain values."""
         return {"kind": self.kind, "input_shape": list(self.input.shape),
                 "target_shape": None if self.target is None else list(self.target.shape),
-                "squashed_by": self.squashed_by}
+                "squashed_by": self.squashed_by, "reduction": self.options.get("reduction", "mean")}
 
     def describe(self) -> str:
         shown = {k: v for k, v in self.options.items() if k != "reduction" or v != "mean"}
