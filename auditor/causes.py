@@ -90,6 +90,12 @@ MECHANISMS = (
     Mechanism("repeated-batches", ("overfitting", "grad-spikes", "loss-hockey-stick", "lr-range"),
               "the same batch every step is memorised, not learned from",
               "Karpathy, 'A Recipe for Training Neural Networks' (2019): overfit one batch on purpose only"),
+    Mechanism("half-precision-weights", ("loss-nan", "loss-divergence", "exploding-gradients", "grad-spikes",
+                                         "loss-plateau", "update-ratio", "weights-not-updating", "lr-range",
+                                         "optimizer-config", "dead-units", "saturated-units",
+                                         "overfit-one-batch"),
+              "float16 weights round small steps away, and Adam's eps is 0 in float16 (0/0 where the second moment "
+              "underflows)", "Micikevicius et al., 'Mixed Precision Training', ICLR 2018"),
     Mechanism("loss-reduction-sum", ("update-ratio", "lr-range", "dead-units", "saturated-units",
                                      "exploding-gradients", "grad-spikes", "loss-plateau", "loss-divergence",
                                      "loss-nan", "loss-oscillation", "grad-data-ratio", "init-scale"),

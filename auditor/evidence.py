@@ -59,6 +59,8 @@ class ProbeInfo:
     notes: list[str] = field(default_factory=list)
     # Trainable parameters the optimizer cannot move: {name: "not in the optimizer" | "learning rate 0"}.
     not_stepped: dict = field(default_factory=dict)
+    # The optimizer's tensors by dtype ({"float16": elements, ...}) and its smallest eps (optim.weight_precision).
+    weights: dict = field(default_factory=dict)
     # Names, shapes and dtypes of parameters and buffers, and module types, hashed: `audit diff` says when two
     # reports are of different models rather than comparing their numbers as if they were one.
     structure_hash: str = ""

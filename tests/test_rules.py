@@ -44,6 +44,7 @@ TRIGGERS = {
     "dropout-rate": ["dropout_rate"],
     "dropout-ignores-eval": ["dropout_ignores_eval"],
     "loss-reduction-sum": ["loss_reduction_sum"],
+    "half-precision-weights": ["half_precision_weights"],
 }
 HEALTHY = ["makemore_fixed", "healthy_convnet", "healthy_resnet", "healthy_gpt", "healthy_torch_transformer",
            "healthy_regression", "healthy_mlp_adamw", "healthy_ddp", "healthy_ordinal"]
@@ -1566,3 +1567,12 @@ def test_a_summed_loss_is_named_where_sgd_takes_its_steps_at_the_means_rate(setu
         assert report.root_causes[0] == "loss-reduction-sum", report.root_causes
     else:
         assert "loss-reduction-sum" not in fired, fired
+
+
+def test_float16_weights_lead_what_they_set_off(audit_sample):
+    """model.half() under Adam: the loss turned NaN at step 1 and the report said "lower the learning rate and clip
+    the gradient norm". The float16 weights (and an eps of 0 in float16) are the root, the NaN their consequence."""
+    report = audit_sample("half_precision_weights")
+    assert report.root_causes == ["half-precision-weights"], report.root_causes
+    (f,) = [f for f in report.findings if f.rule == "half-precision-weights"]
+    assert f.severity == "error" and f.evidence["eps_is_zero"] and f.evidence["half_share"] == 1.0

@@ -485,6 +485,7 @@ class _Replay:
             input_nonfinite=_nonfinite_inputs(self.init_batches),
             model_file=setup.model_file, data_file=setup.data_file, loop_seconds=loop_seconds,
             not_stepped=self.not_stepped, structure_hash=structure_hash(model), world_size=d.world if d else 1,
+            weights=optim.weight_precision(opt),
             strategy=d.strategy if d else None, amp=amp.mode,
         )
         if zeroed_note:

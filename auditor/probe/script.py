@@ -183,6 +183,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
         num_classes=call.num_classes if call is not None else None,
         batch_size=_batch_size(watch.first_args), lr=peak_lr(lrs), scheduled_lr=optim.scheduled_peak(opt),
         model_file=script.name, data_file=script.command, not_stepped=optim.not_stepped(opt, model),
+        weights=optim.weight_precision(opt),
         structure_hash=structure_hash(model))
     if ending.kind == "crashed":
         info.partial_reason = f"the script failed after {n} optimizer steps: {ending.message}"

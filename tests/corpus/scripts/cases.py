@@ -68,6 +68,7 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     ScriptCase("lora_finetune.py", "LoRA adapters by hand (B at zero) on a frozen backbone trained first, AdamW"),
     ScriptCase("onecycle_ckpt.py", "weight_norm parametrizations, activation checkpointing, OneCycleLR per batch"),
     ScriptCase("ddpm_tiny.py", "a denoising diffusion model: noise prediction at random timesteps, an EMA copy"),
+    ScriptCase("frozen_backbone.py", "torchvision transfer learning: a frozen ResNet-18, SGD over model.fc only"),
     ScriptCase("reinforce_bandit.py", "REINFORCE on a contextual bandit: a policy-gradient loss, not a supervised one"),
     _bug("ddp_sampler.py", "torchrun DDP without sampler.set_epoch", "rank-same-batches", args=("--no-set-epoch",),
          ranks=2),
@@ -104,6 +105,7 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
          "dropout-ignores-eval"),
     _bug("sum_reduction.py", "CrossEntropyLoss(reduction='sum') over batches of 256 under SGD 0.05",
          "loss-reduction-sum"),
+    _bug("half_adam.py", "model.half() under Adam's default eps, 0 in float16", "half-precision-weights"),
     _bug("unscaled_sgd.py", "counts in the thousands under SGD: the first step saturates the tanh layer",
          "target-scale"),
 ]}
