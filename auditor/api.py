@@ -16,6 +16,7 @@ from .load import UserSetup
 from .probe import snapshot
 from .probe.loopwatch import LoopFix
 from .probe.run import DEFAULT_STATS_EVERY, DEFAULT_STEPS, ProbeOptions, mark_partial, run_probe
+from .probe.state import materialise_lazy
 from .progress import Progress, as_progress
 from .report import Report
 from .verify import Counterfactuals
@@ -40,6 +41,7 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
         raise AuditError(f"--ignore names unknown rule(s): {', '.join(sorted(unknown))}; `audit rules` lists them")
     if dist is not None:  # the rank's own device; re-probes for verification run there too, unwrapped
         device = str(dist.device)
+    lazy_note = materialise_lazy(setup)
     if dist is None:
         in_place, in_place_note = snapshot.choose(setup.model, device, in_place)
     else:
@@ -56,6 +58,8 @@ def audit_setup(setup: UserSetup, *, steps: int = DEFAULT_STEPS, stats_every: in
             mark_partial(evidence, stop.reason, stop.exit_code)
     if in_place_note:
         evidence.probe.notes.append(in_place_note)
+    if lazy_note:
+        evidence.probe.notes.append(lazy_note)
     findings = run_rules(evidence, rules, resolved, ignore)
     report = Report(findings, evidence, __version__, [r for r in rules if r not in set(ignore)])
     report.catalogue = rules

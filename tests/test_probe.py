@@ -283,3 +283,19 @@ def test_units_of_another_network_are_not_the_models_to_judge():
     kinds = sorted(tracer.kinds.values())
     assert kinds == ["relu", "sigmoid", "tanh"], tracer.kinds  # the critic's relu absent, the wrapper's present
     assert "1" in tracer.kinds and not any("critic" in n for n in tracer.kinds)
+
+
+@pytest.mark.parametrize("loader", ["list", "generator"])
+def test_lazy_modules_get_their_weights_before_the_probe(loader):
+    """nn.LazyLinear has no weights until its first forward: the audit stopped with an internal error while
+    sizing the model. Its first forward now runs on the loader's first batch (a generator's batch is put back),
+    and the caller's generators are left as they were."""
+    data = _data(n=5)
+    model = nn.Sequential(nn.LazyLinear(16), nn.Tanh(), nn.LazyLinear(3))
+    batches = iter(data) if loader == "generator" else data
+    before = torch.get_rng_state()
+    report = auditor.audit(model, batches, steps=5, verify_fixes=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert report.evidence.probe.steps_run == 5  # a generator's five batches, the first one put back
+    assert any("lazy modules" in n for n in report.evidence.probe.notes)
+    assert model[0].weight.shape == (16, 6)

@@ -67,3 +67,32 @@ def copy_model(model: nn.Module) -> nn.Module:
     except Exception as exc:
         raise AuditError(f"the model cannot be copied for the probe (copy.deepcopy failed: {exc}); "
                          "the auditor never trains your own instance") from None
+
+
+def materialise_lazy(setup) -> str | None:
+    """Lazy modules (nn.LazyLinear, nn.LazyConv2d) have no weights until their first forward, and nothing can be
+    copied, sized or given to an optimizer before that. Their first forward is run here, on the loader's first
+    batch, under no_grad, its random draws kept off the caller's generators, as the user's own first training
+    step would run it. Returns a note for the report, or None where the model has no lazy parameter."""
+    from torch.nn.parameter import is_lazy
+
+    from ..load import call_user
+    from .batches import LossComputer, to_device
+
+    model = setup.model
+    if not any(is_lazy(p) for p in model.parameters()):
+        return None
+    it = call_user(iter, setup.train_loader, what=f"iterating the loader in {setup.data_file}")
+    batch = call_user(next, it, what=f"reading a batch from the loader in {setup.data_file}")
+    if it is setup.train_loader:  # a generator, iterable once: its first batch goes back in front
+        import itertools
+
+        setup.train_loader = itertools.chain([batch], it)
+    device = next(model.parameters()).device
+    computer = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
+    batch = to_device(batch, device)
+    with preserved_rng(device), torch.no_grad():
+        call_user(lambda: computer(model, batch), what=f"running the lazy model from {setup.model_file} once to "
+                                                       "create its weights")
+    return ("the model's lazy modules created their weights on a first forward of the loader's first batch, "
+            "before the probe (as a training script's first step would)")
