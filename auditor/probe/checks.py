@@ -736,7 +736,10 @@ def run_experiments(ev, fresh: Callable[[], nn.Module], make_opt: Callable, loss
             done()
 
     first = held[0]
-    ev.eval_dropout = attempt("eval-mode dropout", lambda: eval_dropout(fresh(), lambda m: compute(m, first)))
+    # The forward alone where it can be told from the loss: an eval-mode output may not be what the loss takes
+    # (Inception's auxiliary logits exist in training mode only).
+    ev.eval_dropout = attempt("eval-mode dropout", lambda: eval_dropout(fresh(), lambda m: compute(m, first) if (
+        losses.training_step is not None) else losses.forward(m, losses.unpack(first)[0])))
     ev.batch_mixing = attempt("batch-mixing", lambda: batch_mixing(fresh(), first, losses))
     ev.causal_leak = attempt("causal-leak", lambda: causal_leak(fresh(), first))
     ev.overfit = attempt("overfit-one-batch", lambda: overfit_one_batch(fresh, first, compute))
