@@ -141,7 +141,8 @@ MECHANISMS = (
                                     "vanishing-gradients"),
               "a softmax fed to a loss that applies its own squashes the gradient and floors the loss",
               "PyTorch docs, nn.CrossEntropyLoss: 'The input is expected to contain the unnormalized logits'"),
-    Mechanism("weights-not-updating", ("loss-plateau", "update-ratio", "input-independence"),
+    Mechanism("weights-not-updating", ("loss-plateau", "update-ratio", "input-independence", "overfit-one-batch",
+                                       "lr-range"),
               "parameters the optimizer never steps keep their initial values",
               "PyTorch docs, torch.optim: parameters must be passed to the optimizer"),
     # A setting that shrinks or distorts every step looks like a learning rate far off; the rate's rules see the

@@ -87,6 +87,19 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
                 f"for p in model.get_submodule({layer!r}).parameters():\n    p.requires_grad_(True)\n"
                 "optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)",
                 head, frozen_output=head)
+        reached = [p for p in ev.params if p.received_grad]
+        if unused and not reached and not frozen and _unreached(ev):
+            yield self.finding(
+                "error", "The loss does not reach the model's parameters",
+                f"A loss was backpropagated at every step, yet none of the model's {len(unused)} trainable "
+                "parameter tensors ever got a gradient: the loss is not computed from the model's output through "
+                "autograd (a value rebuilt from .item(), torch.tensor(...), .detach(), .data or a NumPy round-trip), "
+                "so backward() stops before the model and nothing trains.",
+                "Compute the loss from the model's output tensor, and log its value separately:\n\n"
+                "loss = criterion(model(x), y)      # not torch.tensor(criterion(...).item(), requires_grad=True)\n"
+                "loss.backward()\noptimizer.step()\nprint(loss.item())",
+                unused[:5], unused=unused, disconnected=True)
+            return
         if unused:
             yield self.finding(
                 "info", "Parameters that never receive a gradient",
@@ -105,8 +118,8 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     metric = "parameter tensors with gradients that never move"
 
     def plan_fix(self, ev, finding):
-        if finding.severity == "info":
-            return None
+        if finding.severity == "info" or finding.evidence.get("disconnected"):
+            return None  # a loss cut off from the model is code to rewrite, not a setting to change
         if "frozen_output" in finding.evidence:
             names = finding.evidence["frozen_output"]
 
@@ -120,6 +133,18 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 
     def measure(self, ev, finding):
         return len(_frozen_output(ev)) if "frozen_output" in finding.evidence else len(_frozen(ev))
+
+
+def _unreached(ev) -> bool:
+    """Backward ran and reached no parameter: in a script, at most steps with no zero_grad() since the backward
+    (else a misplaced zero_grad cleared them: grads-zeroed-before-step's); in a replay, at every step."""
+    if not (ev.loss.size and np.isfinite(ev.loss).any()):
+        return False
+    loop = ev.loop
+    if loop is None:
+        return True
+    backed = sum(1 for b in loop.get("backwards", []) if b)
+    return bool(backed) and len(loop.get("grads_unreached_at_step", [])) >= 0.5 * backed
 
 
 RULE = WeightsNotUpdating()

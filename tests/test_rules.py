@@ -1576,3 +1576,24 @@ def test_float16_weights_lead_what_they_set_off(audit_sample):
     assert report.root_causes == ["half-precision-weights"], report.root_causes
     (f,) = [f for f in report.findings if f.rule == "half-precision-weights"]
     assert f.severity == "error" and f.evidence["eps_is_zero"] and f.evidence["half_share"] == 1.0
+
+
+def test_a_loss_function_that_leaves_autograd_is_an_error_in_the_replay():
+    """loss_fn returning torch.tensor(F.mse_loss(out, y).item(), requires_grad=True): the replay trained nothing and
+    said only "Parameters that never receive a gradient ... Fine if deliberate" (information)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    import auditor
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 10, generator=g)
+    batches = [(x[i:i + 64], x[i:i + 64, :1] * 2) for i in range(0, 1024, 64)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    report = auditor.audit(model, batches, loss_fn=lambda o, y: torch.tensor(F.mse_loss(o, y).item(),
+                                                                             requires_grad=True),
+                           steps=30, verify_fixes=False)
+    (f,) = [f for f in report.findings if f.rule == "weights-not-updating"]
+    assert f.severity == "error" and f.evidence["disconnected"] and report.root_causes[0] == "weights-not-updating"

@@ -689,3 +689,18 @@ def test_clipping_that_binds_is_no_fault_where_the_update_does_not_suffer(tmp_pa
     clips = report.evidence.loop["clips"]
     assert sum(c["norm"] > c["max_norm"] for c in clips) >= 0.9 * len(clips)  # it binds
     assert "clip-too-tight" not in {f.rule for f in report.findings}, [f.rule for f in report.findings]
+
+
+def test_a_loss_cut_off_from_the_model_is_named_not_read_as_a_misplaced_zero_grad(tmp_path):
+    """A loss rebuilt from .item() (torch.tensor(value, requires_grad=True)) backpropagates into nothing: every
+    .grad is None at step(), which was headlined "Gradients are cleared between backward() and step()" though no
+    zero_grad() ran in between."""
+    script = tmp_path / "train.py"
+    script.write_text(_LOOP_HEAD + "opt = torch.optim.Adam(model.parameters(), lr=1e-3)\n"
+                      "for i in range(0, 4096, 32):\n    value = loss_of(i).item()\n"
+                      "    loss = torch.tensor(value, requires_grad=True)\n"
+                      "    opt.zero_grad()\n    loss.backward()\n    opt.step()\n")
+    report = audit_script(Script(str(script)), steps=30, verify_fixes=False)
+    fired = {f.rule: f for f in report.findings}
+    assert "grads-zeroed-before-step" not in fired, list(fired)
+    assert fired["weights-not-updating"].severity == "error" and report.root_causes[0] == "weights-not-updating"

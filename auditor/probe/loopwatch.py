@@ -83,6 +83,7 @@ class LoopRecord:
 
     backwards: list[int] = field(default_factory=list)  # backward passes before each step
     none_at_step: list[int] = field(default_factory=list)  # steps where every .grad was None at step() after a backward
+    unreached_at_step: list[int] = field(default_factory=list)  # ... with no zero_grad() since: backward reached none
     carried: list[int] = field(default_factory=list)  # steps whose update carried the previous step's gradients
     checked: int = 0  # steps at which that could be told
     skipped: list[int] = field(default_factory=list)  # per iteration the GradScaler skipped: the step it preceded
@@ -175,6 +176,7 @@ class LoopWatch:
         self._unstepped = 0  # backward passes since any optimizer's step or the last zero_grad()
         self._in_step = 0  # inside an optimizer's step(): a closure's zero_grad and backward belong to it
         self._versions = 0  # the parameters' version counters at the last backward: moved since, its grads were used
+        self._cleared_after_backward = False  # a zero_grad() since the last backward: None grads were cleared
         self._last_input = None  # a weak reference to the previous fingerprinted step's input tensor
         self.lambda_schedules: list = []  # weak references to the LambdaLR schedules the script made
 
@@ -474,6 +476,7 @@ class LoopWatch:
         self._backwards += 1
         self._unstepped += 1
         self._versions = self._param_versions()
+        self._cleared_after_backward = False
         if self.step == 0 and self._backwards >= NO_STEP_LIMIT and not self.record.skipped:
             self.no_step_stopped = True
             raise StopScript(f"{self._backwards} backward passes without an optimizer step")
@@ -529,6 +532,7 @@ class LoopWatch:
         def zero_grad(owner, *args, **kwargs):
             if watch.fix.zero_grad and watch._backwards:
                 return None  # the fix clears them at the next step's first backward instead
+            watch._cleared_after_backward = True
             watch._note_zero_grad(owner)
             # Called from an optimizer's own method (SAM's first_step(zero_grad=True)): part of its algorithm.
             watch._note_discard(isinstance(sys._getframe(1).f_locals.get("self"), torch.optim.Optimizer))
@@ -681,7 +685,9 @@ class LoopWatch:
             if carried:
                 self.record.carried.append(step)
         if self._backwards and all(p.grad is None for p in self.params.params):
-            self.record.none_at_step.append(step)
+            # Cleared by a zero_grad() after the backward, or never reached by it (a loss rebuilt from .item()):
+            # the second is weights-not-updating's, not a misplaced zero_grad.
+            (self.record.none_at_step if self._cleared_after_backward else self.record.unreached_at_step).append(step)
         if self._pending:
             loss = self._pending[0] if len(self._pending) == 1 else torch.stack(self._pending).mean()
             self.observer.loss(step, loss)

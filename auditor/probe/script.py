@@ -262,6 +262,7 @@ def _loop(watch: LoopWatch, host, n: int) -> dict:
     return {
         "backwards": rec.backwards[:n],
         "grads_none_at_step": rec.none_at_step,
+        "grads_unreached_at_step": rec.unreached_at_step,
         "carried_grads": [s for s in rec.carried if s < n],
         "carry_checked": rec.checked,
         "forwards": [{"step": f.step, "model": f.ident == model_id, "module": f.module, "training": f.training,

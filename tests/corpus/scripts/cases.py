@@ -106,6 +106,8 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     _bug("sum_reduction.py", "CrossEntropyLoss(reduction='sum') over batches of 256 under SGD 0.05",
          "loss-reduction-sum"),
     _bug("half_adam.py", "model.half() under Adam's default eps, 0 in float16", "half-precision-weights"),
+    _bug("detached_loss.py", "the loss rebuilt from .item() as torch.tensor(value, requires_grad=True)",
+         "weights-not-updating"),
     _bug("unscaled_sgd.py", "counts in the thousands under SGD: the first step saturates the tanh layer",
          "target-scale"),
 ]}
