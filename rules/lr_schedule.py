@@ -67,6 +67,11 @@ class LrSchedule(Rule):
     unverified_because = "the fix is in the schedule's own lambda, which the auditor does not rewrite"
     metric = "log10 of the lowest rate after the peak, over the peak"
     metric_goal = 0.0
+    # A rate held where the schedule collapsed it ends a 100-step probe at a higher, noisier loss than the decayed
+    # one: the short-horizon bias (Wu, Ren, Liao & Grosse, ICLR 2018). The collapse costs the rest of the run,
+    # which the probe does not see; the rate's own metric judges the fix. (ReduceLROnPlateau stepped on every
+    # batch's loss: 0.50 decayed, 0.68 held, at step 100.)
+    compares_loss = False
     thresholds = {
         "fall": Threshold(100.0, "the rate has fallen by more than this factor from its peak",
                           "issue 20: a schedule meant for epochs and stepped per batch falls by 10-1000x within "
@@ -141,7 +146,8 @@ the job's length (a script's own loop shows whether training went on at zero).
                     "falls this way; the model stops learning long before the run ends.",
                     "Step an epoch schedule once per epoch, after the epoch's batches:\n\n"
                     "for epoch in range(epochs):\n    for x, y in loader:\n        ...\n        optimizer.step()\n"
-                    "    scheduler.step()\n\nor express it in steps (T_max=epochs * len(loader)).",
+                    "    scheduler.step()\n\nor express it in steps (T_max=epochs * len(loader)); ReduceLROnPlateau: "
+                    "once per epoch, on the validation loss (scheduler.step(val_loss)), not on each batch's noise.",
                     [], onset=first, peak=float(lr[peak]), low=float(np.nanmin(lr[peak:])), first_low=first)
                 return
             cycles = _cycles(lr)

@@ -108,6 +108,8 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     _bug("half_adam.py", "model.half() under Adam's default eps, 0 in float16", "half-precision-weights"),
     _bug("detached_loss.py", "the loss rebuilt from .item() as torch.tensor(value, requires_grad=True)",
          "weights-not-updating"),
+    _bug("plateau_per_batch.py", "ReduceLROnPlateau(patience=5) stepped on every batch's training loss",
+         "lr-schedule"),
     _bug("unscaled_sgd.py", "counts in the thousands under SGD: the first step saturates the tanh layer",
          "target-scale"),
 ]}
