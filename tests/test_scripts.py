@@ -706,15 +706,11 @@ def test_a_loss_cut_off_from_the_model_is_named_not_read_as_a_misplaced_zero_gra
     assert fired["weights-not-updating"].severity == "error" and report.root_causes[0] == "weights-not-updating"
 
 
-def test_a_collapsing_schedule_held_is_its_fix_though_the_short_probe_ends_higher(tmp_path):
+def test_a_collapsing_schedule_held_is_its_fix_though_the_short_probe_ends_higher():
     """ReduceLROnPlateau(patience=5) stepped on every batch's loss cut the rate to 1e-8 by step 45. Held at its
     first rate, the copy's loss at step 100 was higher (the short-horizon bias: a decayed rate looks better over a
     few steps), and the proven fix was reported as "made it worse"."""
-    script = tmp_path / "train.py"
-    script.write_text(_LOOP_HEAD + "opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)\n"
-                      "sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=3)\n"
-                      "for i in range(0, 4096, 32):\n    loss = loss_of(i)\n    opt.zero_grad()\n    loss.backward()\n"
-                      "    opt.step()\n    sched.step(loss.item())\n")
-    report = audit_script(Script(str(script)), steps=60)
+    script = Path(__file__).resolve().parent / "corpus" / "scripts" / "plateau_per_batch.py"
+    report = audit_script(Script(str(script)), steps=100)
     (f,) = [f for f in report.findings if f.rule == "lr-schedule"]
     assert f.verified["outcome"] in ("resolved", "improved"), f.verified
