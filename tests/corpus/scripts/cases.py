@@ -69,6 +69,8 @@ CASES = {c.file.removesuffix(".py") + ("_" + "_".join(a.strip("-") for a in c.ar
     ScriptCase("onecycle_ckpt.py", "weight_norm parametrizations, activation checkpointing, OneCycleLR per batch"),
     ScriptCase("ddpm_tiny.py", "a denoising diffusion model: noise prediction at random timesteps, an EMA copy"),
     ScriptCase("frozen_backbone.py", "torchvision transfer learning: a frozen ResNet-18, SGD over model.fc only"),
+    ScriptCase("byol.py", "BYOL: an EMA target network under no_grad in train mode, a predictor, 2 - 2 cos"),
+    ScriptCase("swa.py", "stochastic weight averaging: AveragedModel, SWALR after a cosine start, update_bn"),
     ScriptCase("reinforce_bandit.py", "REINFORCE on a contextual bandit: a policy-gradient loss, not a supervised one"),
     _bug("ddp_sampler.py", "torchrun DDP without sampler.set_epoch", "rank-same-batches", args=("--no-set-epoch",),
          ranks=2),
