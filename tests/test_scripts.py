@@ -555,11 +555,16 @@ _LOOPS = {
 }
 
 
+def _audit_loop(tmp_path, body: str, steps: int = 30):
+    """A script of _LOOP_HEAD and `body`, audited without verifying fixes."""
+    script = tmp_path / "train.py"
+    script.write_text(_LOOP_HEAD + body)
+    return audit_script(Script(str(script)), steps=steps, verify_fixes=False)
+
+
 @pytest.mark.parametrize("loop", sorted(_LOOPS))
 def test_backward_passes_cleared_unused_are_found_and_accumulation_closures_players_and_sam_are_not(tmp_path, loop):
-    script = tmp_path / "train.py"
-    script.write_text(_LOOP_HEAD + _LOOPS[loop])
-    report = audit_script(Script(str(script)), steps=8 if loop == "step_in_log" else 20, verify_fixes=False)
+    report = _audit_loop(tmp_path, _LOOPS[loop], steps=8 if loop == "step_in_log" else 20)
     fired = {f.rule: f for f in report.findings}
     if loop != "cleans_the_other":
         assert (report.evidence.loop["discarded"] > 0) == (loop == "step_in_log")
@@ -681,11 +686,10 @@ def test_clipping_that_binds_is_no_fault_where_the_update_does_not_suffer(tmp_pa
     (pytorch/examples' word language model: clip 0.25 at lr 20): clipping binds on every step, the loss falls."""
     opt = "torch.optim.Adam(model.parameters(), lr=1e-3)" if setup == "adam" else \
         "torch.optim.SGD(model.parameters(), lr=20.0)"
-    script = tmp_path / "train.py"
-    script.write_text(_LOOP_HEAD + f"opt = {opt}\n"
-                      "for i in range(0, 4096, 32):\n    opt.zero_grad()\n    loss_of(i).backward()\n"
-                      "    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.01)\n    opt.step()\n")
-    report = audit_script(Script(str(script)), steps=60, verify_fixes=False)
+    report = _audit_loop(tmp_path, f"opt = {opt}\n"
+                         "for i in range(0, 4096, 32):\n    opt.zero_grad()\n    loss_of(i).backward()\n"
+                         "    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.01)\n    opt.step()\n",
+                         steps=60)
     clips = report.evidence.loop["clips"]
     assert sum(c["norm"] > c["max_norm"] for c in clips) >= 0.9 * len(clips)  # it binds
     assert "clip-too-tight" not in {f.rule for f in report.findings}, [f.rule for f in report.findings]
@@ -695,12 +699,10 @@ def test_a_loss_cut_off_from_the_model_is_named_not_read_as_a_misplaced_zero_gra
     """A loss rebuilt from .item() (torch.tensor(value, requires_grad=True)) backpropagates into nothing: every
     .grad is None at step(), which was headlined "Gradients are cleared between backward() and step()" though no
     zero_grad() ran in between."""
-    script = tmp_path / "train.py"
-    script.write_text(_LOOP_HEAD + "opt = torch.optim.Adam(model.parameters(), lr=1e-3)\n"
-                      "for i in range(0, 4096, 32):\n    value = loss_of(i).item()\n"
-                      "    loss = torch.tensor(value, requires_grad=True)\n"
-                      "    opt.zero_grad()\n    loss.backward()\n    opt.step()\n")
-    report = audit_script(Script(str(script)), steps=30, verify_fixes=False)
+    report = _audit_loop(tmp_path, "opt = torch.optim.Adam(model.parameters(), lr=1e-3)\n"
+                         "for i in range(0, 4096, 32):\n    value = loss_of(i).item()\n"
+                         "    loss = torch.tensor(value, requires_grad=True)\n"
+                         "    opt.zero_grad()\n    loss.backward()\n    opt.step()\n")
     fired = {f.rule: f for f in report.findings}
     assert "grads-zeroed-before-step" not in fired, list(fired)
     assert fired["weights-not-updating"].severity == "error" and report.root_causes[0] == "weights-not-updating"
