@@ -291,7 +291,7 @@ def test_lazy_modules_get_their_weights_before_the_probe(loader):
     sizing the model. Its first forward now runs on the loader's first batch (a generator's batch is put back),
     and the caller's generators are left as they were."""
     data = _data(n=5)
-    model = nn.Sequential(nn.LazyLinear(16), nn.Tanh(), nn.LazyLinear(3))
+    model = nn.Sequential(nn.LazyLinear(16), nn.BatchNorm1d(16), nn.Tanh(), nn.LazyLinear(3))
     batches = iter(data) if loader == "generator" else data
     before = torch.get_rng_state()
     report = auditor.audit(model, batches, steps=5, verify_fixes=False)
@@ -299,3 +299,5 @@ def test_lazy_modules_get_their_weights_before_the_probe(loader):
     assert report.evidence.probe.steps_run == 5  # a generator's five batches, the first one put back
     assert any("lazy modules" in n for n in report.evidence.probe.notes)
     assert model[0].weight.shape == (16, 6)
+    # The caller's BatchNorm learnt nothing from the batch that made the weights, and is back in training mode.
+    assert model[1].num_batches_tracked.item() == 0 and model[1].training

@@ -534,8 +534,11 @@ class LoopWatch:
                 return None  # the fix clears them at the next step's first backward instead
             watch._cleared_after_backward = True
             watch._note_zero_grad(owner)
-            # Called from an optimizer's own method (SAM's first_step(zero_grad=True)): part of its algorithm.
-            watch._note_discard(isinstance(sys._getframe(1).f_locals.get("self"), torch.optim.Optimizer))
+            # Called from an optimizer's own method (SAM's first_step(zero_grad=True)): part of its algorithm; but
+            # not from a wrapper's own zero_grad (accelerate's AcceleratedOptimizer delegates to the one it wraps).
+            caller = sys._getframe(1)
+            watch._note_discard(caller.f_code.co_name != "zero_grad"
+                                and isinstance(caller.f_locals.get("self"), torch.optim.Optimizer))
             return original(owner, *args, **kwargs)
         return zero_grad
 

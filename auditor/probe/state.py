@@ -83,7 +83,11 @@ def materialise_lazy(setup) -> str | None:
     if not any(is_lazy(p) for p in model.parameters()):
         return None
     it = call_user(iter, setup.train_loader, what=f"iterating the loader in {setup.data_file}")
-    batch = call_user(next, it, what=f"reading a batch from the loader in {setup.data_file}")
+    try:
+        batch = call_user(next, it, what=f"reading a batch from the loader in {setup.data_file}")
+    except StopIteration:
+        raise AuditError(f"{setup.data_file}: the loader yielded no batches, and the model's lazy modules need one "
+                         "to create their weights") from None
     if it is setup.train_loader:  # a generator, iterable once: its first batch goes back in front
         import itertools
 
@@ -91,8 +95,16 @@ def materialise_lazy(setup) -> str | None:
     device = next(model.parameters()).device
     computer = LossComputer(setup.loss_fn, setup.training_step, setup.model_file, setup.data_file)
     batch = to_device(batch, device)
-    with preserved_rng(device), torch.no_grad():
-        call_user(lambda: computer(model, batch), what=f"running the lazy model from {setup.model_file} once to "
-                                                       "create its weights")
+    # In eval mode, so that no BatchNorm of the caller's model learns running statistics from this batch; each
+    # module's own mode back afterwards (a BatchNorm frozen on purpose stays in eval).
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with preserved_rng(device), torch.no_grad():
+            call_user(lambda: computer(model, batch), what=f"running the lazy model from {setup.model_file} once "
+                                                           "to create its weights")
+    finally:
+        for m, training in modes:
+            m.training = training
     return ("the model's lazy modules created their weights on a first forward of the loader's first batch, "
             "before the probe (as a training script's first step would)")
