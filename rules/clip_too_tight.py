@@ -17,8 +17,9 @@ class ClipTooTight(Rule):
                              "Pascanu, Mikolov & Bengio 2013: clipping is for the rare exploding step; a threshold "
                              "that binds on every step turns SGD into normalised SGD at lr x max_norm"),
         "max_ratio": Threshold(0.1, "... and the median max_norm / norm is below this (steps cut 10x or more)",
-                               "measured: nanoGPT's clip at 1.0 and torchvision's recipes bind on a few steps; a "
-                               "max_norm of 0.01 on an MLP whose norm is ~1.5 cuts every step 150x"),
+                               "measured: 0.01 against the sample MLP's norm of 0.35 cuts every step to 0.028 of "
+                               "it, and against the corpus CNN's 0.60 to 0.017 (both a plateau that clipping at "
+                               "twice the median norm ends: 1.56 -> 0.27, 2.29 -> 1.25)"),
         "min_drop": Threshold(0.05, "... and the loss fell by less than this fraction (medians of the first and "
                               "last fifth): clipping that binds while the loss falls is a choice "
                               "(pytorch/examples' word language model clips at 0.25 under SGD at lr 20)",
@@ -35,8 +36,8 @@ there, and the rule stays silent for them.
 """
     example = """
 loss.backward()
-torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.01)   # the gradients' norm is ~1.5
-optimizer.step()                                                    # SGD: every step 150x shorter
+torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.01)   # the gradients' norm is ~0.35
+optimizer.step()                                                    # SGD: every step ~35x shorter
 """
     use_instead = """
 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)    # binds only on the rare spike

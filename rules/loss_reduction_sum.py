@@ -14,9 +14,11 @@ class LossReductionSum(Rule):
         "first_high": Threshold(-1.3, "warn when the first step's median log10 ‖Δw‖/‖w‖, or the later steps' median, "
                                 "is above this: beyond every healthy recipe's", "measured (update-ratio's "
                                 "calibration): healthy recipes' first step -3.5 (makemore) to -1.3 (GPT, AdamW "
-                                "1e-3); the sample's sum over 64 at SGD 0.05: -0.87, its units killed by step 13"),
+                                "1e-3); the sample's sum over 64 at SGD 0.05: -0.87, its last layer's units "
+                                "killed in training"),
         "min_terms": Threshold(8, "only where the loss sums at least this many terms",
-                               "a sum over a few outputs per sample is a modelling choice, not a batch scaling"),
+                               "by construction: a sum over a few outputs per sample (a VAE's latent terms) is a "
+                               "modelling choice that scales the step less than a decade, not a batch scaling"),
     }
     why = """
 With `reduction="sum"` the loss, and with it every gradient, grows with the number of terms summed: the batch
