@@ -484,10 +484,16 @@ def loss_prefix(ev: Evidence) -> np.ndarray:
     return ev.loss[: int(np.argmax(bad))] if bad.any() else ev.loss
 
 
+def fifths(seq: np.ndarray) -> tuple[float, float, int]:
+    """Medians of a loss curve's first and last fifth (at least 3 steps each), and that window's length."""
+    k = max(3, seq.size // 5)
+    return float(np.median(seq[:k])), float(np.median(seq[-k:])), k
+
+
 def end_level(ev: Evidence) -> float:
     """Where the loss ended: the median of the last fifth (at least 3 steps) of the finite loss curve."""
     seq = loss_prefix(ev)
-    return float(np.median(seq[-max(3, seq.size // 5):])) if seq.size else float("nan")
+    return fifths(seq)[1] if seq.size else float("nan")
 
 
 def update_level(ev: Evidence) -> tuple[float, dict[str, float]]:

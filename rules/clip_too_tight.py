@@ -2,7 +2,7 @@ import numpy as np
 
 from auditor.causes import LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import end_level, fmt, is_adaptive, loss_prefix, pct
+from auditor.evidence import end_level, fifths, fmt, is_adaptive, loss_prefix, pct
 from auditor.report import figures
 
 
@@ -60,8 +60,7 @@ torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)    # binds only
         seq = loss_prefix(ev)
         if binding < t.binding or median_ratio > t.max_ratio or seq.size < t.min_steps:
             return
-        k = max(3, seq.size // 5)
-        start, end = float(np.median(seq[:k])), float(np.median(seq[-k:]))
+        start, end, _ = fifths(seq)
         drop = (start - end) / abs(start) if start else 0.0
         if drop >= t.min_drop:
             return

@@ -2,7 +2,7 @@ import numpy as np
 
 from auditor.causes import LR_LOW
 from auditor.engine import FixPlan, Rule, Threshold
-from auditor.evidence import end_level, fmt, loss_prefix, pct, update_level
+from auditor.evidence import end_level, fifths, fmt, loss_prefix, pct, update_level
 
 from ._residual import branch_ends, suffixes
 
@@ -50,8 +50,7 @@ audited with `audit run`) is not judged: each player's loss is held up by the ot
         seq = loss_prefix(ev)
         if seq.size < t.min_steps:
             return
-        k = max(3, seq.size // 5)
-        start, end = float(np.median(seq[:k])), float(np.median(seq[-k:]))
+        start, end, k = fifths(seq)
         if start <= 1e-8:
             return
         drop = (start - end) / abs(start)

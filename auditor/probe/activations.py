@@ -69,10 +69,15 @@ def _reduce_dims(ndim: int) -> tuple[int, ...]:
 _SITES: dict[tuple, str] = {}
 
 
-def _call_site(func) -> str:
-    frame = sys._getframe(3)
+def user_frame(frame):
+    """The first frame at or above `frame` in the user's code: not torch's, not the auditor's."""
     while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
         frame = frame.f_back
+    return frame
+
+
+def _call_site(func) -> str:
+    frame = user_frame(sys._getframe(3))
     key = (func, frame.f_code, frame.f_lineno) if frame is not None else (func,)
     site = _SITES.get(key)
     if site is None:

@@ -699,11 +699,9 @@ class _DropoutSpy(TorchFunctionMode):
 def _user_site() -> str:
     from pathlib import Path
 
-    from .activations import _SKIP_DIRS
+    from .activations import user_frame
 
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
-        frame = frame.f_back
+    frame = user_frame(sys._getframe(2))
     return "?" if frame is None else f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
 
 

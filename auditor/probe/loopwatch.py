@@ -502,12 +502,19 @@ class LoopWatch:
     def _param_versions(self) -> int:
         return sum(p._version for p in self._fix_params())
 
-    def _note_discard(self, by_optimizer: bool = False) -> None:
+    def _note_discard(self, caller) -> None:
         """Backward passes cleared with no step between are thrown away, unless something used their gradients to
         move the weights first: SAM's ascent step (an optimizer's own method that clears them after, or a loop
-        that perturbs the weights in place), which an optimizer step hook cannot see."""
+        that perturbs the weights in place), which an optimizer step hook cannot see. Only read where such passes
+        exist: a loop's every-step zero_grad() after its step costs nothing here."""
+        if not self._unstepped:
+            return
+        # An optimizer's own method (SAM's first_step(zero_grad=True)) is its algorithm; a wrapper's own zero_grad
+        # that delegates (accelerate's AcceleratedOptimizer) is not.
+        by_optimizer = caller.f_code.co_name != "zero_grad" and isinstance(caller.f_locals.get("self"),
+                                                                          torch.optim.Optimizer)
         used = by_optimizer or self._param_versions() != self._versions
-        if self._unstepped and not self._in_step and not used and self.step < self.steps:
+        if not self._in_step and not used and self.step < self.steps:
             self.record.discarded += self._unstepped
             if len(self.record.discarded_at) < 20:
                 self.record.discarded_at.append(self.step)
@@ -534,11 +541,7 @@ class LoopWatch:
                 return None  # the fix clears them at the next step's first backward instead
             watch._cleared_after_backward = True
             watch._note_zero_grad(owner)
-            # Called from an optimizer's own method (SAM's first_step(zero_grad=True)): part of its algorithm; but
-            # not from a wrapper's own zero_grad (accelerate's AcceleratedOptimizer delegates to the one it wraps).
-            caller = sys._getframe(1)
-            watch._note_discard(caller.f_code.co_name != "zero_grad"
-                                and isinstance(caller.f_locals.get("self"), torch.optim.Optimizer))
+            watch._note_discard(sys._getframe(1))
             return original(owner, *args, **kwargs)
         return zero_grad
 

@@ -209,7 +209,7 @@ def _evidence(script: Script, watch: LoopWatch, ending: Ending, seed: int, start
     evidence.batch_fingerprints = [np.asarray(a, dtype=float) for a in host.get("batch_fp", ([], []))[1]]
     evidence.labels = [(s_, a.astype(int)) for s_, a in zip(*host.get("labels", ([], [])), strict=True)]
     evidence.targets = [np.asarray(a, dtype=float) for a in host.get("targets", ([], []))[1]]
-    if call is not None and (call.num_classes or call.kind == "bce_logits"):  # binary: no class dimension
+    if call is not None:  # output_form reads the kinds it knows (classes, or BCE's binary logits), else None
         evidence.output_form = checks.output_form([call.input], call.kind, call.class_dim, call.squashed_by)
     if call is not None:
         evidence.loss_call = call.summary()
